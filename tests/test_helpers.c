@@ -1,0 +1,156 @@
+/*
+ * test_helpers.c: shared plumbing of the unit tests
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "test_helpers.h"
+
+char *
+spTestTempDir(void)
+{
+    g_autoptr(GError) error = NULL;
+    char *dir = g_dir_make_tmp("stormpool-test-XXXXXX", &error);
+
+    g_assert_no_error(error);
+    return dir;
+}
+
+
+static void
+removeTree(const char *path)
+{
+    g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+    const char *name;
+
+    if (dir) {
+        while ((name = g_dir_read_name(dir))) {
+            g_autofree char *child = g_build_filename(path, name, NULL);
+            if (g_file_test(child, G_FILE_TEST_IS_DIR) &&
+                !g_file_test(child, G_FILE_TEST_IS_SYMLINK)) {
+                g_chmod(child, 0700);
+                removeTree(child);
+            } else {
+                g_unlink(child);
+            }
+        }
+    }
+    g_rmdir(path);
+}
+
+
+void
+spTestTempDirFree(char *dir)
+{
+    if (!dir)
+        return;
+    removeTree(dir);
+    g_free(dir);
+}
+
+
+int
+spTestRun(const char * const *argv, char **out, char **err)
+{
+    g_autoptr(GError) error = NULL;
+    int status = -1;
+
+    if (!g_spawn_sync(NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH,
+                      NULL, NULL, out, err, &status, &error)) {
+        g_test_message("cannot run %s: %s", argv[0], error->message);
+        return -1;
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return -1;
+}
+
+
+gboolean
+spTestHaveQemuImg(void)
+{
+    g_autofree char *path = g_find_program_in_path("qemu-img");
+
+    return path != NULL;
+}
+
+
+static const char *
+jsonValue(const char *json, const char *key)
+{
+    g_autofree char *needle = g_strdup_printf("\"%s\":", key);
+    const char *p = strstr(json, needle);
+
+    if (!p)
+        return NULL;
+    p += strlen(needle);
+    while (*p == ' ' || *p == '\n' || *p == '\t')
+        p++;
+    return p;
+}
+
+
+gboolean
+spTestJsonInt(const char *json, const char *key, gint64 *value)
+{
+    const char *p = jsonValue(json, key);
+    char *end = NULL;
+
+    if (!p)
+        return FALSE;
+    *value = g_ascii_strtoll(p, &end, 10);
+    return end != p;
+}
+
+
+gboolean
+spTestJsonBool(const char *json, const char *key, gboolean *value)
+{
+    const char *p = jsonValue(json, key);
+
+    if (!p)
+        return FALSE;
+    if (g_str_has_prefix(p, "true"))
+        *value = TRUE;
+    else if (g_str_has_prefix(p, "false"))
+        *value = FALSE;
+    else
+        return FALSE;
+    return TRUE;
+}
+
+
+char *
+spTestJsonString(const char *json, const char *key)
+{
+    const char *p = jsonValue(json, key);
+    GString *s;
+
+    if (!p || *p != '"')
+        return NULL;
+    s = g_string_new(NULL);
+    for (p++; *p && *p != '"'; p++) {
+        if (*p == '\\' && p[1])
+            p++;
+        g_string_append_c(s, *p);
+    }
+    return g_string_free(s, FALSE);
+}
+
+
+void
+spTestWriteAt(const char *path, guint64 offset, const void *data, gsize len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(pwrite(fd, data, len, offset), ==, (gssize) len);
+    g_assert_cmpint(close(fd), ==, 0);
+}

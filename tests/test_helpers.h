@@ -1,0 +1,30 @@
+/*
+ * test_helpers.h: shared plumbing of the unit tests
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+
+/* A fresh directory under $TMPDIR, removed by spTestTempDirFree. */
+char *spTestTempDir(void);
+void spTestTempDirFree(char *dir);
+
+/* Run @argv (NULL-terminated), return its exit status; its standard output
+ * is stored in @out and its standard error in @err when they are non-NULL. */
+int spTestRun(const char * const *argv, char **out, char **err);
+
+/* Whether qemu-img is available; tests that need it as an oracle call
+ * g_test_skip() when it is not (make check installs it). */
+gboolean spTestHaveQemuImg(void);
+
+/* Minimal extraction from `qemu-img info --output=json`: the first value
+ * of @key, at any depth. FALSE / NULL when the key is absent. */
+gboolean spTestJsonInt(const char *json, const char *key, gint64 *value);
+char *spTestJsonString(const char *json, const char *key);
+gboolean spTestJsonBool(const char *json, const char *key, gboolean *value);
+
+/* Write @len bytes of @data at @offset of @path (creating it). */
+void spTestWriteAt(const char *path, guint64 offset, const void *data, gsize len);
