@@ -6,4 +6,8 @@
 
 #include "stormpool/error.h"
 
-G_DEFINE_QUARK(stormpool-error-quark, spError)
+GQuark
+spErrorQuark(void)
+{
+    return g_quark_from_static_string("stormpool-error-quark");
+}

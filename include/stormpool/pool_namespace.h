@@ -1,0 +1,53 @@
+/*
+ * pool_namespace.h: the stormpool XML namespace inside <pool>
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+#include <libxml/tree.h>
+
+#include "stormpool/tier_layout.h"
+
+G_BEGIN_DECLS
+
+#define SP_POOL_NAMESPACE_PREFIX "stormpool"
+#define SP_POOL_NAMESPACE_URI "urn:stormpool:pool:1.0"
+
+typedef struct {
+    char *path;
+    SpTierUsage usage;
+} SpTierStatus;
+
+/* Everything stormpool keeps in a pool definition. The tier status is
+ * live data: filled by refresh of a running pool and shown by
+ * pool-dumpxml, but never taken from user input. */
+typedef struct {
+    gboolean have_status;
+    SpTierStatus tiers[2];      /* indexed by SpTier */
+} SpPoolNamespace;
+
+/* Parse the children of @pool (the <pool> element) that are in our
+ * namespace, and validate the tier directories named by <source><dir> and
+ * <target><path> (spTierLayoutValidatePaths). Status elements are accepted and dropped, so the output of
+ * pool-dumpxml can be defined again; anything else in the namespace is an
+ * SP_ERROR_XML error. Never returns NULL on success. */
+SpPoolNamespace *spPoolNamespaceParse(xmlNodePtr pool, GError **error);
+
+void spPoolNamespaceFree(SpPoolNamespace *ns);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpPoolNamespace, spPoolNamespaceFree)
+
+void spPoolNamespaceSetStatus(SpPoolNamespace *ns, SpTier tier,
+                              const char *path, const SpTierUsage *usage);
+
+void spPoolNamespaceClearStatus(SpPoolNamespace *ns);
+
+/* The namespace's elements as lines without trailing newline, indented by
+ * two spaces per level relative to the <pool> children; empty when there
+ * is nothing to show. */
+GPtrArray *spPoolNamespaceFormat(const SpPoolNamespace *ns);
+
+G_END_DECLS

@@ -1,0 +1,197 @@
+/*
+ * pool_namespace.c: the stormpool XML namespace inside <pool>
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <string.h>
+
+#include "stormpool/error.h"
+#include "stormpool/pool_namespace.h"
+
+static gboolean
+isOurs(xmlNodePtr node)
+{
+    return node->type == XML_ELEMENT_NODE && node->ns && node->ns->href &&
+           strcmp((const char *) node->ns->href, SP_POOL_NAMESPACE_URI) == 0;
+}
+
+
+static gboolean
+isNamed(xmlNodePtr node, const char *name)
+{
+    return strcmp((const char *) node->name, name) == 0;
+}
+
+
+/* <stormpool:tiers> is status output: check its shape so that typos are
+ * reported, then drop it, like libvirt drops <capacity> of a pool. */
+static gboolean
+checkTiersStatus(xmlNodePtr tiers, GError **error)
+{
+    xmlNodePtr tier;
+
+    for (tier = tiers->children; tier; tier = tier->next) {
+        g_autofree char *name = NULL;
+
+        if (tier->type != XML_ELEMENT_NODE)
+            continue;
+        if (!isOurs(tier) || !isNamed(tier, "tier")) {
+            g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                        "unexpected element <%s> in <stormpool:tiers>",
+                        (const char *) tier->name);
+            return FALSE;
+        }
+        name = (char *) xmlGetProp(tier, (const xmlChar *) "name");
+        if (!name || (strcmp(name, "primary") != 0 &&
+                      strcmp(name, "secondary") != 0)) {
+            g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                        "<stormpool:tier> needs name='primary' or "
+                        "name='secondary', got '%s'", name ? name : "");
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+
+static xmlNodePtr
+findChild(xmlNodePtr parent, const char *name)
+{
+    xmlNodePtr node;
+
+    for (node = parent ? parent->children : NULL; node; node = node->next) {
+        if (node->type == XML_ELEMENT_NODE && !node->ns && isNamed(node, name))
+            return node;
+    }
+    return NULL;
+}
+
+
+/* Namespace parsing is the only hook a storage backend gets when a pool is
+ * defined, so the tier directories are checked here too: a pool whose
+ * tiers overlap is refused by pool-define, not only by pool-start. */
+static gboolean
+validateTierPaths(xmlNodePtr pool, GError **error)
+{
+    g_autofree char *primary = NULL;
+    g_autofree char *secondary = NULL;
+    xmlNodePtr dir = findChild(findChild(pool, "source"), "dir");
+    xmlNodePtr path = findChild(findChild(pool, "target"), "path");
+
+    if (dir && (primary = (char *) xmlGetProp(dir, (const xmlChar *) "path")))
+        g_strstrip(primary);
+    if (path && (secondary = (char *) xmlNodeGetContent(path)))
+        g_strstrip(secondary);
+    return spTierLayoutValidatePaths(primary, secondary, error);
+}
+
+
+SpPoolNamespace *
+spPoolNamespaceParse(xmlNodePtr pool, GError **error)
+{
+    g_autoptr(SpPoolNamespace) ns = g_new0(SpPoolNamespace, 1);
+    xmlNodePtr node;
+
+    if (!validateTierPaths(pool, error))
+        return NULL;
+
+    for (node = pool ? pool->children : NULL; node; node = node->next) {
+        if (!isOurs(node))
+            continue;
+        if (isNamed(node, "tiers")) {
+            if (!checkTiersStatus(node, error))
+                return NULL;
+            continue;
+        }
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "unsupported element <%s:%s> in a stormpool pool",
+                    SP_POOL_NAMESPACE_PREFIX, (const char *) node->name);
+        return NULL;
+    }
+    return g_steal_pointer(&ns);
+}
+
+
+void
+spPoolNamespaceClearStatus(SpPoolNamespace *ns)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(ns->tiers); i++)
+        g_clear_pointer(&ns->tiers[i].path, g_free);
+    memset(ns->tiers, 0, sizeof(ns->tiers));
+    ns->have_status = FALSE;
+}
+
+
+void
+spPoolNamespaceFree(SpPoolNamespace *ns)
+{
+    if (!ns)
+        return;
+    spPoolNamespaceClearStatus(ns);
+    g_free(ns);
+}
+
+
+void
+spPoolNamespaceSetStatus(SpPoolNamespace *ns, SpTier tier,
+                         const char *path, const SpTierUsage *usage)
+{
+    SpTierStatus *status = &ns->tiers[tier];
+
+    g_free(status->path);
+    status->path = g_strdup(path);
+    status->usage = *usage;
+    ns->have_status = TRUE;
+}
+
+
+static void
+addLine(GPtrArray *lines, int level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
+static void
+addLine(GPtrArray *lines, int level, const char *fmt, ...)
+{
+    va_list args;
+    g_autofree char *text = NULL;
+
+    va_start(args, fmt);
+    text = g_strdup_vprintf(fmt, args);
+    va_end(args);
+    g_ptr_array_add(lines, g_strdup_printf("%*s%s", level * 2, "", text));
+}
+
+
+static void
+formatTier(GPtrArray *lines, SpTier tier, const SpTierStatus *status)
+{
+    g_autofree char *path = g_markup_escape_text(status->path ? status->path : "", -1);
+
+    addLine(lines, 1, "<%s:tier name='%s' path='%s'>",
+            SP_POOL_NAMESPACE_PREFIX, spTierName(tier), path);
+    addLine(lines, 2, "<%s:capacity unit='bytes'>%" G_GUINT64_FORMAT "</%s:capacity>",
+            SP_POOL_NAMESPACE_PREFIX, status->usage.capacity, SP_POOL_NAMESPACE_PREFIX);
+    addLine(lines, 2, "<%s:allocation unit='bytes'>%" G_GUINT64_FORMAT "</%s:allocation>",
+            SP_POOL_NAMESPACE_PREFIX, status->usage.allocation, SP_POOL_NAMESPACE_PREFIX);
+    addLine(lines, 2, "<%s:available unit='bytes'>%" G_GUINT64_FORMAT "</%s:available>",
+            SP_POOL_NAMESPACE_PREFIX, status->usage.available, SP_POOL_NAMESPACE_PREFIX);
+    addLine(lines, 1, "</%s:tier>", SP_POOL_NAMESPACE_PREFIX);
+}
+
+
+GPtrArray *
+spPoolNamespaceFormat(const SpPoolNamespace *ns)
+{
+    GPtrArray *lines = g_ptr_array_new_with_free_func(g_free);
+
+    if (!ns || !ns->have_status)
+        return lines;
+
+    addLine(lines, 0, "<%s:tiers>", SP_POOL_NAMESPACE_PREFIX);
+    formatTier(lines, SP_TIER_PRIMARY, &ns->tiers[SP_TIER_PRIMARY]);
+    formatTier(lines, SP_TIER_SECONDARY, &ns->tiers[SP_TIER_SECONDARY]);
+    addLine(lines, 0, "</%s:tiers>", SP_POOL_NAMESPACE_PREFIX);
+    return lines;
+}
