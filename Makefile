@@ -1,0 +1,57 @@
+# stormpool: a tiered template pool type for libvirt.
+#
+#   make          install Debian build dependencies, build the patched libvirt
+#                 and the stormpool backend module into _build/prefix
+#   make demo     the classroom scenario through virsh, against private daemons
+#   make check    every test suite; ends with "N passed, N failed"
+#
+# Everything lives under _build/; the host's own libvirt is never touched.
+
+BUILD   := _build
+PREFIX  := $(CURDIR)/$(BUILD)/prefix
+SPBUILD := $(BUILD)/stormpool
+ASANBUILD := $(BUILD)/stormpool-asan
+
+.PHONY: all deps libvirt stormpool asan demo check unit-check clean distclean
+
+all: stormpool
+
+deps:
+	@tools/install-deps
+
+libvirt: deps
+	@tools/build-libvirt
+
+$(SPBUILD)/build.ninja:
+	meson setup $(SPBUILD) --prefix=$(PREFIX) --libdir=lib -Dmodule=enabled >/dev/null
+
+stormpool: libvirt $(SPBUILD)/build.ninja
+	@ninja -C $(SPBUILD) install >$(BUILD)/stormpool-install.log 2>&1 || \
+	    { cat $(BUILD)/stormpool-install.log; exit 1; }
+	@echo "stormpool: module installed in $(PREFIX)/lib/libvirt/storage-backend"
+
+# The unit tests again under AddressSanitizer and UndefinedBehaviorSanitizer;
+# the module is left out since it cannot be loaded into an uninstrumented daemon.
+$(ASANBUILD)/build.ninja:
+	meson setup $(ASANBUILD) -Dmodule=disabled -Db_sanitize=address,undefined \
+	    -Db_lundef=false -Dbuildtype=debug >/dev/null
+
+asan: deps $(ASANBUILD)/build.ninja
+	@ninja -C $(ASANBUILD) >$(BUILD)/stormpool-asan.log 2>&1 || \
+	    { cat $(BUILD)/stormpool-asan.log; exit 1; }
+
+demo: stormpool
+	@tools/demo
+
+check: stormpool asan
+	@tools/run-checks
+
+unit-check: stormpool asan
+	@tools/run-checks --unit-only
+
+clean:
+	rm -rf $(SPBUILD) $(ASANBUILD)
+
+distclean:
+	-tools/virt-env stop
+	rm -rf $(BUILD)

@@ -1,0 +1,132 @@
+/*
+ * template_index.c: which instances depend on which template
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "stormpool/error.h"
+#include "stormpool/image_header.h"
+#include "stormpool/template_index.h"
+
+char *
+spBackingFileResolve(const char *overlay_path, const char *backing_file)
+{
+    g_autofree char *dir = NULL;
+
+    if (g_path_is_absolute(backing_file))
+        return g_strdup(backing_file);
+    dir = g_path_get_dirname(overlay_path);
+    return g_build_filename(dir, backing_file, NULL);
+}
+
+
+static char *
+collapseSlashes(const char *path)
+{
+    GString *out = g_string_sized_new(strlen(path));
+    const char *p;
+
+    for (p = path; *p; p++) {
+        if (*p == '/' && out->len && out->str[out->len - 1] == '/')
+            continue;
+        g_string_append_c(out, *p);
+    }
+    while (out->len > 1 && out->str[out->len - 1] == '/')
+        g_string_truncate(out, out->len - 1);
+    return g_string_free(out, FALSE);
+}
+
+
+gboolean
+spPathIsInDir(const char *path, const char *dir)
+{
+    g_autofree char *p = collapseSlashes(path);
+    g_autofree char *d = collapseSlashes(dir);
+    g_autofree char *parent = g_path_get_dirname(p);
+
+    return strcmp(parent, d) == 0;
+}
+
+
+static gboolean
+backsOnto(const char *overlay_path, const struct stat *template_sb)
+{
+    SpImageInfo info = { 0 };
+    g_autofree char *backing = NULL;
+    struct stat sb;
+    gboolean ret = FALSE;
+
+    if (!spImageInfoRead(overlay_path, &info, NULL))
+        return FALSE;
+    if (info.format == SP_IMAGE_FORMAT_QCOW2 && info.backing_file) {
+        backing = spBackingFileResolve(overlay_path, info.backing_file);
+        ret = stat(backing, &sb) == 0 &&
+              sb.st_dev == template_sb->st_dev &&
+              sb.st_ino == template_sb->st_ino;
+    }
+    spImageInfoClear(&info);
+    return ret;
+}
+
+
+static int
+compareNames(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(char * const *) a, *(char * const *) b);
+}
+
+
+GPtrArray *
+spTemplateDependents(const char *secondary_dir, const char *template_path,
+                     GError **error)
+{
+    g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GDir) dir = NULL;
+    struct stat template_sb;
+    const char *name;
+
+    if (stat(template_path, &template_sb) < 0) {
+        int err = errno;
+        /* A template that is gone has no dependents to protect. */
+        if (err == ENOENT)
+            return g_steal_pointer(&names);
+        g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot stat '%s': %s",
+                    template_path, g_strerror(err));
+        return NULL;
+    }
+    if (!(dir = g_dir_open(secondary_dir, 0, error)))
+        return NULL;
+
+    while ((name = g_dir_read_name(dir))) {
+        g_autofree char *path = NULL;
+
+        if (name[0] == '.')
+            continue;
+        path = g_build_filename(secondary_dir, name, NULL);
+        if (backsOnto(path, &template_sb))
+            g_ptr_array_add(names, g_strdup(name));
+    }
+    g_ptr_array_sort(names, compareNames);
+    return g_steal_pointer(&names);
+}
+
+
+char *
+spTemplateDependentsSummary(GPtrArray *names, guint max_listed)
+{
+    GString *s = g_string_new(NULL);
+    guint i;
+
+    for (i = 0; i < names->len && i < max_listed; i++) {
+        if (i > 0)
+            g_string_append(s, ", ");
+        g_string_append(s, g_ptr_array_index(names, i));
+    }
+    if (names->len > max_listed)
+        g_string_append_printf(s, " and %u more", names->len - max_listed);
+    return g_string_free(s, FALSE);
+}

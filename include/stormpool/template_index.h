@@ -1,0 +1,35 @@
+/*
+ * template_index.h: which instances depend on which template
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+/* The absolute path an overlay's backing file name refers to: a relative
+ * name is relative to the overlay's directory, as QEMU resolves it. */
+char *spBackingFileResolve(const char *overlay_path, const char *backing_file);
+
+/* Whether @path names a file directly inside directory @dir (string
+ * comparison after collapsing repeated slashes; no file system access). */
+gboolean spPathIsInDir(const char *path, const char *dir);
+
+/* The names of the images in @secondary_dir whose backing file is
+ * @template_path, sorted. Dependence is read from the overlays' own
+ * headers at call time, so there is no side database that could drift,
+ * and overlays created behind libvirt's back count as well. Backing names
+ * are compared by device and inode, so any spelling of the template's path
+ * counts. Files that are not images, hidden files and our temporary files
+ * are skipped. */
+GPtrArray *spTemplateDependents(const char *secondary_dir,
+                                const char *template_path,
+                                GError **error);
+
+/* "a, b, c" or "a, b, c and 4 more" for error messages. */
+char *spTemplateDependentsSummary(GPtrArray *names, guint max_listed);
+
+G_END_DECLS

@@ -1,0 +1,138 @@
+"""A small TAP harness for the integration suites.
+
+Steps run in order and share state; a failing step is reported and the
+suite goes on, and the cleanups registered with Suite.cleanup always run,
+so a failure never leaves pools, domains or files behind.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TEST_TMP = os.path.join(TOP, "_build", "test-tmp")
+
+
+class CommandFailed(AssertionError):
+    pass
+
+
+def run(argv, check=True, input=None):
+    """Run a command; return (returncode, stdout, stderr) as text."""
+    proc = subprocess.run(argv, input=input, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    if check and proc.returncode != 0:
+        raise CommandFailed("%s exited with %d\nstdout: %s\nstderr: %s" %
+                            (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def virsh(*args, check=True):
+    """The private virsh (tools/virt-env exec puts it first on PATH)."""
+    return run(["virsh", "-q"] + list(args), check=check)[1]
+
+
+def virsh_fails(*args, expect):
+    """Assert that virsh fails and that its error contains @expect."""
+    rc, out, err = run(["virsh", "-q"] + list(args), check=False)
+    if rc == 0:
+        raise AssertionError("virsh %s succeeded, expected an error with %r\n%s" %
+                             (" ".join(args), expect, out))
+    if expect not in err:
+        raise AssertionError("virsh %s: expected %r in the error, got:\n%s" %
+                             (" ".join(args), expect, err))
+    return err
+
+
+def vol_names(pool):
+    """Volume names of @pool, sorted (virsh 9.0's vol-list has no --name)."""
+    import libvirt
+    conn = libvirt.open()
+    try:
+        return sorted(conn.storagePoolLookupByName(pool).listVolumes())
+    finally:
+        conn.close()
+
+
+def daemon_alive():
+    rc, out, _ = run(["virsh", "-q", "version"], check=False)
+    return rc == 0
+
+
+def qemu_img_info(path):
+    out = run(["qemu-img", "info", "--output=json", "-U", path])[1]
+    return json.loads(out)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_tmpdir(prefix):
+    """A directory on a disk-backed file system (O_DIRECT works there)."""
+    os.makedirs(TEST_TMP, exist_ok=True)
+    return tempfile.mkdtemp(prefix=prefix, dir=TEST_TMP)
+
+
+def listdir(path):
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+class Suite:
+    def __init__(self, name):
+        self.name = name
+        self.count = 0
+        self.failed = 0
+        self.cleanups = []
+        print("# suite %s" % name)
+
+    def step(self, description):
+        """Decorator: run the function now as one TAP test."""
+        def wrap(func):
+            self.count += 1
+            try:
+                func()
+            except Exception:
+                self.failed += 1
+                print("not ok %d - %s" % (self.count, description))
+                for line in traceback.format_exc().splitlines():
+                    print("#   " + line)
+            else:
+                print("ok %d - %s" % (self.count, description))
+            sys.stdout.flush()
+            return func
+        return wrap
+
+    def skip(self, description, reason):
+        self.count += 1
+        print("ok %d - %s # SKIP %s" % (self.count, description, reason))
+
+    def cleanup(self, func, *args):
+        self.cleanups.append((func, args))
+
+    def cleanup_pool(self, name):
+        def undo():
+            run(["virsh", "-q", "pool-destroy", name], check=False)
+            run(["virsh", "-q", "pool-undefine", name], check=False)
+        self.cleanups.append((undo, ()))
+
+    def cleanup_dir(self, path):
+        self.cleanups.append((shutil.rmtree, (path, True)))
+
+    def finish(self):
+        for func, args in reversed(self.cleanups):
+            try:
+                func(*args)
+            except Exception as exc:
+                print("# cleanup %s failed: %s" % (getattr(func, "__name__", func), exc))
+        print("1..%d" % self.count)
+        sys.exit(1 if self.failed else 0)
