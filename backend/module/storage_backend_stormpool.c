@@ -1041,7 +1041,8 @@ stormpoolResizeVol(virStoragePoolObj *pool,
                    unsigned long long capacity,
                    unsigned int flags)
 {
-    virCheckFlags(VIR_STORAGE_VOL_RESIZE_DELTA, -1);
+    virCheckFlags(VIR_STORAGE_VOL_RESIZE_DELTA |
+                  VIR_STORAGE_VOL_RESIZE_SHRINK, -1);
 
     if (!stormpoolVolIsInstance(pool, vol) &&
         stormpoolCheckNoDependents(pool, vol, "resize") < 0)

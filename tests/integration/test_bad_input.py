@@ -1,0 +1,286 @@
+"""Bad input: every case is a clear libvirt error, nothing is created or
+changed, the template is untouched and the daemons keep running.
+
+The XML cases live in test-xml/: pool/{valid,invalid} and vol/{valid,invalid};
+an invalid case NAME.xml comes with NAME.err, the text the error must hold.
+"""
+
+import os
+import re
+import subprocess
+
+from taplib import (Suite, daemon_alive, listdir, make_tmpdir, qemu_img_info,
+                    run, sha256, virsh, virsh_fails, vol_names, TOP)
+
+XMLDIR = os.path.join(TOP, "test-xml")
+POOL = "sp-bad-input"
+
+suite = Suite("bad-input")
+root = make_tmpdir("bad-input-")
+suite.cleanup_dir(root)
+primary = os.path.join(root, "hdd")
+secondary = os.path.join(root, "ssd")
+template = os.path.join(primary, "base.qcow2")
+outside_dir = os.path.join(root, "elsewhere")
+outside = os.path.join(outside_dir, "other.qcow2")
+state = {}
+
+
+def substitute(path, extra=None):
+    with open(path) as f:
+        text = f.read()
+    values = {"@PRIMARY@": primary, "@SECONDARY@": secondary,
+              "@TEMPLATE@": template, "@OUTSIDE@": outside}
+    values.update(extra or {})
+    for key, value in values.items():
+        text = text.replace(key, value)
+    out = os.path.join(root, "case-" + os.path.basename(path))
+    with open(out, "w") as f:
+        f.write(text)
+    return out
+
+
+def cases(kind, validity):
+    directory = os.path.join(XMLDIR, kind, validity)
+    return sorted(f[:-4] for f in os.listdir(directory)
+                  if f.endswith(".xml") and not f.endswith(".out.xml"))
+
+
+def expected_error(kind, name):
+    with open(os.path.join(XMLDIR, kind, "invalid", name + ".err")) as f:
+        return f.read().strip()
+
+
+def snapshot():
+    return listdir(primary), listdir(secondary), sha256(template)
+
+
+def assert_unchanged():
+    assert snapshot() == state["snapshot"], (snapshot(), state["snapshot"])
+    assert daemon_alive()
+
+
+@suite.step("setup: a pool with template base.qcow2 and instance inst.qcow2")
+def _():
+    suite.cleanup_pool(POOL)
+    os.makedirs(outside_dir)
+    virsh("pool-define-as", POOL, "stormpool", "--source-path", primary,
+          "--target", secondary)
+    virsh("pool-build", POOL)
+    virsh("pool-start", POOL)
+    run(["qemu-img", "create", "-q", "-f", "qcow2", template, "64M"])
+    run(["qemu-img", "create", "-q", "-f", "qcow2", outside, "64M"])
+    virsh("pool-refresh", POOL)
+    virsh("vol-create-as", POOL, "inst.qcow2", "64M", "--format", "qcow2",
+          "--backing-vol", "base.qcow2", "--backing-vol-format", "qcow2")
+    state["snapshot"] = snapshot()
+
+
+for name in cases("vol", "invalid"):
+    @suite.step("vol-create refuses test-xml/vol/invalid/%s.xml" % name)
+    def _(name=name):
+        path = substitute(os.path.join(XMLDIR, "vol", "invalid", name + ".xml"))
+        virsh_fails("vol-create", POOL, path, expect=expected_error("vol", name))
+        assert_unchanged()
+
+
+for name in cases("vol", "valid"):
+    @suite.step("vol-create accepts test-xml/vol/valid/%s.xml" % name)
+    def _(name=name):
+        path = substitute(os.path.join(XMLDIR, "vol", "valid", name + ".xml"))
+        before = set(vol_names(POOL))
+        virsh("vol-create", POOL, path)
+        created = set(vol_names(POOL)) - before
+        assert len(created) == 1, created
+        vol = created.pop()
+        path = virsh("vol-path", "--pool", POOL, vol).strip()
+        if qemu_img_info(path)["format"] == "qcow2":
+            run(["qemu-img", "check", "-q", path])
+        virsh("vol-delete", "--pool", POOL, vol)
+        assert_unchanged()
+
+
+@suite.step("vol-create-as: bad names, backing volumes and sizes through virsh options")
+def _():
+    def refused(*args, expect):
+        virsh_fails("vol-create-as", POOL, *args, expect=expect)
+        assert_unchanged()
+
+    refused("", "64M", expect="")
+    refused("x" * 256, "64M", expect="the limit is 255")
+    refused("a/b", "64M", "--format", "qcow2", "--backing-vol", "base.qcow2",
+            expect="must not contain '/'")
+    refused(".x", "64M", expect="must not start with '.'")
+    refused("base.qcow2", "64M", "--backing-vol", "base.qcow2",
+            expect="storage volume 'base.qcow2' exists already")
+    refused("inst.qcow2", "64M", expect="storage volume 'inst.qcow2' exists already")
+    refused("pc.qcow2", "64M", "--backing-vol", "missing.qcow2",
+            expect="failed to get vol 'missing.qcow2'")
+    refused("pc.qcow2", "-5G", expect="")
+    refused("pc.qcow2", "16E", "--format", "qcow2", expect="")
+    refused("pc.qcow2", "64M", "--format", "qed", expect="unsupported volume format 'qed'")
+
+
+@suite.step("a backing volume of another pool is refused")
+def _():
+    other = "sp-bad-input-dir"
+    suite.cleanup_pool(other)
+    virsh("pool-define-as", other, "dir", "--target", outside_dir)
+    virsh("pool-start", other)
+    virsh_fails("vol-create-as", POOL, "pc.qcow2", "64M", "--format", "qcow2",
+                "--backing-vol", outside, expect="is not a template of pool")
+    virsh("pool-destroy", other)
+    virsh("pool-undefine", other)
+    assert_unchanged()
+
+
+@suite.step("a file created behind libvirt's back blocks the name")
+def _():
+    sneaky = os.path.join(primary, "sneaky.qcow2")
+    run(["qemu-img", "create", "-q", "-f", "qcow2", sneaky, "1M"])
+    virsh_fails("vol-create-as", POOL, "sneaky.qcow2", "64M", "--format", "qcow2",
+                "--backing-vol", "base.qcow2",
+                expect="a file named 'sneaky.qcow2' already exists in the primary tier")
+    os.unlink(sneaky)
+    assert_unchanged()
+
+
+for name in cases("pool", "invalid"):
+    @suite.step("pool-define refuses test-xml/pool/invalid/%s.xml" % name)
+    def _(name=name):
+        path = substitute(os.path.join(XMLDIR, "pool", "invalid", name + ".xml"))
+        virsh_fails("pool-define", path, expect=expected_error("pool", name))
+        assert "sp-bad" not in virsh("pool-list", "--all", "--name").split()
+        assert daemon_alive()
+
+
+for name in cases("pool", "valid"):
+    @suite.step("pool-define of test-xml/pool/valid/%s.xml round-trips" % name)
+    def _(name=name):
+        extra = {"@PRIMARY@": os.path.join(root, "rt-" + name, "hdd"),
+                 "@SECONDARY@": os.path.join(root, "rt-" + name, "ssd")}
+        path = substitute(os.path.join(XMLDIR, "pool", "valid", name + ".xml"), extra)
+        expected = substitute(os.path.join(XMLDIR, "pool", "valid", name + ".out.xml"), extra)
+        with open(path) as f:
+            pool = re.search(r"<name>([^<]+)</name>", f.read()).group(1)
+        virsh("pool-define", path)
+        suite.cleanup_pool(pool)
+        xml = virsh("pool-dumpxml", "--inactive", pool)
+        with open(expected) as f:
+            assert xml.strip() == f.read().strip(), xml
+        virsh("pool-define", path, "--validate")
+        virsh("pool-undefine", pool)
+
+
+@suite.step("pool-define --validate accepts our namespace; the full schema validates dumpxml")
+def _():
+    xml = virsh("pool-dumpxml", POOL)
+    assert "<stormpool:tiers>" in xml
+    path = os.path.join(root, "live.xml")
+    with open(path, "w") as f:
+        f.write(xml)
+    rng = os.path.join(TOP, "_build", "prefix", "share", "libvirt", "schemas",
+                       "stormpool-pool.rng")
+    run(["xmllint", "--noout", "--relaxng", rng, path])
+    run(["virt-xml-validate", path, "storagepool"])
+
+
+@suite.step("pool-define-as with overlapping tiers is refused")
+def _():
+    virsh_fails("pool-define-as", "sp-bad", "stormpool", "--source-path", primary,
+                "--target", os.path.join(primary, "inst"),
+                expect="must be two separate directories")
+    virsh_fails("pool-define-as", "sp-bad", "stormpool", "--source-path", primary,
+                "--target", primary, expect="must be two separate directories")
+
+
+@suite.step("a second pool sharing a tier directory is refused")
+def _():
+    virsh_fails("pool-define-as", "sp-bad", "stormpool", "--source-path", primary,
+                "--target", os.path.join(root, "other-ssd"),
+                expect="Storage source conflict with pool: '%s'" % POOL)
+    virsh_fails("pool-define-as", "sp-bad", "stormpool", "--source-path",
+                os.path.join(root, "other-hdd"), "--target", secondary,
+                expect="Storage source conflict with pool: '%s'" % POOL)
+
+
+@suite.step("pool-start with a missing tier, a file as tier or a symlinked overlap fails clearly")
+def _():
+    base = os.path.join(root, "startfail")
+    suite.cleanup_pool("sp-bad-start")
+    virsh("pool-define-as", "sp-bad-start", "stormpool", "--source-path",
+          os.path.join(base, "hdd"), "--target", os.path.join(base, "ssd"))
+    virsh_fails("pool-start", "sp-bad-start",
+                expect="cannot access primary tier directory '%s/hdd'" % base)
+    os.makedirs(os.path.join(base, "hdd"))
+    with open(os.path.join(base, "ssd"), "w") as f:
+        f.write("a file")
+    virsh_fails("pool-start", "sp-bad-start", expect="secondary tier '%s/ssd' is not a directory" % base)
+    os.unlink(os.path.join(base, "ssd"))
+    os.symlink(os.path.join(base, "hdd"), os.path.join(base, "ssd"))
+    virsh_fails("pool-start", "sp-bad-start", expect="which overlap")
+    virsh("pool-undefine", "sp-bad-start")
+    assert daemon_alive()
+
+
+@suite.step("pool-start with a read-only secondary tier fails clearly")
+def _():
+    if os.geteuid() != 0:
+        raise AssertionError("the integration suites run as root")
+    base = os.path.join(root, "readonly")
+    ro = os.path.join(base, "ssd")
+    os.makedirs(os.path.join(base, "hdd"))
+    os.makedirs(ro)
+    run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "stormpool-test", ro])
+    suite.cleanup(subprocess.run, ["umount", ro])
+    suite.cleanup_pool("sp-bad-ro")
+    virsh("pool-define-as", "sp-bad-ro", "stormpool", "--source-path",
+          os.path.join(base, "hdd"), "--target", ro)
+    virsh_fails("pool-start", "sp-bad-ro", expect="is not writable")
+    virsh("pool-undefine", "sp-bad-ro")
+
+
+@suite.step("operations on instances and templates that must be refused")
+def _():
+    virsh_fails("vol-upload", "--pool", POOL, "inst.qcow2", template,
+                expect="cannot upload into instance 'inst.qcow2'")
+    virsh_fails("vol-resize", "--pool", POOL, "inst.qcow2", "1M", "--shrink",
+                expect="can only grow")
+    virsh_fails("vol-delete", "--pool", POOL, "base.qcow2",
+                expect="cannot delete template 'base.qcow2': 1 instance(s) depend on it: inst.qcow2")
+    assert_unchanged()
+
+
+@suite.step("an unreadable or foreign file in a tier is skipped, the pool stays up")
+def _():
+    vmdk = os.path.join(primary, "disk.vmdk")
+    run(["qemu-img", "create", "-q", "-f", "vmdk", vmdk, "1M"])
+    os.symlink("/etc/passwd", os.path.join(primary, "link.img"))
+    os.mkdir(os.path.join(secondary, "subdir"))
+    with open(os.path.join(secondary, "truncated.qcow2"), "wb") as f:
+        f.write(b"QFI\xfb\0\0\0\3")
+    virsh("pool-refresh", POOL)
+    assert vol_names(POOL) == ["base.qcow2", "inst.qcow2"], vol_names(POOL)
+    assert "running" in virsh("pool-info", POOL)
+    log = os.path.join(TOP, "_build", "prefix", "var", "log", "libvirt", "virtstoraged.log")
+    with open(log, errors="replace") as f:
+        text = f.read()
+    assert "skipping '%s'" % vmdk in text
+    for junk in ("disk.vmdk", "link.img"):
+        os.unlink(os.path.join(primary, junk))
+    os.rmdir(os.path.join(secondary, "subdir"))
+    os.unlink(os.path.join(secondary, "truncated.qcow2"))
+    assert_unchanged()
+
+
+@suite.step("teardown: volumes, pool and directories go away cleanly")
+def _():
+    virsh("vol-delete", "--pool", POOL, "inst.qcow2")
+    virsh("vol-delete", "--pool", POOL, "base.qcow2")
+    virsh("pool-destroy", POOL)
+    virsh("pool-delete", POOL)
+    virsh("pool-undefine", POOL)
+    assert daemon_alive()
+
+
+suite.finish()
