@@ -49,6 +49,8 @@ gboolean spImageInfoRead(const char *path, SpImageInfo *info, GError **error);
 
 void spImageInfoClear(SpImageInfo *info);
 
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(SpImageInfo, spImageInfoClear)
+
 const char *spImageFormatName(const SpImageInfo *info);
 
 G_END_DECLS
