@@ -55,21 +55,17 @@ spPathIsInDir(const char *path, const char *dir)
 static gboolean
 backsOnto(const char *overlay_path, const struct stat *template_sb)
 {
-    SpImageInfo info = { 0 };
+    g_auto(SpImageInfo) info = { 0 };
     g_autofree char *backing = NULL;
     struct stat sb;
-    gboolean ret = FALSE;
 
-    if (!spImageInfoRead(overlay_path, &info, NULL))
+    if (!spImageInfoRead(overlay_path, &info, NULL) ||
+        info.format != SP_IMAGE_FORMAT_QCOW2 || !info.backing_file)
         return FALSE;
-    if (info.format == SP_IMAGE_FORMAT_QCOW2 && info.backing_file) {
-        backing = spBackingFileResolve(overlay_path, info.backing_file);
-        ret = stat(backing, &sb) == 0 &&
-              sb.st_dev == template_sb->st_dev &&
-              sb.st_ino == template_sb->st_ino;
-    }
-    spImageInfoClear(&info);
-    return ret;
+    backing = spBackingFileResolve(overlay_path, info.backing_file);
+    return stat(backing, &sb) == 0 &&
+           sb.st_dev == template_sb->st_dev &&
+           sb.st_ino == template_sb->st_ino;
 }
 
 

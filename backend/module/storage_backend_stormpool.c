@@ -355,9 +355,8 @@ stormpoolRefreshOne(virStoragePoolObj *pool,
                     const char *name)
 {
     g_autoptr(virStorageVolDef) vol = g_new0(virStorageVolDef, 1);
-    SpImageInfo info = { 0 };
+    g_auto(SpImageInfo) info = { 0 };
     const char *reason;
-    int rc;
 
     if (virStorageVolDefFindByName(pool, name)) {
         VIR_WARN("skipping '%s/%s': a volume of that name exists in the other tier",
@@ -369,9 +368,7 @@ stormpoolRefreshOne(virStoragePoolObj *pool,
     vol->target.path = g_build_filename(dir, name, NULL);
     vol->key = g_strdup(vol->target.path);
 
-    rc = stormpoolVolUpdateFromFile(vol, &info);
-    spImageInfoClear(&info);
-    if (rc < 0) {
+    if (stormpoolVolUpdateFromFile(vol, &info) < 0) {
         VIR_WARN("skipping '%s': %s", vol->target.path, virGetLastErrorMessage());
         virResetLastError();
         return;
@@ -918,11 +915,9 @@ static int
 stormpoolRefreshVol(virStoragePoolObj *pool G_GNUC_UNUSED,
                     virStorageVolDef *vol)
 {
-    SpImageInfo info = { 0 };
-    int rc = stormpoolVolUpdateFromFile(vol, &info);
+    g_auto(SpImageInfo) info = { 0 };
 
-    spImageInfoClear(&info);
-    return rc;
+    return stormpoolVolUpdateFromFile(vol, &info);
 }
 
 
@@ -980,35 +975,29 @@ stormpoolResetInstance(virStoragePoolObj *pool,
 {
     g_autoptr(GError) err = NULL;
     g_autofree char *backing = NULL;
-    SpImageInfo info = { 0 };
-    int rc = -1;
+    g_auto(SpImageInfo) info = { 0 };
 
     /* The header, not the cached definition, says what the overlay is now. */
-    if (!spImageInfoRead(vol->target.path, &info, &err)) {
-        stormpoolReportError(err);
-        goto cleanup;
-    }
+    if (!spImageInfoRead(vol->target.path, &info, &err))
+        return stormpoolReportError(err);
     if (info.format != SP_IMAGE_FORMAT_QCOW2 || !info.backing_file) {
         virReportError(VIR_ERR_OPERATION_INVALID,
                        _("'%s' is no longer an overlay of a template"), vol->target.path);
-        goto cleanup;
+        return -1;
     }
     backing = spBackingFileResolve(vol->target.path, info.backing_file);
     if (!spPathIsInDir(backing, stormpoolPrimary(pool))) {
         virReportError(VIR_ERR_OPERATION_INVALID,
                        _("'%s' backs onto '%s', which is not a template of this pool"),
                        vol->target.path, backing);
-        goto cleanup;
+        return -1;
     }
-    rc = stormpoolWriteQcow2(vol, info.virtual_size, backing,
-                             info.backing_format ? info.backing_format : "raw",
-                             true);
-    if (rc == 0)
-        VIR_INFO("reset instance '%s' to template '%s'", vol->target.path, backing);
-
- cleanup:
-    spImageInfoClear(&info);
-    return rc;
+    if (stormpoolWriteQcow2(vol, info.virtual_size, backing,
+                            info.backing_format ? info.backing_format : "raw",
+                            true) < 0)
+        return -1;
+    VIR_INFO("reset instance '%s' to template '%s'", vol->target.path, backing);
+    return 0;
 }
 
 
