@@ -32,6 +32,7 @@
 #include "stormpool/error.h"
 #include "stormpool/file_copy.h"
 #include "stormpool/image_header.h"
+#include "stormpool/image_lock.h"
 #include "stormpool/pool_namespace.h"
 #include "stormpool/qcow2_overlay.h"
 #include "stormpool/template_index.h"
@@ -103,6 +104,72 @@ stormpoolVolIsInstance(virStoragePoolObj *pool,
                        virStorageVolDef *vol)
 {
     return spPathIsInDir(vol->target.path, stormpoolSecondary(pool));
+}
+
+
+/* libvirt's storage driver knows nothing of domains, so a volume in use is
+ * recognised the way QEMU itself protects images: by its image locks. That
+ * also covers a QEMU started by hand. */
+static int
+stormpoolCheckNotInUse(virStorageVolDef *vol,
+                       const char *action)
+{
+    g_autoptr(GError) err = NULL;
+    gboolean in_use = FALSE;
+
+    if (!spImageInUse(vol->target.path, &in_use, &err)) {
+        if (err->code == SP_ERROR_NOT_FOUND)
+            return 0;
+        return stormpoolReportError(err);
+    }
+    if (in_use) {
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot %s '%s': it is in use by a running guest or "
+                         "another QEMU process (its image is locked)"),
+                       action, vol->name);
+        return -1;
+    }
+    return 0;
+}
+
+
+static int
+stormpoolCheckNoWriter(virStorageVolDef *vol)
+{
+    g_autoptr(GError) err = NULL;
+    gboolean has_writer = FALSE;
+
+    if (!spImageHasWriter(vol->target.path, &has_writer, &err))
+        return stormpoolReportError(err);
+    if (has_writer) {
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot copy '%s': a running guest or another QEMU "
+                         "process is writing to it"), vol->name);
+        return -1;
+    }
+    return 0;
+}
+
+
+/* Like stormpoolCheckNotInUse, but keeps QEMU out until the returned
+ * descriptor is closed, for changes that must not race a guest start. */
+static int
+stormpoolLockNotInUse(virStorageVolDef *vol,
+                      const char *action)
+{
+    g_autoptr(GError) err = NULL;
+    int fd;
+
+    if ((fd = spImageLockExclusive(vol->target.path, &err)) >= 0)
+        return fd;
+    if (err->code == SP_ERROR_IN_USE) {
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot %s '%s': it is in use by a running guest or "
+                         "another QEMU process (its image is locked)"),
+                       action, vol->name);
+        return -1;
+    }
+    return stormpoolReportError(err);
 }
 
 
@@ -890,6 +957,10 @@ stormpoolBuildVolFrom(virStoragePoolObj *pool,
 
     virCheckFlags(0, -1);
 
+    /* A copy of an image a guest is writing would be torn. */
+    if (stormpoolCheckNoWriter(inputvol) < 0)
+        return -1;
+
     if (!backing)
         return stormpoolConvertToTemplate(vol, inputvol);
 
@@ -950,10 +1021,15 @@ stormpoolDeleteVol(virStoragePoolObj *pool,
                    virStorageVolDef *vol,
                    unsigned int flags)
 {
+    VIR_AUTOCLOSE lock = -1;
+
     virCheckFlags(0, -1);
 
     if (!stormpoolVolIsInstance(pool, vol) &&
         stormpoolCheckNoDependents(pool, vol, "delete") < 0)
+        return -1;
+    if (virFileExists(vol->target.path) &&
+        (lock = stormpoolLockNotInUse(vol, "delete")) < 0)
         return -1;
 
     if (unlink(vol->target.path) < 0 && errno != ENOENT) {
@@ -976,6 +1052,10 @@ stormpoolResetInstance(virStoragePoolObj *pool,
     g_autoptr(GError) err = NULL;
     g_autofree char *backing = NULL;
     g_auto(SpImageInfo) info = { 0 };
+    VIR_AUTOCLOSE lock = -1;
+
+    if ((lock = stormpoolLockNotInUse(vol, "wipe")) < 0)
+        return -1;
 
     /* The header, not the cached definition, says what the overlay is now. */
     if (!spImageInfoRead(vol->target.path, &info, &err))
@@ -1008,7 +1088,8 @@ stormpoolWipeVol(virStoragePoolObj *pool,
                  unsigned int flags)
 {
     if (!stormpoolVolIsInstance(pool, vol)) {
-        if (stormpoolCheckNoDependents(pool, vol, "wipe") < 0)
+        if (stormpoolCheckNoDependents(pool, vol, "wipe") < 0 ||
+            stormpoolCheckNotInUse(vol, "wipe") < 0)
             return -1;
         return virStorageBackendVolWipeLocal(pool, vol, algorithm, flags);
     }
@@ -1035,6 +1116,9 @@ stormpoolResizeVol(virStoragePoolObj *pool,
 
     if (!stormpoolVolIsInstance(pool, vol) &&
         stormpoolCheckNoDependents(pool, vol, "resize") < 0)
+        return -1;
+    /* qemu-img takes the image locks itself, so probing is enough here. */
+    if (stormpoolCheckNotInUse(vol, "resize") < 0)
         return -1;
 
     if (capacity < vol->target.capacity) {
@@ -1073,7 +1157,8 @@ stormpoolUploadVol(virStoragePoolObj *pool,
                        vol->name);
         return -1;
     }
-    if (stormpoolCheckNoDependents(pool, vol, "upload into") < 0)
+    if (stormpoolCheckNoDependents(pool, vol, "upload into") < 0 ||
+        stormpoolCheckNotInUse(vol, "upload into") < 0)
         return -1;
     return virStorageBackendVolUploadLocal(pool, vol, stream, offset, len, flags);
 }

@@ -251,6 +251,32 @@ def _():
     assert_unchanged()
 
 
+@suite.step("an instance held open by a QEMU started by hand is protected")
+def _():
+    inst = os.path.join(secondary, "inst.qcow2")
+    holder = subprocess.Popen(["qemu-io", "-f", "qcow2", "-c", "sleep 60000", inst],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+        for _ in range(200):
+            if run(["qemu-img", "info", inst], check=False)[0] != 0:
+                break           # qemu-img cannot take the lock: qemu-io holds it
+            time.sleep(0.025)
+        for args, action in ((["vol-delete"], "delete"), (["vol-wipe"], "wipe"),
+                             (["vol-resize", "--pool", POOL, "inst.qcow2", "1G"], "resize")):
+            if args[0] != "vol-resize":
+                args = args + ["--pool", POOL, "inst.qcow2"]
+            virsh_fails(*args, expect="cannot %s 'inst.qcow2': it is in use by a running "
+                                      "guest or another QEMU process" % action)
+        virsh_fails("vol-clone", "--pool", POOL, "inst.qcow2", "copy.qcow2",
+                    expect="cannot copy 'inst.qcow2': a running guest or another QEMU "
+                           "process is writing to it")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert_unchanged()
+
+
 @suite.step("an unreadable or foreign file in a tier is skipped, the pool stays up")
 def _():
     vmdk = os.path.join(primary, "disk.vmdk")

@@ -1,0 +1,110 @@
+/*
+ * image_lock.c: is a disk image open in QEMU (or qemu-img, qemu-io, ...)?
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "stormpool/error.h"
+#include "stormpool/image_lock.h"
+
+/* QEMU locks one byte per block-layer permission it holds (from 100) and
+ * one per permission it refuses to share (from 200); see "image locking"
+ * in QEMU's documentation. Probing the whole span covers every bit. */
+#define QEMU_LOCK_SPAN_START 100
+#define QEMU_LOCK_SPAN_LEN 200
+
+/* Bytes of the permissions that change what a reader sees: write (bit 1)
+ * and resize (bit 3); write-unchanged (bit 2) between them is harmless to
+ * include. */
+#define QEMU_LOCK_WRITER_START (QEMU_LOCK_SPAN_START + 1)
+#define QEMU_LOCK_WRITER_LEN 3
+
+static gboolean
+probeLocks(const char *path, off_t start, off_t len, gboolean *locked,
+           GError **error)
+{
+    struct flock fl = {
+        .l_type = F_WRLCK,
+        .l_whence = SEEK_SET,
+        .l_start = start,
+        .l_len = len,
+    };
+    int fd;
+
+    /* O_RDONLY is enough for F_OFD_GETLK, even when probing for F_WRLCK. */
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
+        int err = errno;
+        g_set_error(error, SP_ERROR,
+                    err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
+                    "cannot open '%s' to check its image locks: %s",
+                    path, g_strerror(err));
+        return FALSE;
+    }
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0) {
+        int err = errno;
+        close(fd);
+        g_set_error(error, SP_ERROR, SP_ERROR_IO,
+                    "cannot check the image locks of '%s': %s",
+                    path, g_strerror(err));
+        return FALSE;
+    }
+    close(fd);
+    *locked = fl.l_type != F_UNLCK;
+    return TRUE;
+}
+
+
+gboolean
+spImageInUse(const char *path, gboolean *in_use, GError **error)
+{
+    return probeLocks(path, QEMU_LOCK_SPAN_START, QEMU_LOCK_SPAN_LEN,
+                      in_use, error);
+}
+
+
+gboolean
+spImageHasWriter(const char *path, gboolean *has_writer, GError **error)
+{
+    return probeLocks(path, QEMU_LOCK_WRITER_START, QEMU_LOCK_WRITER_LEN,
+                      has_writer, error);
+}
+
+
+int
+spImageLockExclusive(const char *path, GError **error)
+{
+    struct flock fl = {
+        .l_type = F_WRLCK,
+        .l_whence = SEEK_SET,
+        .l_start = QEMU_LOCK_SPAN_START,
+        .l_len = QEMU_LOCK_SPAN_LEN,
+    };
+    int fd;
+
+    /* A write lock needs a descriptor open for writing. */
+    if ((fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
+        int err = errno;
+        g_set_error(error, SP_ERROR,
+                    err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
+                    "cannot open '%s' to lock it: %s", path, g_strerror(err));
+        return -1;
+    }
+    if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+        int err = errno;
+        close(fd);
+        if (err == EAGAIN || err == EACCES) {
+            g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                        "'%s' is in use: a running guest or another QEMU "
+                        "process holds its image lock", path);
+        } else {
+            g_set_error(error, SP_ERROR, SP_ERROR_IO,
+                        "cannot lock '%s': %s", path, g_strerror(err));
+        }
+        return -1;
+    }
+    return fd;
+}
