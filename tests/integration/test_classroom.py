@@ -55,6 +55,31 @@ def _():
     assert POOL not in virsh("pool-list", "--type", "dir", "--name")
 
 
+@suite.step("pool-build creates both tiers with the target permissions")
+def _():
+    base = os.path.join(root, "perm")
+    xml = os.path.join(root, "perm.xml")
+    with open(xml, "w") as f:
+        f.write("""<pool type='stormpool'>
+  <name>sp-classroom-perm</name>
+  <source><dir path='%s/a/hdd'/></source>
+  <target><path>%s/b/ssd</path>
+    <permissions><mode>0750</mode><owner>0</owner><group>0</group></permissions>
+  </target>
+</pool>""" % (base, base))
+    suite.cleanup_pool("sp-classroom-perm")
+    virsh("pool-define", xml)
+    virsh("pool-build", "sp-classroom-perm")
+    for d in ("a/hdd", "b/ssd"):
+        st = os.stat(os.path.join(base, d))
+        assert oct(st.st_mode & 0o7777) == oct(0o750), (d, oct(st.st_mode))
+    virsh("pool-start", "sp-classroom-perm")
+    virsh("pool-destroy", "sp-classroom-perm")
+    virsh("pool-delete", "sp-classroom-perm")
+    assert not os.path.exists(os.path.join(base, "a/hdd"))
+    virsh("pool-undefine", "sp-classroom-perm")
+
+
 @suite.step("a real qcow2 template in the primary tier is listed after pool-refresh")
 def _():
     run(["qemu-img", "create", "-q", "-f", "qcow2", template, "64M"])
