@@ -23,6 +23,22 @@
 #define QEMU_LOCK_WRITER_START (QEMU_LOCK_SPAN_START + 1)
 #define QEMU_LOCK_WRITER_LEN 3
 
+static int
+openImage(const char *path, int mode, GError **error)
+{
+    int fd = open(path, mode | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+
+    if (fd < 0) {
+        int err = errno;
+        g_set_error(error, SP_ERROR,
+                    err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
+                    "cannot open '%s' to check its image locks: %s",
+                    path, g_strerror(err));
+    }
+    return fd;
+}
+
+
 static gboolean
 probeLocks(const char *path, off_t start, off_t len, gboolean *locked,
            GError **error)
@@ -36,14 +52,8 @@ probeLocks(const char *path, off_t start, off_t len, gboolean *locked,
     int fd;
 
     /* O_RDONLY is enough for F_OFD_GETLK, even when probing for F_WRLCK. */
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
-        int err = errno;
-        g_set_error(error, SP_ERROR,
-                    err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                    "cannot open '%s' to check its image locks: %s",
-                    path, g_strerror(err));
+    if ((fd = openImage(path, O_RDONLY, error)) < 0)
         return FALSE;
-    }
     if (fcntl(fd, F_OFD_GETLK, &fl) < 0) {
         int err = errno;
         close(fd);
@@ -86,13 +96,8 @@ spImageLockExclusive(const char *path, GError **error)
     int fd;
 
     /* A write lock needs a descriptor open for writing. */
-    if ((fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
-        int err = errno;
-        g_set_error(error, SP_ERROR,
-                    err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                    "cannot open '%s' to lock it: %s", path, g_strerror(err));
+    if ((fd = openImage(path, O_RDWR, error)) < 0)
         return -1;
-    }
     if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
         int err = errno;
         close(fd);

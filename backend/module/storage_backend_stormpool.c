@@ -513,10 +513,9 @@ stormpoolRefreshUsage(virStoragePoolObj *pool)
 static int
 stormpoolRefreshPool(virStoragePoolObj *pool)
 {
-    g_autoptr(GError) err = NULL;
-
-    if (!spTierLayoutCheck(stormpoolPrimary(pool), stormpoolSecondary(pool), &err))
-        return stormpoolReportError(err);
+    /* A tier can vanish or turn read-only while the pool runs. */
+    if (stormpoolStartPool(pool) < 0)
+        return -1;
 
     /* Templates first, so that instances can be checked against them. */
     if (stormpoolRefreshTier(pool, SP_TIER_PRIMARY, stormpoolPrimary(pool)) < 0 ||
