@@ -12,7 +12,7 @@ PREFIX  := $(CURDIR)/$(BUILD)/prefix
 SPBUILD := $(BUILD)/stormpool
 ASANBUILD := $(BUILD)/stormpool-asan
 
-.PHONY: all deps libvirt stormpool asan demo check unit-check clean distclean
+.PHONY: all deps libvirt stormpool asan demo check unit-check bench-create clean distclean
 
 all: stormpool
 
@@ -49,9 +49,17 @@ check: stormpool asan
 unit-check: stormpool asan
 	@tools/run-checks --unit-only
 
+# Benchmarks print ratios measured side by side in one run (bench/README.md).
+bench-create: stormpool
+	@bench/bench-create
+
 clean:
 	rm -rf $(SPBUILD) $(ASANBUILD)
 
-distclean:
+dist# Benchmarks print ratios measured side by side in one run (bench/README.md).
+bench-create: stormpool
+	@bench/bench-create
+
+clean:
 	-tools/virt-env stop
 	rm -rf $(BUILD)
