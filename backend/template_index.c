@@ -11,6 +11,7 @@
 #include "stormpool/error.h"
 #include "stormpool/image_header.h"
 #include "stormpool/template_index.h"
+#include "stormpool/template_replica.h"
 
 char *
 spBackingFileResolve(const char *overlay_path, const char *backing_file)
@@ -52,20 +53,32 @@ spPathIsInDir(const char *path, const char *dir)
 }
 
 
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+} InodeKey;
+
+
 static gboolean
-backsOnto(const char *overlay_path, const struct stat *template_sb)
+backsOntoAny(const char *overlay_path, GArray *inodes)
 {
     g_auto(SpImageInfo) info = { 0 };
     g_autofree char *backing = NULL;
     struct stat sb;
+    guint i;
 
     if (!spImageInfoRead(overlay_path, &info, NULL) ||
         info.format != SP_IMAGE_FORMAT_QCOW2 || !info.backing_file)
         return FALSE;
     backing = spBackingFileResolve(overlay_path, info.backing_file);
-    return stat(backing, &sb) == 0 &&
-           sb.st_dev == template_sb->st_dev &&
-           sb.st_ino == template_sb->st_ino;
+    if (stat(backing, &sb) < 0)
+        return FALSE;
+    for (i = 0; i < inodes->len; i++) {
+        InodeKey *key = &g_array_index(inodes, InodeKey, i);
+        if (key->dev == sb.st_dev && key->ino == sb.st_ino)
+            return TRUE;
+    }
+    return FALSE;
 }
 
 
@@ -77,23 +90,34 @@ compareNames(gconstpointer a, gconstpointer b)
 
 
 GPtrArray *
-spTemplateDependents(const char *secondary_dir, const char *template_path,
-                     GError **error)
+spBackingDependents(const char *secondary_dir, const char * const *backing_paths,
+                    GError **error)
 {
     g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GArray) inodes = g_array_new(FALSE, FALSE, sizeof(InodeKey));
     g_autoptr(GDir) dir = NULL;
-    struct stat template_sb;
     const char *name;
+    size_t i;
 
-    if (stat(template_path, &template_sb) < 0) {
-        int err = errno;
-        /* A template that is gone has no dependents to protect. */
-        if (err == ENOENT)
-            return g_steal_pointer(&names);
-        g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot stat '%s': %s",
-                    template_path, g_strerror(err));
-        return NULL;
+    for (i = 0; backing_paths[i]; i++) {
+        struct stat sb;
+        InodeKey key;
+
+        if (stat(backing_paths[i], &sb) < 0) {
+            int err = errno;
+            /* A file that is gone has no dependents to protect. */
+            if (err == ENOENT)
+                continue;
+            g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot stat '%s': %s",
+                        backing_paths[i], g_strerror(err));
+            return NULL;
+        }
+        key.dev = sb.st_dev;
+        key.ino = sb.st_ino;
+        g_array_append_val(inodes, key);
     }
+    if (inodes->len == 0)
+        return g_steal_pointer(&names);
     if (!(dir = g_dir_open(secondary_dir, 0, error)))
         return NULL;
 
@@ -103,11 +127,33 @@ spTemplateDependents(const char *secondary_dir, const char *template_path,
         if (name[0] == '.')
             continue;
         path = g_build_filename(secondary_dir, name, NULL);
-        if (backsOnto(path, &template_sb))
+        if (backsOntoAny(path, inodes))
             g_ptr_array_add(names, g_strdup(name));
     }
     g_ptr_array_sort(names, compareNames);
     return g_steal_pointer(&names);
+}
+
+
+GPtrArray *
+spTemplateDependents(const char *secondary_dir, const char *template_path,
+                     GError **error)
+{
+    g_autofree char *template_name = g_path_get_basename(template_path);
+    g_autoptr(GPtrArray) replicas = NULL;
+    g_autoptr(GPtrArray) paths = g_ptr_array_new();
+    guint i;
+
+    if (!(replicas = spReplicaList(secondary_dir, error)))
+        return NULL;
+    g_ptr_array_add(paths, (gpointer) template_path);
+    for (i = 0; i < replicas->len; i++) {
+        SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
+        if (strcmp(replica->template_name, template_name) == 0)
+            g_ptr_array_add(paths, replica->path);
+    }
+    g_ptr_array_add(paths, NULL);
+    return spBackingDependents(secondary_dir, (const char * const *) paths->pdata, error);
 }
 
 

@@ -59,12 +59,27 @@ testValidCase(gconstpointer data)
     g_autoptr(SpPoolNamespace) ns = parseCase(data, &error);
     g_autoptr(GPtrArray) lines = NULL;
 
+    const char *inpath = data;
+    g_autofree char *outpath = g_strdup_printf("%.*s.out.xml",
+                                               (int) strlen(inpath) - 4, inpath);
+    g_autofree char *expected = NULL;
+    guint i;
+
     g_assert_no_error(error);
     g_assert_nonnull(ns);
     /* status in the input is never taken over */
     g_assert_false(ns->have_status);
+
+    /* what we format is what libvirt's pool-dumpxml must show */
+    expected = loadCase(outpath);
     lines = spPoolNamespaceFormat(ns);
-    g_assert_cmpuint(lines->len, ==, 0);
+    for (i = 0; i < lines->len; i++) {
+        const char *line = g_ptr_array_index(lines, i);
+        if (!strstr(expected, line))
+            g_error("'%s' not in %s", line, outpath);
+    }
+    if (strstr(expected, "<stormpool:"))
+        g_assert_cmpuint(lines->len, >, 0);
 }
 
 
@@ -129,6 +144,56 @@ testFormatStatus(void)
 
 
 static void
+testFormatReplicas(void)
+{
+    g_autoptr(SpPoolNamespace) ns = g_new0(SpPoolNamespace, 1);
+    g_autoptr(GPtrArray) replicas = g_ptr_array_new_with_free_func((GDestroyNotify) spReplicaStatusFree);
+    g_autoptr(GPtrArray) lines = NULL;
+    g_autofree char *joined = NULL;
+    SpReplicaStatus *r = g_new0(SpReplicaStatus, 1);
+    const char *expected =
+        "<stormpool:replica policy='copy' prepare='eager'/>\n"
+        "<stormpool:tiers>\n"
+        "  <stormpool:tier name='primary' path='/hdd'>\n"
+        "    <stormpool:capacity unit='bytes'>3</stormpool:capacity>\n"
+        "    <stormpool:allocation unit='bytes'>2</stormpool:allocation>\n"
+        "    <stormpool:available unit='bytes'>1</stormpool:available>\n"
+        "  </stormpool:tier>\n"
+        "  <stormpool:tier name='secondary' path='/ssd'>\n"
+        "    <stormpool:capacity unit='bytes'>3</stormpool:capacity>\n"
+        "    <stormpool:allocation unit='bytes'>2</stormpool:allocation>\n"
+        "    <stormpool:available unit='bytes'>1</stormpool:available>\n"
+        "  </stormpool:tier>\n"
+        "</stormpool:tiers>\n"
+        "<stormpool:replicas policy='copy'>\n"
+        "  <stormpool:replica template='win10.qcow2' path='/ssd/.stormpool-replicas/win10.qcow2/0123456789abcdef' "
+        "dependents='20' size='1073741824' allocation='4096'/>\n"
+        "</stormpool:replicas>";
+
+    SpTierUsage usage = { .capacity = 3, .allocation = 2, .available = 1 };
+
+    spPoolNamespaceSetStatus(ns, SP_TIER_PRIMARY, "/hdd", &usage);
+    spPoolNamespaceSetStatus(ns, SP_TIER_SECONDARY, "/ssd", &usage);
+    ns->have_replica = TRUE;
+    ns->replica_policy = SP_REPLICA_COPY;
+    ns->replica_eager = TRUE;
+    r->template_name = g_strdup("win10.qcow2");
+    r->path = g_strdup("/ssd/.stormpool-replicas/win10.qcow2/0123456789abcdef");
+    r->dependents = 20;
+    r->size = 1073741824;
+    r->allocation = 4096;
+    g_ptr_array_add(replicas, r);
+    spPoolNamespaceSetReplicas(ns, SP_REPLICA_COPY, g_steal_pointer(&replicas));
+    lines = spPoolNamespaceFormat(ns);
+    g_ptr_array_add(lines, NULL);
+    joined = g_strjoinv("\n", (char **) lines->pdata);
+    g_assert_cmpstr(joined, ==, expected);
+    g_assert_cmpint(spPoolNamespaceReplicaPolicy(ns), ==, SP_REPLICA_COPY);
+    g_assert_cmpint(spPoolNamespaceReplicaPolicy(NULL), ==, SP_REPLICA_AUTO);
+}
+
+
+static void
 addCases(const char *kind, GTestDataFunc func)
 {
     g_autofree char *dir = caseDir(kind);
@@ -167,6 +232,7 @@ main(int argc, char **argv)
     addCases("valid", testValidCase);
     addCases("invalid", testInvalidCase);
     g_test_add_func("/pool-namespace/format-status", testFormatStatus);
+    g_test_add_func("/pool-namespace/format-replicas", testFormatReplicas);
     ret = g_test_run();
     xmlCleanupParser();
     return ret;

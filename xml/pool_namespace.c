@@ -87,6 +87,41 @@ validateTierPaths(xmlNodePtr pool, GError **error)
 }
 
 
+static gboolean
+parseReplica(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
+{
+    g_autofree char *policy = (char *) xmlGetProp(node, (const xmlChar *) "policy");
+    g_autofree char *prepare = (char *) xmlGetProp(node, (const xmlChar *) "prepare");
+
+    if (ns->have_replica) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "<stormpool:replica> may be given only once");
+        return FALSE;
+    }
+    ns->have_replica = TRUE;
+    ns->replica_policy = SP_REPLICA_AUTO;
+    if (policy && !spReplicaPolicyParse(policy, &ns->replica_policy)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "unknown replica policy '%s': expected none, copy, link or auto",
+                    policy);
+        return FALSE;
+    }
+    if (prepare && strcmp(prepare, "eager") != 0 && strcmp(prepare, "lazy") != 0) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "unknown replica preparation '%s': expected eager or lazy",
+                    prepare);
+        return FALSE;
+    }
+    ns->replica_eager = prepare && strcmp(prepare, "eager") == 0;
+    if (ns->replica_eager && ns->replica_policy == SP_REPLICA_NONE) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "prepare='eager' needs a replica policy other than 'none'");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
 SpPoolNamespace *
 spPoolNamespaceParse(xmlNodePtr pool, GError **error)
 {
@@ -104,12 +139,37 @@ spPoolNamespaceParse(xmlNodePtr pool, GError **error)
                 return NULL;
             continue;
         }
+        if (isNamed(node, "replicas"))
+            continue;               /* status: dropped like <tiers> */
+        if (isNamed(node, "replica")) {
+            if (!parseReplica(ns, node, error))
+                return NULL;
+            continue;
+        }
         g_set_error(error, SP_ERROR, SP_ERROR_XML,
                     "unsupported element <%s:%s> in a stormpool pool",
                     SP_POOL_NAMESPACE_PREFIX, (const char *) node->name);
         return NULL;
     }
     return g_steal_pointer(&ns);
+}
+
+
+void
+spReplicaStatusFree(SpReplicaStatus *status)
+{
+    if (!status)
+        return;
+    g_free(status->template_name);
+    g_free(status->path);
+    g_free(status);
+}
+
+
+SpReplicaPolicy
+spPoolNamespaceReplicaPolicy(const SpPoolNamespace *ns)
+{
+    return ns && ns->have_replica ? ns->replica_policy : SP_REPLICA_AUTO;
 }
 
 
@@ -121,7 +181,19 @@ spPoolNamespaceClearStatus(SpPoolNamespace *ns)
     for (i = 0; i < G_N_ELEMENTS(ns->tiers); i++)
         g_clear_pointer(&ns->tiers[i].path, g_free);
     memset(ns->tiers, 0, sizeof(ns->tiers));
+    g_clear_pointer(&ns->replicas, g_ptr_array_unref);
     ns->have_status = FALSE;
+}
+
+
+void
+spPoolNamespaceSetReplicas(SpPoolNamespace *ns, SpReplicaPolicy effective,
+                           GPtrArray *replicas)
+{
+    g_clear_pointer(&ns->replicas, g_ptr_array_unref);
+    ns->replicas = replicas;
+    ns->effective_policy = effective;
+    ns->have_status = TRUE;
 }
 
 
@@ -181,17 +253,54 @@ formatTier(GPtrArray *lines, SpTier tier, const SpTierStatus *status)
 }
 
 
+static void
+formatReplicas(GPtrArray *lines, const SpPoolNamespace *ns)
+{
+    guint i;
+
+    if (!ns->replicas)
+        return;
+    if (ns->replicas->len == 0) {
+        addLine(lines, 0, "<%s:replicas policy='%s'/>", SP_POOL_NAMESPACE_PREFIX,
+                spReplicaPolicyName(ns->effective_policy));
+        return;
+    }
+    addLine(lines, 0, "<%s:replicas policy='%s'>", SP_POOL_NAMESPACE_PREFIX,
+            spReplicaPolicyName(ns->effective_policy));
+    for (i = 0; i < ns->replicas->len; i++) {
+        SpReplicaStatus *r = g_ptr_array_index(ns->replicas, i);
+        g_autofree char *name = g_markup_escape_text(r->template_name, -1);
+        g_autofree char *path = g_markup_escape_text(r->path, -1);
+
+        addLine(lines, 1, "<%s:replica template='%s' path='%s' dependents='%u' "
+                "size='%" G_GUINT64_FORMAT "' allocation='%" G_GUINT64_FORMAT "'/>",
+                SP_POOL_NAMESPACE_PREFIX, name, path, r->dependents,
+                r->size, r->allocation);
+    }
+    addLine(lines, 0, "</%s:replicas>", SP_POOL_NAMESPACE_PREFIX);
+}
+
+
 GPtrArray *
 spPoolNamespaceFormat(const SpPoolNamespace *ns)
 {
     GPtrArray *lines = g_ptr_array_new_with_free_func(g_free);
 
-    if (!ns || !ns->have_status)
+    if (!ns)
+        return lines;
+
+    if (ns->have_replica) {
+        addLine(lines, 0, "<%s:replica policy='%s'%s/>", SP_POOL_NAMESPACE_PREFIX,
+                spReplicaPolicyName(ns->replica_policy),
+                ns->replica_eager ? " prepare='eager'" : "");
+    }
+    if (!ns->have_status)
         return lines;
 
     addLine(lines, 0, "<%s:tiers>", SP_POOL_NAMESPACE_PREFIX);
     formatTier(lines, SP_TIER_PRIMARY, &ns->tiers[SP_TIER_PRIMARY]);
     formatTier(lines, SP_TIER_SECONDARY, &ns->tiers[SP_TIER_SECONDARY]);
     addLine(lines, 0, "</%s:tiers>", SP_POOL_NAMESPACE_PREFIX);
+    formatReplicas(lines, ns);
     return lines;
 }

@@ -9,6 +9,7 @@
 #include <glib.h>
 #include <libxml/tree.h>
 
+#include "stormpool/template_replica.h"
 #include "stormpool/tier_layout.h"
 
 G_BEGIN_DECLS
@@ -21,12 +22,28 @@ typedef struct {
     SpTierUsage usage;
 } SpTierStatus;
 
-/* Everything stormpool keeps in a pool definition. The tier status is
- * live data: filled by refresh of a running pool and shown by
- * pool-dumpxml, but never taken from user input. */
 typedef struct {
+    char *template_name;
+    char *path;
+    guint dependents;
+    guint64 size;
+    guint64 allocation;
+} SpReplicaStatus;
+
+/* Everything stormpool keeps in a pool definition: the configuration the
+ * user wrote, and live status filled by refresh of a running pool and
+ * shown by pool-dumpxml but never taken from user input. */
+typedef struct {
+    /* <stormpool:replica policy='...' prepare='eager|lazy'/> */
+    gboolean have_replica;
+    SpReplicaPolicy replica_policy;
+    gboolean replica_eager;
+
+    /* status */
     gboolean have_status;
     SpTierStatus tiers[2];      /* indexed by SpTier */
+    SpReplicaPolicy effective_policy;
+    GPtrArray *replicas;        /* of SpReplicaStatus */
 } SpPoolNamespace;
 
 /* Parse the children of @pool (the <pool> element) that are in our
@@ -43,9 +60,19 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpPoolNamespace, spPoolNamespaceFree)
 void spPoolNamespaceSetStatus(SpPoolNamespace *ns, SpTier tier,
                               const char *path, const SpTierUsage *usage);
 
+/* Take over @replicas (SpReplicaStatus, freed with spReplicaStatusFree)
+ * and the policy in force after resolving 'auto'. */
+void spPoolNamespaceSetReplicas(SpPoolNamespace *ns, SpReplicaPolicy effective,
+                                GPtrArray *replicas);
+
+void spReplicaStatusFree(SpReplicaStatus *status);
+
+/* The replica policy the pool asks for ('auto' when it says nothing). */
+SpReplicaPolicy spPoolNamespaceReplicaPolicy(const SpPoolNamespace *ns);
+
 void spPoolNamespaceClearStatus(SpPoolNamespace *ns);
 
-/* The namespace's elements as lines without trailing newline, indented by
+/* The namespace's elements (configuration, then status) as lines without trailing newline, indented by
  * two spaces per level relative to the <pool> children; empty when there
  * is nothing to show. */
 GPtrArray *spPoolNamespaceFormat(const SpPoolNamespace *ns);

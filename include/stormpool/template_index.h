@@ -18,13 +18,19 @@ char *spBackingFileResolve(const char *overlay_path, const char *backing_file);
  * comparison after collapsing repeated slashes; no file system access). */
 gboolean spPathIsInDir(const char *path, const char *dir);
 
-/* The names of the images in @secondary_dir whose backing file is
- * @template_path, sorted. Dependence is read from the overlays' own
- * headers at call time, so there is no side database that could drift,
- * and overlays created behind libvirt's back count as well. Backing names
- * are compared by device and inode, so any spelling of the template's path
- * counts. Files that are not images, hidden files and our temporary files
- * are skipped. */
+/* The names of the images in @secondary_dir whose backing file is one of
+ * @backing_paths (NULL-terminated), sorted. Dependence is read from the
+ * overlays' own headers at call time, so there is no side database that
+ * could drift, and overlays created behind libvirt's back count as well.
+ * Backing names are compared by device and inode, so any spelling of a
+ * path counts. Files that are not images, hidden files and our temporary
+ * files are skipped; backing paths that do not exist have no dependents. */
+GPtrArray *spBackingDependents(const char *secondary_dir,
+                               const char * const *backing_paths,
+                               GError **error);
+
+/* The instances that depend on a template: directly, or through one of
+ * its replicas (template_replica.h) in @secondary_dir. */
 GPtrArray *spTemplateDependents(const char *secondary_dir,
                                 const char *template_path,
                                 GError **error);

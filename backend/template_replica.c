@@ -1,0 +1,270 @@
+/*
+ * template_replica.c: copies of templates kept in the secondary tier
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "stormpool/atomic_file.h"
+#include "stormpool/error.h"
+#include "stormpool/file_copy.h"
+#include "stormpool/template_replica.h"
+
+static const char *const policyNames[] = {
+    [SP_REPLICA_AUTO] = "auto",
+    [SP_REPLICA_NONE] = "none",
+    [SP_REPLICA_COPY] = "copy",
+    [SP_REPLICA_LINK] = "link",
+};
+
+
+const char *
+spReplicaPolicyName(SpReplicaPolicy policy)
+{
+    return policyNames[policy];
+}
+
+
+gboolean
+spReplicaPolicyParse(const char *name, SpReplicaPolicy *policy)
+{
+    size_t i;
+
+    for (i = 0; name && i < G_N_ELEMENTS(policyNames); i++) {
+        if (strcmp(name, policyNames[i]) == 0) {
+            *policy = i;
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+
+static gboolean
+setErrno(GError **error, int err, const char *fmt, const char *path)
+{
+    g_autofree char *what = g_strdup_printf(fmt, path);
+
+    g_set_error(error, SP_ERROR, err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
+                "%s: %s", what, g_strerror(err));
+    return FALSE;
+}
+
+
+char *
+spReplicaIdentity(const char *template_path, GError **error)
+{
+    struct stat sb;
+    g_autofree char *key = NULL;
+    g_autofree char *digest = NULL;
+
+    if (stat(template_path, &sb) < 0) {
+        setErrno(error, errno, "cannot stat template '%s'", template_path);
+        return NULL;
+    }
+    key = g_strdup_printf("%ju:%ju:%jd:%jd.%09ld",
+                          (uintmax_t) sb.st_dev, (uintmax_t) sb.st_ino,
+                          (intmax_t) sb.st_size, (intmax_t) sb.st_mtim.tv_sec,
+                          sb.st_mtim.tv_nsec);
+    digest = g_compute_checksum_for_string(G_CHECKSUM_SHA256, key, -1);
+    return g_strndup(digest, 16);
+}
+
+
+char *
+spReplicaPath(const char *secondary, const char *template_name,
+              const char *identity)
+{
+    return g_build_filename(secondary, SP_REPLICA_DIR, template_name, identity, NULL);
+}
+
+
+char *
+spReplicaTemplateName(const char *secondary, const char *path)
+{
+    g_autofree char *root = g_build_filename(secondary, SP_REPLICA_DIR, NULL);
+    g_autofree char *dir = g_path_get_dirname(path);
+    g_autofree char *parent = g_path_get_dirname(dir);
+
+    if (strcmp(parent, root) != 0)
+        return NULL;
+    return g_path_get_basename(dir);
+}
+
+
+static gboolean
+makeReplicaDir(const char *replica_path, GError **error)
+{
+    g_autofree char *dir = g_path_get_dirname(replica_path);
+
+    /* Hidden and private: replicas are pool internals, not volumes. */
+    if (g_mkdir_with_parents(dir, 0700) < 0)
+        return setErrno(error, errno, "cannot create replica directory '%s'", dir);
+    return TRUE;
+}
+
+
+static gboolean
+fsyncDir(const char *path, GError **error)
+{
+    g_autofree char *dir = g_path_get_dirname(path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc;
+
+    if (fd < 0)
+        return setErrno(error, errno, "cannot open directory '%s'", dir);
+    rc = fsync(fd);
+    close(fd);
+    if (rc < 0)
+        return setErrno(error, errno, "cannot fsync directory '%s'", dir);
+    return TRUE;
+}
+
+
+static gboolean
+createLink(const char *template_path, const char *replica_path, GError **error)
+{
+    /* link() never replaces an existing name and is atomic by itself. */
+    if (link(template_path, replica_path) < 0) {
+        int err = errno;
+        if (err == EEXIST) {
+            g_set_error(error, SP_ERROR, SP_ERROR_EXISTS,
+                        "replica '%s' already exists", replica_path);
+            return FALSE;
+        }
+        if (err == EXDEV) {
+            g_set_error(error, SP_ERROR, SP_ERROR_UNSUPPORTED,
+                        "cannot hard-link template '%s' into '%s': the tiers "
+                        "are on different file systems", template_path, replica_path);
+            return FALSE;
+        }
+        return setErrno(error, err, "cannot link replica '%s'", replica_path);
+    }
+    return fsyncDir(replica_path, error);
+}
+
+
+static gboolean
+createCopy(const char *template_path, const char *replica_path, GError **error)
+{
+    g_autoptr(SpAtomicFile) file = NULL;
+    int src;
+    gboolean ok;
+
+    if ((src = open(template_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        return setErrno(error, errno, "cannot open template '%s'", template_path);
+    if (!(file = spAtomicFileBegin(replica_path, 0600, error))) {
+        close(src);
+        return FALSE;
+    }
+    /* A reflink shares the extents: instant and no extra space. */
+    ok = ioctl(spAtomicFileFd(file), FICLONE, src) == 0 ||
+         spFileCopySparse(src, spAtomicFileFd(file), error);
+    close(src);
+    return ok && spAtomicFileCommit(file, FALSE, error);
+}
+
+
+gboolean
+spReplicaCreate(const char *template_path, const char *replica_path,
+                gboolean link, GError **error)
+{
+    if (!makeReplicaDir(replica_path, error))
+        return FALSE;
+    return link ? createLink(template_path, replica_path, error)
+                : createCopy(template_path, replica_path, error);
+}
+
+
+void
+spReplicaInfoFree(SpReplicaInfo *info)
+{
+    if (!info)
+        return;
+    g_free(info->template_name);
+    g_free(info->identity);
+    g_free(info->path);
+    g_free(info);
+}
+
+
+static void
+listTemplateReplicas(GPtrArray *list, const char *dir, const char *template_name)
+{
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        SpReplicaInfo *info;
+        struct stat sb;
+        g_autofree char *path = NULL;
+
+        if (name[0] == '.')
+            continue;
+        path = g_build_filename(dir, name, NULL);
+        if (lstat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
+            continue;
+        info = g_new0(SpReplicaInfo, 1);
+        info->template_name = g_strdup(template_name);
+        info->identity = g_strdup(name);
+        info->path = g_steal_pointer(&path);
+        info->size = sb.st_size;
+        info->allocation = (guint64) sb.st_blocks * 512;
+        g_ptr_array_add(list, info);
+    }
+}
+
+
+static int
+compareReplicas(gconstpointer a, gconstpointer b)
+{
+    const SpReplicaInfo *ra = *(SpReplicaInfo * const *) a;
+    const SpReplicaInfo *rb = *(SpReplicaInfo * const *) b;
+
+    return strcmp(ra->path, rb->path);
+}
+
+
+GPtrArray *
+spReplicaList(const char *secondary, GError **error)
+{
+    g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func((GDestroyNotify) spReplicaInfoFree);
+    g_autofree char *root = g_build_filename(secondary, SP_REPLICA_DIR, NULL);
+    g_autoptr(GDir) d = NULL;
+    const char *name;
+
+    if (!g_file_test(root, G_FILE_TEST_IS_DIR))
+        return g_steal_pointer(&list);
+    if (!(d = g_dir_open(root, 0, error)))
+        return NULL;
+    while ((name = g_dir_read_name(d))) {
+        g_autofree char *dir = g_build_filename(root, name, NULL);
+
+        if (g_file_test(dir, G_FILE_TEST_IS_DIR))
+            listTemplateReplicas(list, dir, name);
+    }
+    g_ptr_array_sort(list, compareReplicas);
+    return g_steal_pointer(&list);
+}
+
+
+gboolean
+spReplicaRemove(const char *replica_path, GError **error)
+{
+    g_autofree char *dir = g_path_get_dirname(replica_path);
+
+    if (unlink(replica_path) < 0 && errno != ENOENT)
+        return setErrno(error, errno, "cannot remove replica '%s'", replica_path);
+    /* The directory goes with its last replica; a non-empty one stays. */
+    if (rmdir(dir) < 0 && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT)
+        return setErrno(error, errno, "cannot remove replica directory '%s'", dir);
+    return TRUE;
+}

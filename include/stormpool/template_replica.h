@@ -1,0 +1,64 @@
+/*
+ * template_replica.h: copies of templates kept in the secondary tier
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+    SP_REPLICA_AUTO,    /* link on one file system, copy across two */
+    SP_REPLICA_NONE,    /* instances back directly onto the template */
+    SP_REPLICA_COPY,    /* a sparse copy (or reflink) in the secondary tier */
+    SP_REPLICA_LINK,    /* a hard link in the secondary tier */
+} SpReplicaPolicy;
+
+/* Replicas live in a hidden directory of the secondary tier, one
+ * subdirectory per template, one file per identity of the template:
+ *   SECONDARY/.stormpool-replicas/TEMPLATE-NAME/IDENTITY */
+#define SP_REPLICA_DIR ".stormpool-replicas"
+
+const char *spReplicaPolicyName(SpReplicaPolicy policy);
+gboolean spReplicaPolicyParse(const char *name, SpReplicaPolicy *policy);
+
+/* The identity of a template's contents as far as its inode tells:
+ * device, inode number, size and modification time, as 16 hex digits.
+ * A template changed in place or replaced gets a new identity, so a new
+ * replica, and the instances made before keep the replica they have. */
+char *spReplicaIdentity(const char *template_path, GError **error);
+
+char *spReplicaPath(const char *secondary, const char *template_name,
+                    const char *identity);
+
+/* If @path is a replica in @secondary, the name of its template. */
+char *spReplicaTemplateName(const char *secondary, const char *path);
+
+/* Make @replica_path from @template_path, atomically: a hard link when
+ * @link, else a reflink when the file system can, else a sparse copy with
+ * copy_file_range. Creates the replica directories as needed. */
+gboolean spReplicaCreate(const char *template_path, const char *replica_path,
+                         gboolean link, GError **error);
+
+typedef struct {
+    char *template_name;
+    char *identity;
+    char *path;
+    guint64 size;           /* st_size */
+    guint64 allocation;     /* st_blocks * 512 */
+} SpReplicaInfo;
+
+void spReplicaInfoFree(SpReplicaInfo *info);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpReplicaInfo, spReplicaInfoFree)
+
+/* Every complete replica in @secondary (temporary files excluded). */
+GPtrArray *spReplicaList(const char *secondary, GError **error);
+
+/* Remove @replica_path and, when it was the last one, its template's
+ * replica directory. */
+gboolean spReplicaRemove(const char *replica_path, GError **error);
+
+G_END_DECLS
