@@ -256,15 +256,28 @@ spReplicaList(const char *secondary, GError **error)
 }
 
 
+static gboolean
+removeEmptyDir(const char *dir, GError **error)
+{
+    if (rmdir(dir) < 0 && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT)
+        return setErrno(error, errno, "cannot remove replica directory '%s'", dir);
+    return TRUE;
+}
+
+
 gboolean
 spReplicaRemove(const char *replica_path, GError **error)
 {
     g_autofree char *dir = g_path_get_dirname(replica_path);
+    g_autofree char *root = NULL;
 
     if (unlink(replica_path) < 0 && errno != ENOENT)
         return setErrno(error, errno, "cannot remove replica '%s'", replica_path);
-    /* The directory goes with its last replica; a non-empty one stays. */
-    if (rmdir(dir) < 0 && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT)
-        return setErrno(error, errno, "cannot remove replica directory '%s'", dir);
-    return TRUE;
+    /* Directories go with their last replica, so an emptied pool can be
+     * deleted; non-empty ones stay. */
+    if (!removeEmptyDir(dir, error))
+        return FALSE;
+    g_free(root);
+    root = g_path_get_dirname(dir);
+    return removeEmptyDir(root, error);
 }

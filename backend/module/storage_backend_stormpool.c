@@ -36,8 +36,10 @@
 #include "stormpool/pool_namespace.h"
 #include "stormpool/qcow2_overlay.h"
 #include "stormpool/template_index.h"
+#include "stormpool/template_replica.h"
 #include "stormpool/tier_layout.h"
 #include "stormpool/volume_name.h"
+#include "stormpool_replicas.h"
 
 #define VIR_FROM_THIS VIR_FROM_STORAGE
 
@@ -104,6 +106,18 @@ stormpoolVolIsInstance(virStoragePoolObj *pool,
                        virStorageVolDef *vol)
 {
     return spPathIsInDir(vol->target.path, stormpoolSecondary(pool));
+}
+
+
+/* The name of the template behind an instance's backing file: the
+ * template itself in the primary tier, or one of its replicas. */
+static char *
+stormpoolBackingTemplateName(virStoragePoolObj *pool,
+                             const char *backing_path)
+{
+    if (spPathIsInDir(backing_path, stormpoolPrimary(pool)))
+        return g_path_get_basename(backing_path);
+    return spReplicaTemplateName(stormpoolSecondary(pool), backing_path);
 }
 
 
@@ -325,10 +339,11 @@ static int
 stormpoolStartPool(virStoragePoolObj *pool)
 {
     g_autoptr(GError) err = NULL;
+    SpReplicaPolicy policy;
 
     if (!spTierLayoutCheck(stormpoolPrimary(pool), stormpoolSecondary(pool), &err))
         return stormpoolReportError(err);
-    return 0;
+    return stormpoolReplicaPolicy(pool, &policy);
 }
 
 
@@ -405,12 +420,14 @@ static const char *
 stormpoolNotAnInstanceReason(virStoragePoolObj *pool,
                              virStorageVolDef *vol)
 {
+    g_autofree char *name = NULL;
+
     if (vol->target.format != VIR_STORAGE_FILE_QCOW2)
         return "it is not a qcow2 overlay";
     if (!vol->target.backingStore || !vol->target.backingStore->path)
         return "it has no backing file";
-    if (!spPathIsInDir(vol->target.backingStore->path, stormpoolPrimary(pool)))
-        return "its backing file is not in the primary tier";
+    if (!(name = stormpoolBackingTemplateName(pool, vol->target.backingStore->path)))
+        return "its backing file is neither a template nor a replica of this pool";
     return NULL;
 }
 
@@ -485,6 +502,275 @@ stormpoolRefreshTier(virStoragePoolObj *pool,
 }
 
 
+/* ---- replicas at refresh --------------------------------------------- */
+
+typedef struct {
+    GHashTable *counts;             /* backing path -> number of instances */
+    virStorageVolDef *exclude;      /* an instance being deleted */
+} BackingCount;
+
+
+static int
+stormpoolCountBackingFile(virStorageVolDef *vol,
+                          const void *opaque)
+{
+    const BackingCount *count = opaque;
+    GHashTable *counts = count->counts;
+    const char *path;
+
+    if (vol == count->exclude ||
+        !vol->target.backingStore || !(path = vol->target.backingStore->path))
+        return 0;
+    g_hash_table_insert(counts, g_strdup(path),
+                        GUINT_TO_POINTER(GPOINTER_TO_UINT(g_hash_table_lookup(counts, path)) + 1));
+    return 0;
+}
+
+
+/* With prepare='eager', the replica of each template's current identity
+ * is wanted even before its first instance. */
+static bool
+stormpoolReplicaWanted(virStoragePoolObj *pool,
+                       const SpReplicaInfo *replica)
+{
+    SpPoolNamespace *ns = virStoragePoolObjGetDef(pool)->namespaceData;
+    g_autofree char *template_path = NULL;
+    g_autofree char *identity = NULL;
+
+    if (!ns || !ns->replica_eager)
+        return false;
+    template_path = g_build_filename(stormpoolPrimary(pool), replica->template_name, NULL);
+    if (!(identity = spReplicaIdentity(template_path, NULL)))
+        return false;
+    return STREQ(identity, replica->identity);
+}
+
+
+static SpReplicaStatus *
+stormpoolReplicaStatus(const SpReplicaInfo *replica,
+                       guint dependents)
+{
+    SpReplicaStatus *status = g_new0(SpReplicaStatus, 1);
+
+    status->template_name = g_strdup(replica->template_name);
+    status->path = g_strdup(replica->path);
+    status->dependents = dependents;
+    status->size = replica->size;
+    status->allocation = replica->allocation;
+    return status;
+}
+
+
+/* Dependents are counted from the overlays' own headers, read by this
+ * refresh: there is no side database that could drift. Replicas nobody
+ * uses any more (their instances were deleted behind libvirt's back) are
+ * removed, unless prepare='eager' wants them. */
+static GPtrArray *
+stormpoolScanReplicas(virStoragePoolObj *pool,
+                      bool collect,
+                      virStorageVolDef *exclude)
+{
+    g_autoptr(GHashTable) counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    BackingCount count = { counts, exclude };
+    g_autoptr(GPtrArray) replicas = NULL;
+    g_autoptr(GError) err = NULL;
+    GPtrArray *status = g_ptr_array_new_with_free_func((GDestroyNotify) spReplicaStatusFree);
+    guint i;
+
+    if (!(replicas = spReplicaList(stormpoolSecondary(pool), &err))) {
+        VIR_WARN("cannot list replicas: %s", err->message);
+        return status;
+    }
+    virStoragePoolObjForEachVolume(pool, stormpoolCountBackingFile, &count);
+
+    for (i = 0; i < replicas->len; i++) {
+        SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
+        guint n = GPOINTER_TO_UINT(g_hash_table_lookup(counts, replica->path));
+
+        if (collect && n == 0 && !stormpoolReplicaInProgress(replica->path) &&
+            !stormpoolReplicaWanted(pool, replica)) {
+            if (spReplicaRemove(replica->path, NULL))
+                VIR_INFO("removed unused replica '%s'", replica->path);
+            continue;
+        }
+        g_ptr_array_add(status, stormpoolReplicaStatus(replica, n));
+    }
+    return status;
+}
+
+
+/* Temporary files of replicas whose making was interrupted; a replica
+ * being made right now keeps its own. */
+static void
+stormpoolRemoveStaleReplicaTmpFiles(virStoragePoolObj *pool)
+{
+    g_autofree char *root = g_build_filename(stormpoolSecondary(pool), SP_REPLICA_DIR, NULL);
+    g_autoptr(GDir) d = g_dir_open(root, 0, NULL);
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        g_autofree char *dir = g_build_filename(root, name, NULL);
+
+        if (!stormpoolReplicaDirBusy(dir))
+            stormpoolRemoveStaleTmpFiles(dir);
+    }
+}
+
+
+static int
+stormpoolPrepareTemplateReplica(virStorageVolDef *vol,
+                                const void *opaque)
+{
+    virStoragePoolObj *pool = (virStoragePoolObj *) opaque;
+    g_autofree char *identity = NULL;
+    g_autofree char *replica = NULL;
+    SpReplicaPolicy policy;
+
+    if (stormpoolVolIsInstance(pool, vol) || stormpoolReplicaPolicy(pool, &policy) < 0) {
+        virResetLastError();
+        return 0;
+    }
+    if (!(identity = spReplicaIdentity(vol->target.path, NULL)))
+        return 0;
+    replica = spReplicaPath(stormpoolSecondary(pool), vol->name, identity);
+    stormpoolReplicaPrepare(vol->target.path, replica, policy);
+    return 0;
+}
+
+
+/* What a template looked like at the previous refresh, by path. Templates
+ * are never changed by this pool while instances depend on them, so a
+ * change seen here happened behind libvirt's back. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} TemplateStamp;
+
+static GMutex templateStampsLock;
+static GHashTable *templateStamps;
+
+typedef struct {
+    const char *template_path;
+    struct stat sb;
+    bool in_place;
+    GPtrArray *at_risk;
+} AtRiskSearch;
+
+
+static int
+stormpoolFindAtRisk(virStorageVolDef *vol,
+                    const void *opaque)
+{
+    AtRiskSearch *search = (AtRiskSearch *) opaque;
+    const char *backing = vol->target.backingStore ? vol->target.backingStore->path : NULL;
+    struct stat sb;
+
+    if (!backing)
+        return 0;
+    /* Instances on the template itself see any change; those on a hard
+     * link of it see changes made in place. Copies are safe. */
+    if (STREQ(backing, search->template_path) ||
+        (search->in_place && stat(backing, &sb) == 0 &&
+         sb.st_dev == search->sb.st_dev && sb.st_ino == search->sb.st_ino))
+        g_ptr_array_add(search->at_risk, vol->name);
+    return 0;
+}
+
+
+static bool
+stormpoolStampChanged(const char *path,
+                      const struct stat *sb,
+                      bool *in_place)
+{
+    TemplateStamp *old;
+    TemplateStamp *now = g_new0(TemplateStamp, 1);
+    bool changed = false;
+
+    now->dev = sb->st_dev;
+    now->ino = sb->st_ino;
+    now->size = sb->st_size;
+    now->mtime = sb->st_mtim;
+
+    g_mutex_lock(&templateStampsLock);
+    if (!templateStamps)
+        templateStamps = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    if ((old = g_hash_table_lookup(templateStamps, path))) {
+        changed = old->size != now->size || old->mtime.tv_sec != now->mtime.tv_sec ||
+                  old->mtime.tv_nsec != now->mtime.tv_nsec || old->ino != now->ino ||
+                  old->dev != now->dev;
+        *in_place = old->ino == now->ino && old->dev == now->dev;
+    }
+    g_hash_table_insert(templateStamps, g_strdup(path), now);
+    g_mutex_unlock(&templateStampsLock);
+    return changed;
+}
+
+
+static int
+stormpoolCheckTemplateStamp(virStorageVolDef *vol,
+                            const void *opaque)
+{
+    virStoragePoolObj *pool = (virStoragePoolObj *) opaque;
+    g_autoptr(GPtrArray) at_risk = g_ptr_array_new();
+    g_autofree char *names = NULL;
+    AtRiskSearch search = { .template_path = vol->target.path, .at_risk = at_risk };
+
+    if (stormpoolVolIsInstance(pool, vol) || stat(vol->target.path, &search.sb) < 0 ||
+        !stormpoolStampChanged(vol->target.path, &search.sb, &search.in_place))
+        return 0;
+    virStoragePoolObjForEachVolume(pool, stormpoolFindAtRisk, &search);
+    if (at_risk->len == 0) {
+        VIR_INFO("template '%s' changed; no instance depends on it directly", vol->target.path);
+        return 0;
+    }
+    g_ptr_array_add(at_risk, NULL);
+    names = g_strjoinv(", ", (char **) at_risk->pdata);
+    VIR_ERROR(_("template '%s' changed behind libvirt's back while %u instance(s) "
+                "depend on it directly; their data is at risk: %s"),
+              vol->target.path, at_risk->len - 1, names);
+    return 0;
+}
+
+
+static int
+stormpoolRefreshReplicas(virStoragePoolObj *pool)
+{
+    SpPoolNamespace *ns = virStoragePoolObjGetDef(pool)->namespaceData;
+    SpReplicaPolicy policy;
+
+    if (stormpoolReplicaPolicy(pool, &policy) < 0)
+        return -1;
+    stormpoolRemoveStaleReplicaTmpFiles(pool);
+    virStoragePoolObjForEachVolume(pool, stormpoolCheckTemplateStamp, pool);
+    if (ns && ns->replica_eager && policy != SP_REPLICA_NONE)
+        virStoragePoolObjForEachVolume(pool, stormpoolPrepareTemplateReplica, pool);
+    if (ns)
+        spPoolNamespaceSetReplicas(ns, policy, stormpoolScanReplicas(pool, true, NULL));
+    return 0;
+}
+
+
+/* Keep pool-dumpxml's replica status current between refreshes: called
+ * when an instance appears or goes away. */
+static void
+stormpoolUpdateReplicaStatus(virStoragePoolObj *pool,
+                             virStorageVolDef *deleted)
+{
+    SpPoolNamespace *ns = virStoragePoolObjGetDef(pool)->namespaceData;
+    SpReplicaPolicy policy;
+
+    if (!ns || !ns->have_status)
+        return;
+    if (stormpoolReplicaPolicy(pool, &policy) < 0) {
+        virResetLastError();
+        return;
+    }
+    spPoolNamespaceSetReplicas(ns, policy, stormpoolScanReplicas(pool, false, deleted));
+}
+
+
 static int
 stormpoolRefreshUsage(virStoragePoolObj *pool)
 {
@@ -520,6 +806,9 @@ stormpoolRefreshPool(virStoragePoolObj *pool)
     /* Templates first, so that instances can be checked against them. */
     if (stormpoolRefreshTier(pool, SP_TIER_PRIMARY, stormpoolPrimary(pool)) < 0 ||
         stormpoolRefreshTier(pool, SP_TIER_SECONDARY, stormpoolSecondary(pool)) < 0)
+        return -1;
+
+    if (stormpoolRefreshReplicas(pool) < 0)
         return -1;
 
     VIR_DEBUG("refreshed stormpool pool '%s': %zu volumes",
@@ -658,12 +947,34 @@ stormpoolCheckCapacity(virStorageVolDef *vol)
 }
 
 
+/* Where an instance of @template backs onto under the pool's policy. */
+static char *
+stormpoolInstanceBacking(virStoragePoolObj *pool,
+                         virStorageVolDef *template)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *identity = NULL;
+    SpReplicaPolicy policy;
+
+    if (stormpoolReplicaPolicy(pool, &policy) < 0)
+        return NULL;
+    if (policy == SP_REPLICA_NONE)
+        return g_strdup(template->target.path);
+    if (!(identity = spReplicaIdentity(template->target.path, &err))) {
+        stormpoolReportError(err);
+        return NULL;
+    }
+    return spReplicaPath(stormpoolSecondary(pool), template->name, identity);
+}
+
+
 static int
 stormpoolPrepareInstance(virStoragePoolObj *pool,
                          virStorageVolDef *vol)
 {
     virStorageSource *backing = vol->target.backingStore;
     virStorageVolDef *template;
+    g_autofree char *replica_of = NULL;
 
     if (vol->target.format != VIR_STORAGE_FILE_QCOW2) {
         virReportError(VIR_ERR_CONFIG_UNSUPPORTED,
@@ -671,7 +982,15 @@ stormpoolPrepareInstance(virStoragePoolObj *pool,
                        vol->name, virStorageFileFormatTypeToString(vol->target.format));
         return -1;
     }
-    if (!backing->path || !(template = stormpoolLookupTemplate(pool, backing->path)))
+    if (!backing->path)
+        return -1;
+    /* vol-clone hands over the source instance's backing file, which may
+     * be a replica: stand for its template. */
+    if ((replica_of = spReplicaTemplateName(stormpoolSecondary(pool), backing->path))) {
+        g_free(backing->path);
+        backing->path = g_steal_pointer(&replica_of);
+    }
+    if (!(template = stormpoolLookupTemplate(pool, backing->path)))
         return -1;
 
     /* The volume XML parser turns an omitted backing format into qcow2, so
@@ -686,7 +1005,11 @@ stormpoolPrepareInstance(virStoragePoolObj *pool,
     }
     backing->format = template->target.format;
     g_free(backing->path);
-    backing->path = g_strdup(template->target.path);
+    if (!(backing->path = stormpoolInstanceBacking(pool, template)))
+        return -1;
+    /* A replica of a template that has a backing file is flattened. */
+    if (template->target.backingStore && STRNEQ(backing->path, template->target.path))
+        backing->format = VIR_STORAGE_FILE_QCOW2;
 
     if (vol->target.capacity == 0)
         vol->target.capacity = template->target.capacity;
@@ -843,8 +1166,39 @@ stormpoolWriteRaw(virStorageVolDef *vol)
 }
 
 
+/* The replica an instance is about to back onto must exist, made from a
+ * template that has not changed since createVol named the replica. */
 static int
-stormpoolBuildVol(virStoragePoolObj *pool G_GNUC_UNUSED,
+stormpoolEnsureBackingReplica(virStoragePoolObj *pool,
+                              const char *replica_path)
+{
+    g_autofree char *name = spReplicaTemplateName(stormpoolSecondary(pool), replica_path);
+    g_autofree char *template_path = NULL;
+    g_autofree char *identity = NULL;
+    g_autofree char *expected = NULL;
+    g_autoptr(GError) err = NULL;
+    SpReplicaPolicy policy;
+
+    if (!name)
+        return 0;
+    template_path = g_build_filename(stormpoolPrimary(pool), name, NULL);
+    if (!(identity = spReplicaIdentity(template_path, &err)))
+        return stormpoolReportError(err);
+    expected = spReplicaPath(stormpoolSecondary(pool), name, identity);
+    if (STRNEQ(expected, replica_path)) {
+        virReportError(VIR_ERR_OPERATION_FAILED,
+                       _("template '%s' changed while the instance was being created; try again"),
+                       name);
+        return -1;
+    }
+    if (stormpoolReplicaPolicy(pool, &policy) < 0)
+        return -1;
+    return stormpoolReplicaEnsure(template_path, replica_path, policy);
+}
+
+
+static int
+stormpoolBuildVol(virStoragePoolObj *pool,
                   virStorageVolDef *vol,
                   unsigned int flags)
 {
@@ -852,6 +1206,8 @@ stormpoolBuildVol(virStoragePoolObj *pool G_GNUC_UNUSED,
 
     virCheckFlags(0, -1);
 
+    if (backing && stormpoolEnsureBackingReplica(pool, backing->path) < 0)
+        return -1;
     if (backing)
         return stormpoolWriteQcow2(vol, vol->target.capacity, backing->path,
                                    virStorageFileFormatTypeToString(backing->format),
@@ -953,6 +1309,8 @@ stormpoolBuildVolFrom(virStoragePoolObj *pool,
 {
     virStorageSource *backing = vol->target.backingStore;
     virStorageSource *inbacking = inputvol->target.backingStore;
+    g_autofree char *template = NULL;
+    g_autofree char *input_template = NULL;
 
     virCheckFlags(0, -1);
 
@@ -963,18 +1321,25 @@ stormpoolBuildVolFrom(virStoragePoolObj *pool,
     if (!backing)
         return stormpoolConvertToTemplate(vol, inputvol);
 
-    /* A clone of a template that keeps the template as backing file is a
-     * fresh instance: its data is the template's. */
-    if (STREQ(inputvol->target.path, backing->path))
+    if (!(template = stormpoolBackingTemplateName(pool, backing->path)))
+        return -1;
+
+    /* A clone of the template itself, as an instance of it, is a fresh
+     * instance: its data is the template's. */
+    if (!stormpoolVolIsInstance(pool, inputvol) && STREQ(inputvol->name, template))
         return stormpoolBuildVol(pool, vol, 0);
 
-    if (!inbacking || !inbacking->path || STRNEQ(inbacking->path, backing->path)) {
+    if (inbacking && inbacking->path)
+        input_template = stormpoolBackingTemplateName(pool, inbacking->path);
+    if (!input_template || STRNEQ(input_template, template)) {
         virReportError(VIR_ERR_INVALID_ARG,
                        _("cannot clone '%s' as an instance of template '%s': "
                          "it is not an instance of that template"),
-                       inputvol->name, backing->path);
+                       inputvol->name, template);
         return -1;
     }
+    /* The copy keeps the source's backing file, which may be an older
+     * replica: the data is the same. */
     return stormpoolCloneInstance(vol, inputvol);
 }
 
@@ -982,12 +1347,18 @@ stormpoolBuildVolFrom(virStoragePoolObj *pool,
 /* ---- volume lifecycle ------------------------------------------------- */
 
 static int
-stormpoolRefreshVol(virStoragePoolObj *pool G_GNUC_UNUSED,
+stormpoolRefreshVol(virStoragePoolObj *pool,
                     virStorageVolDef *vol)
 {
     g_auto(SpImageInfo) info = { 0 };
+    bool had_backing = vol->target.backingStore != NULL;
 
-    return stormpoolVolUpdateFromFile(vol, &info);
+    if (stormpoolVolUpdateFromFile(vol, &info) < 0)
+        return -1;
+    /* The driver refreshes every volume it has just built. */
+    if (had_backing && stormpoolVolIsInstance(pool, vol))
+        stormpoolUpdateReplicaStatus(pool, NULL);
+    return 0;
 }
 
 
@@ -1015,6 +1386,32 @@ stormpoolCheckNoDependents(virStoragePoolObj *pool,
 }
 
 
+/* A replica goes with the last instance that backs onto it. Failing to
+ * remove it is not an error of the deletion: refresh tries again. */
+static void
+stormpoolCollectReplica(virStoragePoolObj *pool,
+                        const char *backing_path)
+{
+    const char *paths[] = { backing_path, NULL };
+    g_autoptr(GPtrArray) dependents = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *name = spReplicaTemplateName(stormpoolSecondary(pool), backing_path);
+
+    if (!name)
+        return;
+    if (!(dependents = spBackingDependents(stormpoolSecondary(pool), paths, &err)) ||
+        dependents->len > 0) {
+        return;
+    }
+    if (!spReplicaRemove(backing_path, &err)) {
+        VIR_WARN("cannot remove unused replica '%s': %s", backing_path, err->message);
+        return;
+    }
+    VIR_INFO("removed replica '%s' of template '%s': its last instance is gone",
+             backing_path, name);
+}
+
+
 static int
 stormpoolDeleteVol(virStoragePoolObj *pool,
                    virStorageVolDef *vol,
@@ -1035,6 +1432,10 @@ stormpoolDeleteVol(virStoragePoolObj *pool,
         virReportSystemError(errno, _("cannot delete volume '%s'"), vol->target.path);
         return -1;
     }
+    if (vol->target.backingStore && vol->target.backingStore->path) {
+        stormpoolCollectReplica(pool, vol->target.backingStore->path);
+        stormpoolUpdateReplicaStatus(pool, vol);
+    }
     VIR_INFO("deleted %s '%s'",
              stormpoolVolIsInstance(pool, vol) ? "instance" : "template",
              vol->target.path);
@@ -1050,6 +1451,7 @@ stormpoolResetInstance(virStoragePoolObj *pool,
 {
     g_autoptr(GError) err = NULL;
     g_autofree char *backing = NULL;
+    g_autofree char *template = NULL;
     g_auto(SpImageInfo) info = { 0 };
     VIR_AUTOCLOSE lock = -1;
 
@@ -1065,7 +1467,7 @@ stormpoolResetInstance(virStoragePoolObj *pool,
         return -1;
     }
     backing = spBackingFileResolve(vol->target.path, info.backing_file);
-    if (!spPathIsInDir(backing, stormpoolPrimary(pool))) {
+    if (!(template = stormpoolBackingTemplateName(pool, backing))) {
         virReportError(VIR_ERR_OPERATION_INVALID,
                        _("'%s' backs onto '%s', which is not a template of this pool"),
                        vol->target.path, backing);

@@ -59,6 +59,40 @@ def vol_names(pool):
         conn.close()
 
 
+def define_pool(name, primary, secondary, replica=None, extra=""):
+    """Define a stormpool pool from XML (pool-define-as cannot set our
+    namespace); @replica is the replica policy, or None for the default."""
+    setting = ""
+    if replica:
+        setting = "<stormpool:replica %s/>" % replica
+    xml = """<pool type='stormpool' xmlns:stormpool='urn:stormpool:pool:1.0'>
+  <name>%s</name>
+  <source><dir path='%s'/></source>
+  <target><path>%s</path></target>
+  %s%s
+</pool>""" % (name, primary, secondary, setting, extra)
+    with tempfile.NamedTemporaryFile("w", suffix=".xml", dir=TEST_TMP, delete=False) as f:
+        f.write(xml)
+    try:
+        virsh("pool-define", f.name)
+    finally:
+        os.unlink(f.name)
+
+
+def replica_dir(secondary, template_name):
+    return os.path.join(secondary, ".stormpool-replicas", template_name)
+
+
+def backing_template(overlay, secondary):
+    """The template an instance backs onto, through a replica or not:
+    (template file name, backing path)."""
+    backing = qemu_img_info(overlay)["backing-filename"]
+    parent = os.path.dirname(backing)
+    if os.path.dirname(parent) == os.path.join(secondary, ".stormpool-replicas"):
+        return os.path.basename(parent), backing
+    return os.path.basename(backing), backing
+
+
 def daemon_alive():
     rc, out, _ = run(["virsh", "-q", "version"], check=False)
     return rc == 0

@@ -9,8 +9,9 @@ volumes survive a daemon restart.
 import os
 import re
 
-from taplib import (Suite, daemon_alive, listdir, make_tmpdir, qemu_img_info,
-                    run, sha256, virsh, virsh_fails, vol_names, TOP)
+from taplib import (Suite, backing_template, daemon_alive, listdir, make_tmpdir,
+                    qemu_img_info, replica_dir, run, sha256, virsh, virsh_fails,
+                    vol_names, TOP)
 
 POOL = "sp-classroom"
 INSTANCES = ["pc%02d.qcow2" % i for i in range(1, 21)]
@@ -23,6 +24,17 @@ primary = os.path.join(root, "hdd", "templates")
 secondary = os.path.join(root, "ssd", "lab")
 template = os.path.join(primary, "win10.qcow2")
 state = {}
+
+
+def assert_instance_of_template(overlay):
+    """The pool is defined without a replica setting: policy 'auto', and
+    both tiers are on one file system here, so instances back onto a hard
+    link of the template in the secondary tier."""
+    name, backing = backing_template(overlay, secondary)
+    assert name == "win10.qcow2", (overlay, backing)
+    assert os.path.dirname(backing) == replica_dir(secondary, "win10.qcow2"), backing
+    assert os.path.samefile(backing, template), backing
+    return backing
 
 
 def vol_xml_field(xml, pattern):
@@ -127,12 +139,23 @@ def _():
         info = qemu_img_info(path)
         assert info["format"] == "qcow2", info
         assert info["virtual-size"] == 20 * 1024 * MiB, info
-        assert info["backing-filename"] == template, info
+        assert_instance_of_template(path)
         assert info["backing-filename-format"] == "qcow2", info
         assert info["filename"] == path
     assert sorted(vol_names(POOL)) == \
         sorted(INSTANCES + ["win10.qcow2"])
-    assert listdir(secondary) == sorted(INSTANCES)
+    assert [f for f in listdir(secondary) if not f.startswith(".")] == sorted(INSTANCES)
+
+
+@suite.step("pool-dumpxml shows the template's link replica and its 20 dependents")
+def _():
+    xml = virsh("pool-dumpxml", POOL)
+    replica = assert_instance_of_template(os.path.join(secondary, "pc01.qcow2"))
+    m = re.search(r"<stormpool:replicas policy='link'>\s*<stormpool:replica template='win10.qcow2' "
+                  r"path='%s' dependents='20' size='(\d+)'" % re.escape(replica), xml)
+    assert m, xml
+    assert int(m.group(1)) == os.path.getsize(template)
+    assert "win10.qcow2" not in [v for v in vol_names(POOL) if v != "win10.qcow2"]
 
 
 @suite.step("vol-dumpxml of an instance: path, capacity, allocation, format, backingStore")
@@ -143,8 +166,9 @@ def _():
     assert vol_xml_field(xml, r"<capacity unit='bytes'>(\d+)<") == str(20 * 1024 * MiB)
     allocation = int(vol_xml_field(xml, r"<allocation unit='bytes'>(\d+)<"))
     assert allocation == os.stat(os.path.join(secondary, "pc01.qcow2")).st_blocks * 512
+    replica = assert_instance_of_template(os.path.join(secondary, "pc01.qcow2"))
     assert re.search(r"<backingStore>\s*<path>%s</path>\s*<format type='qcow2'/>"
-                     % re.escape(template), xml), xml
+                     % re.escape(replica), xml), xml
     assert "<compat>1.1</compat>" in xml
 
 
@@ -162,7 +186,7 @@ def _():
 def _():
     virsh("vol-create-as", POOL, "bypath.qcow2", "64M", "--format", "qcow2",
           "--backing-vol", template)
-    assert qemu_img_info(os.path.join(secondary, "bypath.qcow2"))["backing-filename"] == template
+    assert_instance_of_template(os.path.join(secondary, "bypath.qcow2"))
     xml = """<volume><name>nocap.qcow2</name>
                <target><format type='qcow2'/></target>
                <backingStore><path>%s</path></backingStore></volume>""" % template
@@ -208,7 +232,8 @@ def _():
     virsh("vol-wipe", "--pool", POOL, "pc01.qcow2")
     assert_pattern(pc, 0xab, 0, 4 * MiB)
     info = qemu_img_info(pc)
-    assert info["virtual-size"] == 20 * 1024 * MiB and info["backing-filename"] == template
+    assert info["virtual-size"] == 20 * 1024 * MiB
+    assert_instance_of_template(pc)
     run(["qemu-img", "check", "-q", pc])
     assert os.stat(pc).st_blocks <= before + 8, (before, os.stat(pc).st_blocks)
     virsh_fails("vol-wipe", "--pool", POOL, "--algorithm", "nnsa", "pc01.qcow2",
@@ -234,7 +259,8 @@ def _():
     virsh("vol-clone", "--pool", POOL, "pc03.qcow2", "pc03-copy.qcow2")
     copy = os.path.join(secondary, "pc03-copy.qcow2")
     info = qemu_img_info(copy)
-    assert info["backing-filename"] == template and info["backing-filename-format"] == "qcow2"
+    assert info["backing-filename-format"] == "qcow2"
+    assert_instance_of_template(copy)
     assert_pattern(copy, 0x33, 2 * MiB, MiB)
     assert_pattern(copy, 0xab, 0, 2 * MiB)
     run(["qemu-img", "check", "-q", copy])
@@ -315,7 +341,7 @@ def _():
     assert "running" in virsh("pool-info", POOL)
     after = sorted(vol_names(POOL))
     assert before == after, (before, after)
-    assert qemu_img_info(os.path.join(secondary, "pc05.qcow2"))["backing-filename"] == template
+    assert_instance_of_template(os.path.join(secondary, "pc05.qcow2"))
 
 
 @suite.step("the template's sha256 never changed")

@@ -1,0 +1,239 @@
+/*
+ * stormpool_replicas.c: making template replicas for a running pool
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <config.h>
+
+#include <sys/stat.h>
+
+#include "internal.h"
+#include "storage_conf.h"
+#include "vircommand.h"
+#include "virerror.h"
+#include "virfile.h"
+#include "virlog.h"
+
+#include "stormpool/atomic_file.h"
+#include "stormpool/error.h"
+#include "stormpool/image_header.h"
+#include "stormpool/pool_namespace.h"
+#include "stormpool_replicas.h"
+
+#define VIR_FROM_THIS VIR_FROM_STORAGE
+
+VIR_LOG_INIT("storage.storage_backend_stormpool.replicas");
+
+/* Replica paths being made, daemon-wide: paths are unique across pools
+ * since two pools cannot share a secondary tier. */
+static GMutex replicasLock;
+static GCond replicasCond;
+static GHashTable *replicasInProgress;
+
+
+int
+stormpoolReplicaPolicy(virStoragePoolObj *pool,
+                       SpReplicaPolicy *policy)
+{
+    virStoragePoolDef *def = virStoragePoolObjGetDef(pool);
+    SpReplicaPolicy wanted = spPoolNamespaceReplicaPolicy(def->namespaceData);
+    struct stat primary, secondary;
+
+    if (wanted == SP_REPLICA_NONE || wanted == SP_REPLICA_COPY) {
+        *policy = wanted;
+        return 0;
+    }
+    if (stat(def->source.dir, &primary) < 0 || stat(def->target.path, &secondary) < 0) {
+        virReportSystemError(errno, _("cannot stat the tiers of pool '%s'"), def->name);
+        return -1;
+    }
+    if (primary.st_dev == secondary.st_dev) {
+        *policy = SP_REPLICA_LINK;
+        return 0;
+    }
+    if (wanted == SP_REPLICA_LINK) {
+        virReportError(VIR_ERR_CONFIG_UNSUPPORTED,
+                       _("replica policy 'link' needs both tiers on one file system, "
+                         "but '%s' and '%s' are on different ones; use 'copy' or 'auto'"),
+                       def->source.dir, def->target.path);
+        return -1;
+    }
+    *policy = SP_REPLICA_COPY;
+    return 0;
+}
+
+
+/* A template with a backing file of its own is replicated flattened, so
+ * that boot reads never leave the secondary tier. */
+static int
+stormpoolReplicaFlatten(const char *template_path,
+                        const char *replica_path,
+                        const char *format)
+{
+    g_autoptr(SpAtomicFile) file = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(virCommand) cmd = NULL;
+    g_autofree char *dir = g_path_get_dirname(replica_path);
+    g_autofree char *qemuimg = virFindFileInPath("qemu-img");
+
+    if (!qemuimg) {
+        virReportError(VIR_ERR_INTERNAL_ERROR, "%s",
+                       _("qemu-img is needed to flatten a template but was not found"));
+        return -1;
+    }
+    if (g_mkdir_with_parents(dir, 0700) < 0) {
+        virReportSystemError(errno, _("cannot create directory '%s'"), dir);
+        return -1;
+    }
+    if (!(file = spAtomicFileBegin(replica_path, 0600, &err))) {
+        virReportError(VIR_ERR_OPERATION_FAILED, "%s", err->message);
+        return -1;
+    }
+    cmd = virCommandNewArgList(qemuimg, "convert", "-q", "-f", format, "-O", "qcow2",
+                               template_path, spAtomicFileTmpPath(file), NULL);
+    if (virCommandRun(cmd, NULL) < 0)
+        return -1;
+    if (!spAtomicFileCommit(file, false, &err)) {
+        virReportError(VIR_ERR_OPERATION_FAILED, "%s", err->message);
+        return -1;
+    }
+    return 0;
+}
+
+
+static int
+stormpoolReplicaMake(const char *template_path,
+                     const char *replica_path,
+                     SpReplicaPolicy policy)
+{
+    g_auto(SpImageInfo) info = { 0 };
+    g_autoptr(GError) err = NULL;
+    gint64 start = g_get_monotonic_time();
+    double seconds;
+
+    if (!spImageInfoRead(template_path, &info, &err)) {
+        virReportError(VIR_ERR_OPERATION_FAILED, "%s", err->message);
+        return -1;
+    }
+    VIR_INFO("making %s replica '%s' of template '%s' (%llu bytes)",
+             info.backing_file ? "flattened" : spReplicaPolicyName(policy),
+             replica_path, template_path, (unsigned long long) info.file_size);
+
+    if (info.backing_file) {
+        if (stormpoolReplicaFlatten(template_path, replica_path,
+                                    spImageFormatName(&info)) < 0)
+            return -1;
+    } else if (!spReplicaCreate(template_path, replica_path,
+                                policy == SP_REPLICA_LINK, &err)) {
+        virReportError(VIR_ERR_OPERATION_FAILED, "%s", err->message);
+        return -1;
+    }
+
+    seconds = (g_get_monotonic_time() - start) / 1e6;
+    VIR_INFO("replica '%s' made in %.3f s (%.1f MB/s)", replica_path, seconds,
+             seconds > 0 ? info.file_size / 1e6 / seconds : 0.0);
+    return 0;
+}
+
+
+int
+stormpoolReplicaEnsure(const char *template_path,
+                       const char *replica_path,
+                       SpReplicaPolicy policy)
+{
+    int rc;
+
+    g_mutex_lock(&replicasLock);
+    if (!replicasInProgress)
+        replicasInProgress = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    while (g_hash_table_contains(replicasInProgress, replica_path))
+        g_cond_wait(&replicasCond, &replicasLock);
+    if (virFileExists(replica_path)) {
+        g_mutex_unlock(&replicasLock);
+        return 0;
+    }
+    g_hash_table_add(replicasInProgress, g_strdup(replica_path));
+    g_mutex_unlock(&replicasLock);
+
+    rc = stormpoolReplicaMake(template_path, replica_path, policy);
+
+    g_mutex_lock(&replicasLock);
+    g_hash_table_remove(replicasInProgress, replica_path);
+    g_cond_broadcast(&replicasCond);
+    g_mutex_unlock(&replicasLock);
+    return rc;
+}
+
+
+bool
+stormpoolReplicaInProgress(const char *replica_path)
+{
+    bool ret;
+
+    g_mutex_lock(&replicasLock);
+    ret = replicasInProgress && g_hash_table_contains(replicasInProgress, replica_path);
+    g_mutex_unlock(&replicasLock);
+    return ret;
+}
+
+
+bool
+stormpoolReplicaDirBusy(const char *dir)
+{
+    GHashTableIter iter;
+    gpointer key;
+    bool busy = false;
+
+    g_mutex_lock(&replicasLock);
+    if (replicasInProgress) {
+        g_hash_table_iter_init(&iter, replicasInProgress);
+        while (!busy && g_hash_table_iter_next(&iter, &key, NULL)) {
+            g_autofree char *parent = g_path_get_dirname(key);
+            busy = STREQ(parent, dir);
+        }
+    }
+    g_mutex_unlock(&replicasLock);
+    return busy;
+}
+
+
+typedef struct {
+    char *template_path;
+    char *replica_path;
+    SpReplicaPolicy policy;
+} ReplicaJob;
+
+
+static gpointer
+stormpoolReplicaPrepareThread(gpointer opaque)
+{
+    ReplicaJob *job = opaque;
+
+    if (stormpoolReplicaEnsure(job->template_path, job->replica_path, job->policy) < 0) {
+        VIR_ERROR(_("cannot prepare replica of template '%s': %s"),
+                  job->template_path, virGetLastErrorMessage());
+        virResetLastError();
+    }
+    g_free(job->template_path);
+    g_free(job->replica_path);
+    g_free(job);
+    return NULL;
+}
+
+
+void
+stormpoolReplicaPrepare(const char *template_path,
+                        const char *replica_path,
+                        SpReplicaPolicy policy)
+{
+    ReplicaJob *job;
+
+    if (virFileExists(replica_path) || stormpoolReplicaInProgress(replica_path))
+        return;
+    job = g_new0(ReplicaJob, 1);
+    job->template_path = g_strdup(template_path);
+    job->replica_path = g_strdup(replica_path);
+    job->policy = policy;
+    g_thread_unref(g_thread_new("stormpool-replica", stormpoolReplicaPrepareThread, job));
+}
