@@ -658,6 +658,11 @@ typedef struct {
     GPtrArray *at_risk;
 } AtRiskSearch;
 
+typedef struct {
+    virStoragePoolObj *pool;
+    GPtrArray *changed;
+} ChangedCollect;
+
 
 static int
 stormpoolFindAtRisk(virStorageVolDef *vol,
@@ -708,29 +713,75 @@ stormpoolStampChanged(const char *path,
 }
 
 
-static int
-stormpoolCheckTemplateStamp(virStorageVolDef *vol,
-                            const void *opaque)
+typedef struct {
+    char *path;
+    struct stat sb;
+    bool in_place;
+} ChangedTemplate;
+
+
+static void
+changedTemplateFree(ChangedTemplate *changed)
 {
-    virStoragePoolObj *pool = (virStoragePoolObj *) opaque;
+    g_free(changed->path);
+    g_free(changed);
+}
+
+
+static int
+stormpoolCollectChangedTemplate(virStorageVolDef *vol,
+                                const void *opaque)
+{
+    const ChangedCollect *collect = opaque;
+    ChangedTemplate changed = { 0 };
+
+    if (stormpoolVolIsInstance(collect->pool, vol) || stat(vol->target.path, &changed.sb) < 0 ||
+        !stormpoolStampChanged(vol->target.path, &changed.sb, &changed.in_place))
+        return 0;
+    changed.path = g_strdup(vol->target.path);
+    g_ptr_array_add(collect->changed, g_memdup(&changed, sizeof(changed)));
+    return 0;
+}
+
+
+static void
+stormpoolReportAtRisk(virStoragePoolObj *pool,
+                      ChangedTemplate *changed)
+{
     g_autoptr(GPtrArray) at_risk = g_ptr_array_new();
     g_autofree char *names = NULL;
-    AtRiskSearch search = { .template_path = vol->target.path, .at_risk = at_risk };
+    AtRiskSearch search = {
+        .template_path = changed->path,
+        .sb = changed->sb,
+        .in_place = changed->in_place,
+        .at_risk = at_risk,
+    };
 
-    if (stormpoolVolIsInstance(pool, vol) || stat(vol->target.path, &search.sb) < 0 ||
-        !stormpoolStampChanged(vol->target.path, &search.sb, &search.in_place))
-        return 0;
     virStoragePoolObjForEachVolume(pool, stormpoolFindAtRisk, &search);
     if (at_risk->len == 0) {
-        VIR_INFO("template '%s' changed; no instance depends on it directly", vol->target.path);
-        return 0;
+        VIR_INFO("template '%s' changed; no instance depends on it directly", changed->path);
+        return;
     }
     g_ptr_array_add(at_risk, NULL);
     names = g_strjoinv(", ", (char **) at_risk->pdata);
     VIR_ERROR(_("template '%s' changed behind libvirt's back while %u instance(s) "
                 "depend on it directly; their data is at risk: %s"),
-              vol->target.path, at_risk->len - 1, names);
-    return 0;
+              changed->path, at_risk->len - 1, names);
+}
+
+
+/* Volume iterators hold each volume's lock, so the search for instances
+ * at risk runs after the walk over templates, never nested in it. */
+static void
+stormpoolCheckTemplateStamps(virStoragePoolObj *pool)
+{
+    g_autoptr(GPtrArray) changed = g_ptr_array_new_with_free_func((GDestroyNotify) changedTemplateFree);
+    ChangedCollect collect = { pool, changed };
+    guint i;
+
+    virStoragePoolObjForEachVolume(pool, stormpoolCollectChangedTemplate, &collect);
+    for (i = 0; i < changed->len; i++)
+        stormpoolReportAtRisk(pool, g_ptr_array_index(changed, i));
 }
 
 
@@ -743,7 +794,7 @@ stormpoolRefreshReplicas(virStoragePoolObj *pool)
     if (stormpoolReplicaPolicy(pool, &policy) < 0)
         return -1;
     stormpoolRemoveStaleReplicaTmpFiles(pool);
-    virStoragePoolObjForEachVolume(pool, stormpoolCheckTemplateStamp, pool);
+    stormpoolCheckTemplateStamps(pool);
     if (ns && ns->replica_eager && policy != SP_REPLICA_NONE)
         virStoragePoolObjForEachVolume(pool, stormpoolPrepareTemplateReplica, pool);
     if (ns)

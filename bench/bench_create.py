@@ -1,0 +1,180 @@
+"""Instance creation and pool refresh: stormpool against libvirt's dir pool.
+
+Run by `make bench-create` (bench/bench-create) through the private daemons.
+All configurations are measured side by side in one run, on one file system,
+through the libvirt API (python3-libvirt, storage:///system):
+
+  stormpool   vol-create of a qcow2 instance (native writer, fdatasync,
+              rename, fsync of the directory)
+  dir+qemu-img  vol-create of a qcow2 overlay in a stock dir pool (libvirt
+              runs qemu-img create)
+  dir+copy    vol-clone of a template holding real data in a dir pool (a
+              full copy, what "clone" means without overlays)
+
+and pool-refresh of pools holding the instances just made.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+import libvirt
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.join(TOP, "_build", "bench", "create")
+GiB = 1024 ** 3
+
+
+def run(*argv):
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
+
+def make_template(path, data_bytes):
+    """A 20 GiB qcow2 template with @data_bytes of real data in it."""
+    run("qemu-img", "create", "-q", "-f", "qcow2", path, "20G")
+    chunk = 64 * 1024 * 1024
+    commands = []
+    for offset in range(0, data_bytes, chunk):
+        commands += ["-c", "write -P %d %d %d" % ((offset // chunk) % 250 + 1, offset,
+                                                   min(chunk, data_bytes - offset))]
+    if commands:
+        run("qemu-io", "-f", "qcow2", *commands, path)
+
+
+def define(conn, xml):
+    pool = conn.storagePoolDefineXML(xml)
+    pool.create()
+    return pool
+
+
+def instance_xml(name, backing):
+    return ("<volume><name>%s</name><capacity unit='G'>20</capacity>"
+            "<target><format type='qcow2'/></target>"
+            "<backingStore><path>%s</path><format type='qcow2'/></backingStore>"
+            "</volume>" % (name, backing))
+
+
+def time_creates(pool, n, backing):
+    times = []
+    for i in range(n):
+        xml = instance_xml("pc%05d.qcow2" % i, backing)
+        start = time.perf_counter()
+        pool.createXML(xml)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_clones(pool, n, template_vol):
+    times = []
+    for i in range(n):
+        xml = ("<volume><name>full%05d.qcow2</name><capacity unit='G'>20</capacity>"
+               "<target><format type='qcow2'/></target></volume>" % i)
+        start = time.perf_counter()
+        pool.createXMLFrom(xml, template_vol)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_refresh(pool, repeat=5):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        pool.refresh()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def empty_pool(pool, keep=()):
+    for vol in pool.listAllVolumes():
+        if vol.name() not in keep:
+            vol.delete()
+
+
+def ms(seconds):
+    return "%.2f ms" % (seconds * 1000)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--counts", default="100,1000",
+                        help="instances per run (default 100,1000)")
+    parser.add_argument("--copies", type=int, default=5,
+                        help="full copies for the dir+copy baseline (default 5)")
+    parser.add_argument("--template-data", type=int, default=1024,
+                        help="MiB of real data in the template (default 1024)")
+    parser.add_argument("--uri", default="storage:///system")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.counts.split(",")]
+
+    shutil.rmtree(ROOT, ignore_errors=True)
+    for d in ("hdd", "ssd", "dir"):
+        os.makedirs(os.path.join(ROOT, d))
+    sp_template = os.path.join(ROOT, "hdd", "win10.qcow2")
+    dir_template = os.path.join(ROOT, "dir", "win10.qcow2")
+    print("making a template with %d MiB of data ..." % args.template_data, flush=True)
+    make_template(sp_template, args.template_data * 1024 * 1024)
+    run("cp", "--sparse=always", sp_template, dir_template)
+
+    conn = libvirt.open(args.uri)
+    pools = []
+    try:
+        sp = define(conn, "<pool type='stormpool'><name>bench-stormpool</name>"
+                    "<source><dir path='%s/hdd'/></source><target><path>%s/ssd</path>"
+                    "</target></pool>" % (ROOT, ROOT))
+        pools.append(sp)
+        dp = define(conn, "<pool type='dir'><name>bench-dir</name><target>"
+                    "<path>%s/dir</path></target></pool>" % ROOT)
+        pools.append(dp)
+
+        print("\nconnection %s, file system of %s" % (args.uri, ROOT))
+        print("%-8s %-14s %-14s %-8s %-12s %-12s %-8s" %
+              ("N", "stormpool", "dir+qemu-img", "ratio", "refresh sp", "refresh dir", "ratio"))
+        results = []
+        for n in counts:
+            sp_times = time_creates(sp, n, sp_template)
+            dir_times = time_creates(dp, n, dir_template)
+            sp_med = statistics.median(sp_times)
+            dir_med = statistics.median(dir_times)
+            sp_ref = time_refresh(sp)
+            dir_ref = time_refresh(dp)
+            results.append((n, sp_med, dir_med, sp_ref, dir_ref))
+            print("%-8d %-14s %-14s %-8s %-12s %-12s %-8s" %
+                  (n, ms(sp_med), ms(dir_med), "%.1fx" % (dir_med / sp_med),
+                   ms(sp_ref), ms(dir_ref), "%.1fx" % (dir_ref / sp_ref)), flush=True)
+            empty_pool(sp, keep=("win10.qcow2",))
+            empty_pool(dp, keep=("win10.qcow2",))
+
+        template_vol = dp.storageVolLookupByName("win10.qcow2")
+        copy_times = time_clones(dp, args.copies, template_vol)
+        copy_med = statistics.median(copy_times)
+        print("\nfull copies (vol-clone in the dir pool, %d MiB of data, N=%d): median %s"
+              % (args.template_data, args.copies, ms(copy_med)))
+        for n, sp_med, _, _, _ in results:
+            print("  stormpool instance vs full copy at N=%d: %.0fx faster"
+                  % (n, copy_med / sp_med))
+
+        n, sp_med, dir_med, sp_ref, dir_ref = results[-1]
+        print()
+        print("target creation >= 20x dir+qemu-img at N=%d: %.1fx %s"
+              % (n, dir_med / sp_med, "PASS" if dir_med / sp_med >= 20 else "FAIL"))
+        print("target refresh  >= 10x dir at N=%d:          %.1fx %s"
+              % (n, dir_ref / sp_ref, "PASS" if dir_ref / sp_ref >= 10 else "FAIL"))
+    finally:
+        for pool in pools:
+            try:
+                empty_pool(pool, keep=("win10.qcow2",))
+                empty_pool(pool)
+                pool.destroy()
+            except libvirt.libvirtError as exc:
+                print("cleanup: %s" % exc, file=sys.stderr)
+            pool.undefine()
+        shutil.rmtree(ROOT, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
