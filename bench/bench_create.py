@@ -45,7 +45,15 @@ def make_template(path, data_bytes):
         run("qemu-io", "-f", "qcow2", *commands, path)
 
 
-def define(conn, xml):
+def define(conn, name, xml):
+    """Define and start a pool, replacing one left by an interrupted run."""
+    try:
+        old = conn.storagePoolLookupByName(name)
+        if old.isActive():
+            old.destroy()
+        old.undefine()
+    except libvirt.libvirtError:
+        pass
     pool = conn.storagePoolDefineXML(xml)
     pool.create()
     return pool
@@ -123,11 +131,11 @@ def main():
     conn = libvirt.open(args.uri)
     pools = []
     try:
-        sp = define(conn, "<pool type='stormpool'><name>bench-stormpool</name>"
+        sp = define(conn, "bench-stormpool", "<pool type='stormpool'><name>bench-stormpool</name>"
                     "<source><dir path='%s/hdd'/></source><target><path>%s/ssd</path>"
                     "</target></pool>" % (ROOT, ROOT))
         pools.append(sp)
-        dp = define(conn, "<pool type='dir'><name>bench-dir</name><target>"
+        dp = define(conn, "bench-dir", "<pool type='dir'><name>bench-dir</name><target>"
                     "<path>%s/dir</path></target></pool>" % ROOT)
         pools.append(dp)
 
