@@ -20,10 +20,10 @@
 #include "stormpool/error.h"
 #include "stormpool/image_header.h"
 
-/* Enough for every magic we probe and for the qcow2 header and extensions
- * of images with clusters up to this size; larger first clusters are read
- * in full once the qcow2 header says how large they are. */
-#define IMAGE_PROBE_SIZE (64 * 1024)
+/* Enough for every magic we probe and, for most overlays, for the qcow2
+ * header, extensions and backing file name; more of the first cluster is
+ * read only once the qcow2 header says it is needed. */
+#define IMAGE_PROBE_SIZE 4096
 
 #define QCOW2_MAGIC "QFI\xfb"
 #define QCOW2_V2_HEADER_LENGTH 72
@@ -301,6 +301,12 @@ qcow2ReadFirstCluster(int fd,
                       GError **error)
 {
     gsize want = MIN(hdr->clusterSize, hdr->fileSize);
+
+    /* Everything parsed from the first cluster lies before the end of the
+     * backing file name, when there is one, so the probe usually covers an
+     * overlay whole: pool refresh reads thousands of them. */
+    if (hdr->backingOffset && rangeFits(hdr->backingOffset, hdr->backingLength, want))
+        want = hdr->backingOffset + hdr->backingLength;
 
     if (want <= hdr->len) {
         hdr->len = want;

@@ -521,7 +521,10 @@ stormpoolCountBackingFile(virStorageVolDef *vol,
     if (vol == count->exclude ||
         !vol->target.backingStore || !(path = vol->target.backingStore->path))
         return 0;
-    g_hash_table_insert(counts, g_strdup(path),
+    /* The keys are borrowed: the volumes outlive the table, which lives
+     * only while the pool is locked. This runs after every instance
+     * creation, so it allocates nothing per volume. */
+    g_hash_table_insert(counts, (gpointer) path,
                         GUINT_TO_POINTER(GPOINTER_TO_UINT(g_hash_table_lookup(counts, path)) + 1));
     return 0;
 }
@@ -570,7 +573,7 @@ stormpoolScanReplicas(virStoragePoolObj *pool,
                       bool collect,
                       virStorageVolDef *exclude)
 {
-    g_autoptr(GHashTable) counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autoptr(GHashTable) counts = g_hash_table_new(g_str_hash, g_str_equal);
     BackingCount count = { counts, exclude };
     g_autoptr(GPtrArray) replicas = NULL;
     g_autoptr(GError) err = NULL;
@@ -1402,12 +1405,15 @@ stormpoolRefreshVol(virStoragePoolObj *pool,
                     virStorageVolDef *vol)
 {
     g_auto(SpImageInfo) info = { 0 };
+    g_autofree char *replica_of = NULL;
     bool had_backing = vol->target.backingStore != NULL;
 
     if (stormpoolVolUpdateFromFile(vol, &info) < 0)
         return -1;
     /* The driver refreshes every volume it has just built. */
-    if (had_backing && stormpoolVolIsInstance(pool, vol))
+    if (had_backing && vol->target.backingStore &&
+        (replica_of = spReplicaTemplateName(stormpoolSecondary(pool),
+                                            vol->target.backingStore->path)))
         stormpoolUpdateReplicaStatus(pool, NULL);
     return 0;
 }
