@@ -534,18 +534,22 @@ stormpoolCountBackingFile(virStorageVolDef *vol,
  * is wanted even before its first instance. */
 static bool
 stormpoolReplicaWanted(virStoragePoolObj *pool,
-                       const SpReplicaInfo *replica)
+                       const char *replica_path)
 {
     SpPoolNamespace *ns = virStoragePoolObjGetDef(pool)->namespaceData;
+    g_autofree char *name = NULL;
     g_autofree char *template_path = NULL;
     g_autofree char *identity = NULL;
+    g_autofree char *current = NULL;
 
-    if (!ns || !ns->replica_eager)
+    if (!ns || !ns->replica_eager ||
+        !(name = spReplicaTemplateName(stormpoolSecondary(pool), replica_path)))
         return false;
-    template_path = g_build_filename(stormpoolPrimary(pool), replica->template_name, NULL);
+    template_path = g_build_filename(stormpoolPrimary(pool), name, NULL);
     if (!(identity = spReplicaIdentity(template_path, NULL)))
         return false;
-    return STREQ(identity, replica->identity);
+    current = spReplicaPath(stormpoolSecondary(pool), name, identity);
+    return STREQ(current, replica_path);
 }
 
 
@@ -591,7 +595,7 @@ stormpoolScanReplicas(virStoragePoolObj *pool,
         guint n = GPOINTER_TO_UINT(g_hash_table_lookup(counts, replica->path));
 
         if (collect && n == 0 && !stormpoolReplicaInProgress(replica->path) &&
-            !stormpoolReplicaWanted(pool, replica)) {
+            !stormpoolReplicaWanted(pool, replica->path)) {
             if (spReplicaRemove(replica->path, NULL))
                 VIR_INFO("removed unused replica '%s'", replica->path);
             continue;
@@ -747,6 +751,14 @@ stormpoolCollectChangedTemplate(virStorageVolDef *vol,
 }
 
 
+static int
+stormpoolCompareNames(gconstpointer a,
+                      gconstpointer b)
+{
+    return strcmp(*(const char * const *) a, *(const char * const *) b);
+}
+
+
 static void
 stormpoolReportAtRisk(virStoragePoolObj *pool,
                       ChangedTemplate *changed)
@@ -765,6 +777,7 @@ stormpoolReportAtRisk(virStoragePoolObj *pool,
         VIR_INFO("template '%s' changed; no instance depends on it directly", changed->path);
         return;
     }
+    g_ptr_array_sort(at_risk, stormpoolCompareNames);
     g_ptr_array_add(at_risk, NULL);
     names = g_strjoinv(", ", (char **) at_risk->pdata);
     VIR_ERROR(_("template '%s' changed behind libvirt's back while %u instance(s) "
@@ -1457,7 +1470,7 @@ stormpoolCollectReplica(virStoragePoolObj *pool,
     if (!name)
         return;
     if (!(dependents = spBackingDependents(stormpoolSecondary(pool), paths, &err)) ||
-        dependents->len > 0) {
+        dependents->len > 0 || stormpoolReplicaWanted(pool, backing_path)) {
         return;
     }
     if (!spReplicaRemove(backing_path, &err)) {

@@ -170,3 +170,34 @@ class Suite:
                 print("# cleanup %s failed: %s" % (getattr(func, "__name__", func), exc))
         print("1..%d" % self.count)
         sys.exit(1 if self.failed else 0)
+
+
+def start_watchdog(suite, seconds, before_exit=None):
+    """Bound a whole suite in time: if it still runs after @seconds (a call
+    into a hung daemon never returns, say), report a failed test, call
+    @before_exit (to kill the suite's child processes) and exit at once,
+    without the cleanups, which could hang the same way. Returns the timer;
+    cancel() it when the suite is done."""
+    import threading
+    main = threading.main_thread().ident
+
+    def expire():
+        suite.count += 1
+        print("not ok %d - the suite finished within %d s # timed out" %
+              (suite.count, seconds))
+        frame = sys._current_frames().get(main)
+        for line in traceback.format_stack(frame) if frame else []:
+            print("#   " + line.rstrip().replace("\n", "\n#   "))
+        if before_exit:
+            try:
+                before_exit()
+            except Exception as exc:
+                print("# watchdog: %s" % exc)
+        print("1..%d" % suite.count)
+        sys.stdout.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
