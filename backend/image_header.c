@@ -730,13 +730,15 @@ qcow2Read(int fd,
 
 
 static gboolean
-imageReadInfo(int fd, SpImageInfo *info, GError **error)
+imageReadInfo(int fd, const struct stat *sbp, SpImageInfo *info, GError **error)
 {
     struct stat sb;
     g_autofree guint8 *probe = NULL;
     gsize probeLen;
 
-    if (fstat(fd, &sb) < 0) {
+    if (sbp) {
+        sb = *sbp;
+    } else if (fstat(fd, &sb) < 0) {
         int err = errno;
         g_set_error(error, SP_ERROR, SP_ERROR_IO,
                     "cannot stat image: %s", g_strerror(err));
@@ -771,10 +773,18 @@ imageReadInfo(int fd, SpImageInfo *info, GError **error)
 gboolean
 spImageInfoReadFd(int fd, SpImageInfo *info, GError **error)
 {
+    return spImageInfoReadFdStat(fd, NULL, info, error);
+}
+
+
+gboolean
+spImageInfoReadFdStat(int fd, const struct stat *sb, SpImageInfo *info,
+                      GError **error)
+{
     SpImageInfo tmp = { 0 };
 
     /* Fill a local copy so that @info is never left half set on failure. */
-    if (!imageReadInfo(fd, &tmp, error)) {
+    if (!imageReadInfo(fd, sb, &tmp, error)) {
         spImageInfoClear(&tmp);
         memset(info, 0, sizeof(*info));
         return FALSE;

@@ -25,31 +25,44 @@ spBackingFileResolve(const char *overlay_path, const char *backing_file)
 }
 
 
-static char *
-collapseSlashes(const char *path)
+/* The next component of a path, skipping repeated slashes; FALSE at the
+ * end. */
+static gboolean
+nextComponent(const char **cursor, const char **start, size_t *len)
 {
-    GString *out = g_string_sized_new(strlen(path));
-    const char *p;
+    const char *p = *cursor;
 
-    for (p = path; *p; p++) {
-        if (*p == '/' && out->len && out->str[out->len - 1] == '/')
-            continue;
-        g_string_append_c(out, *p);
-    }
-    while (out->len > 1 && out->str[out->len - 1] == '/')
-        g_string_truncate(out, out->len - 1);
-    return g_string_free(out, FALSE);
+    while (*p == '/')
+        p++;
+    if (!*p)
+        return FALSE;
+    *start = p;
+    while (*p && *p != '/')
+        p++;
+    *len = p - *start;
+    *cursor = p;
+    return TRUE;
 }
 
 
+/* Compared component by component, so that it allocates nothing: refresh
+ * asks this of every volume several times. */
 gboolean
 spPathIsInDir(const char *path, const char *dir)
 {
-    g_autofree char *p = collapseSlashes(path);
-    g_autofree char *d = collapseSlashes(dir);
-    g_autofree char *parent = g_path_get_dirname(p);
+    const char *p = path, *d = dir;
+    const char *pstart, *dstart;
+    size_t plen, dlen;
 
-    return strcmp(parent, d) == 0;
+    if ((path[0] == '/') != (dir[0] == '/'))
+        return FALSE;
+    while (nextComponent(&d, &dstart, &dlen)) {
+        if (!nextComponent(&p, &pstart, &plen) || plen != dlen ||
+            memcmp(pstart, dstart, plen) != 0)
+            return FALSE;
+    }
+    /* exactly one more component, the file name */
+    return nextComponent(&p, &pstart, &plen) && !nextComponent(&p, &pstart, &plen);
 }
 
 

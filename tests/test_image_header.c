@@ -1386,8 +1386,24 @@ testReadFd(void)
     g_assert_cmpuint(info.format, ==, SP_IMAGE_FORMAT_QCOW2);
     g_assert_cmpstr(info.backing_format, ==, "raw");
     g_assert_true(g_str_has_suffix(info.backing_file, "/base.raw"));
-    g_assert_cmpint(close(fd), ==, 0);
     spImageInfoClear(&info);
+
+    /* with the caller's fstat: the same, and the stat is what counts */
+    {
+        struct stat sb;
+        g_assert_cmpint(fstat(fd, &sb), ==, 0);
+        g_assert_true(spImageInfoReadFdStat(fd, &sb, &info, &error));
+        g_assert_no_error(error);
+        g_assert_cmpstr(info.backing_format, ==, "raw");
+        g_assert_cmpuint(info.file_size, ==, sb.st_size);
+        spImageInfoClear(&info);
+
+        sb.st_mode = S_IFDIR | 0755;
+        g_assert_false(spImageInfoReadFdStat(fd, &sb, &info, &error));
+        g_assert_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE);
+        g_clear_error(&error);
+    }
+    g_assert_cmpint(close(fd), ==, 0);
 
     spTestTempDirFree(g_steal_pointer(&dir));
 }

@@ -169,6 +169,11 @@ testPathIsInDir(void)
     g_assert_false(spPathIsInDir("/srv/hdd/sub/t.qcow2", "/srv/hdd"));
     g_assert_false(spPathIsInDir("/srv/hdd2/t.qcow2", "/srv/hdd"));
     g_assert_false(spPathIsInDir("/srv/hdd", "/srv/hdd"));
+    g_assert_true(spPathIsInDir("/t.qcow2", "/"));
+    g_assert_true(spPathIsInDir("/srv/hdd//t.qcow2/", "//srv/hdd"));
+    g_assert_false(spPathIsInDir("srv/hdd/t.qcow2", "/srv/hdd"));
+    g_assert_false(spPathIsInDir("/srv/hd/t.qcow2", "/srv/hdd"));
+    g_assert_false(spPathIsInDir("/srv", "/srv/hdd"));
 }
 
 

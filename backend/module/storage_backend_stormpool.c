@@ -267,16 +267,25 @@ stormpoolVolSetBacking(virStorageVolDef *vol,
 }
 
 
-/* Fill @vol from the image header and the inode of its file. */
+/* Fill @vol from the image header and the inode of its file; @dirfd, if
+ * not -1, is the descriptor of the volume's directory. */
 static int
 stormpoolVolUpdateFromFile(virStorageVolDef *vol,
+                           int dirfd,
                            SpImageInfo *info)
 {
     g_autoptr(GError) err = NULL;
     VIR_AUTOCLOSE fd = -1;
+    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
     struct stat sb;
 
-    if ((fd = open(vol->target.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
+    /* Refresh opens thousands of volumes of one directory: relative to
+     * its descriptor, the path is not walked again each time. */
+    if (dirfd >= 0)
+        fd = openat(dirfd, vol->name, flags);
+    else
+        fd = open(vol->target.path, flags);
+    if (fd < 0) {
         virReportSystemError(errno, _("cannot open volume '%s'"), vol->target.path);
         return -1;
     }
@@ -289,7 +298,7 @@ stormpoolVolUpdateFromFile(virStorageVolDef *vol,
                        _("volume '%s' is not a regular file"), vol->target.path);
         return -1;
     }
-    if (!spImageInfoReadFd(fd, info, &err))
+    if (!spImageInfoReadFdStat(fd, &sb, info, &err))
         return stormpoolReportError(err);
     if (info->format == SP_IMAGE_FORMAT_OTHER) {
         virReportError(VIR_ERR_CONFIG_UNSUPPORTED,
@@ -432,12 +441,42 @@ stormpoolNotAnInstanceReason(virStoragePoolObj *pool,
 }
 
 
+typedef struct {
+    virStoragePoolObj *pool;
+    SpTier tier;
+    const char *dir;
+    int dirfd;
+    GHashTable *backing_seen;   /* backing path -> exists, checked once */
+} TierScan;
+
+
 static void
-stormpoolRefreshOne(virStoragePoolObj *pool,
-                    SpTier tier,
-                    const char *dir,
+stormpoolWarnMissingBacking(TierScan *scan,
+                            virStorageVolDef *vol)
+{
+    const char *backing = vol->target.backingStore->path;
+    gpointer known;
+    bool exists;
+
+    if (g_hash_table_lookup_extended(scan->backing_seen, backing, NULL, &known)) {
+        exists = GPOINTER_TO_INT(known);
+    } else {
+        exists = virFileExists(backing);
+        g_hash_table_insert(scan->backing_seen, g_strdup(backing), GINT_TO_POINTER(exists));
+    }
+    if (!exists)
+        VIR_WARN("instance '%s' backs onto missing template '%s'",
+                 vol->target.path, backing);
+}
+
+
+static void
+stormpoolRefreshOne(TierScan *scan,
                     const char *name)
 {
+    virStoragePoolObj *pool = scan->pool;
+    SpTier tier = scan->tier;
+    const char *dir = scan->dir;
     g_autoptr(virStorageVolDef) vol = g_new0(virStorageVolDef, 1);
     g_auto(SpImageInfo) info = { 0 };
     const char *reason;
@@ -452,7 +491,7 @@ stormpoolRefreshOne(virStoragePoolObj *pool,
     vol->target.path = g_build_filename(dir, name, NULL);
     vol->key = g_strdup(vol->target.path);
 
-    if (stormpoolVolUpdateFromFile(vol, &info) < 0) {
+    if (stormpoolVolUpdateFromFile(vol, scan->dirfd, &info) < 0) {
         VIR_WARN("skipping '%s': %s", vol->target.path, virGetLastErrorMessage());
         virResetLastError();
         return;
@@ -463,9 +502,8 @@ stormpoolRefreshOne(virStoragePoolObj *pool,
                  vol->target.path, reason);
         return;
     }
-    if (tier == SP_TIER_SECONDARY && !virFileExists(vol->target.backingStore->path))
-        VIR_WARN("instance '%s' backs onto missing template '%s'",
-                 vol->target.path, vol->target.backingStore->path);
+    if (tier == SP_TIER_SECONDARY)
+        stormpoolWarnMissingBacking(scan, vol);
 
     if (virStoragePoolObjAddVol(pool, vol) < 0) {
         VIR_WARN("cannot add volume '%s': %s", name, virGetLastErrorMessage());
@@ -483,20 +521,26 @@ stormpoolRefreshTier(virStoragePoolObj *pool,
 {
     g_autoptr(GDir) d = NULL;
     g_autoptr(GError) err = NULL;
+    g_autoptr(GHashTable) backing_seen = g_hash_table_new_full(g_str_hash, g_str_equal,
+                                                               g_free, NULL);
+    VIR_AUTOCLOSE dirfd = -1;
+    TierScan scan = { pool, tier, dir, -1, backing_seen };
     const char *name;
 
     stormpoolRemoveStaleTmpFiles(dir);
 
-    if (!(d = g_dir_open(dir, 0, &err))) {
+    if (!(d = g_dir_open(dir, 0, &err)) ||
+        (dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         virReportError(VIR_ERR_OPERATION_FAILED,
-                       _("cannot read %s tier directory: %s"),
-                       spTierName(tier), err->message);
+                       _("cannot read %s tier directory '%s': %s"),
+                       spTierName(tier), dir, err ? err->message : g_strerror(errno));
         return -1;
     }
+    scan.dirfd = dirfd;
     while ((name = g_dir_read_name(d))) {
         if (name[0] == '.')
             continue;
-        stormpoolRefreshOne(pool, tier, dir, name);
+        stormpoolRefreshOne(&scan, name);
     }
     return 0;
 }
@@ -1421,7 +1465,7 @@ stormpoolRefreshVol(virStoragePoolObj *pool,
     g_autofree char *replica_of = NULL;
     bool had_backing = vol->target.backingStore != NULL;
 
-    if (stormpoolVolUpdateFromFile(vol, &info) < 0)
+    if (stormpoolVolUpdateFromFile(vol, -1, &info) < 0)
         return -1;
     /* The driver refreshes every volume it has just built. */
     if (had_backing && vol->target.backingStore &&

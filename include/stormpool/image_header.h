@@ -7,6 +7,7 @@
 #pragma once
 
 #include <glib.h>
+#include <sys/stat.h>
 
 G_BEGIN_DECLS
 
@@ -44,6 +45,10 @@ typedef struct {
  * SP_ERROR_BAD_IMAGE and never a read past the end of the file. A qcow2
  * image with unknown incompatible feature bits is SP_ERROR_UNSUPPORTED. */
 gboolean spImageInfoReadFd(int fd, SpImageInfo *info, GError **error);
+
+/* The same, for a caller that has just fstat()ed @fd into @sb. */
+gboolean spImageInfoReadFdStat(int fd, const struct stat *sb, SpImageInfo *info,
+                               GError **error);
 
 gboolean spImageInfoRead(const char *path, SpImageInfo *info, GError **error);
 
