@@ -12,7 +12,7 @@ PREFIX  := $(CURDIR)/$(BUILD)/prefix
 SPBUILD := $(BUILD)/stormpool
 ASANBUILD := $(BUILD)/stormpool-asan
 
-.PHONY: all deps libvirt stormpool asan demo check unit-check bench-create clean distclean
+.PHONY: all deps libvirt stormpool asan demo check unit-check bench-create bench-bootstorm clean distclean
 
 all: stormpool
 
@@ -53,13 +53,12 @@ unit-check: stormpool asan
 bench-create: stormpool
 	@bench/bench-create
 
+bench-bootstorm: stormpool
+	@bench/bootstorm/run
+
 clean:
 	rm -rf $(SPBUILD) $(ASANBUILD)
 
-dist# Benchmarks print ratios measured side by side in one run (bench/README.md).
-bench-create: stormpool
-	@bench/bench-create
-
-clean:
+distclean:
 	-tools/virt-env stop
 	rm -rf $(BUILD)
