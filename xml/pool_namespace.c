@@ -166,6 +166,57 @@ spReplicaStatusFree(SpReplicaStatus *status)
 }
 
 
+static SpReplicaStatus *
+findReplica(SpPoolNamespace *ns, const char *path, guint *index)
+{
+    guint i;
+
+    for (i = 0; ns->replicas && i < ns->replicas->len; i++) {
+        SpReplicaStatus *r = g_ptr_array_index(ns->replicas, i);
+        if (strcmp(r->path, path) == 0) {
+            if (index)
+                *index = i;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+
+void
+spPoolNamespaceAdjustReplica(SpPoolNamespace *ns, const char *template_name,
+                             const char *path, int delta,
+                             guint64 size, guint64 allocation)
+{
+    SpReplicaStatus *r;
+
+    if (!ns || !ns->replicas)
+        return;
+    if (!(r = findReplica(ns, path, NULL))) {
+        r = g_new0(SpReplicaStatus, 1);
+        r->template_name = g_strdup(template_name);
+        r->path = g_strdup(path);
+        g_ptr_array_add(ns->replicas, r);
+    }
+    if (delta < 0 && (guint) -delta > r->dependents)
+        r->dependents = 0;
+    else
+        r->dependents += delta;
+    r->size = size;
+    r->allocation = allocation;
+}
+
+
+void
+spPoolNamespaceRemoveReplica(SpPoolNamespace *ns, const char *path)
+{
+    guint index;
+
+    if (ns && findReplica(ns, path, &index))
+        g_ptr_array_remove_index(ns->replicas, index);
+}
+
+
 SpReplicaPolicy
 spPoolNamespaceReplicaPolicy(const SpPoolNamespace *ns)
 {

@@ -189,6 +189,11 @@ stormpoolLockNotInUse(virStorageVolDef *vol,
 
 /* ---- XML namespace ---------------------------------------------------- */
 
+/* The live status in the namespace data changes when volumes are built,
+ * which the storage driver does without the pool lock: this lock orders
+ * those changes with refresh and with formatting. */
+static GMutex stormpoolStatusLock;
+
 static int
 stormpoolNamespaceParse(xmlXPathContextPtr ctxt,
                         void **data)
@@ -207,8 +212,12 @@ static int
 stormpoolNamespaceFormat(virBuffer *buf,
                          void *data)
 {
-    g_autoptr(GPtrArray) lines = spPoolNamespaceFormat(data);
+    g_autoptr(GPtrArray) lines = NULL;
     size_t i;
+
+    g_mutex_lock(&stormpoolStatusLock);
+    lines = spPoolNamespaceFormat(data);
+    g_mutex_unlock(&stormpoolStatusLock);
 
     for (i = 0; i < lines->len; i++)
         virBufferAsprintf(buf, "%s\n", (const char *) g_ptr_array_index(lines, i));
@@ -548,26 +557,17 @@ stormpoolRefreshTier(virStoragePoolObj *pool,
 
 /* ---- replicas at refresh --------------------------------------------- */
 
-typedef struct {
-    GHashTable *counts;             /* backing path -> number of instances */
-    virStorageVolDef *exclude;      /* an instance being deleted */
-} BackingCount;
-
-
 static int
 stormpoolCountBackingFile(virStorageVolDef *vol,
                           const void *opaque)
 {
-    const BackingCount *count = opaque;
-    GHashTable *counts = count->counts;
+    GHashTable *counts = (GHashTable *) opaque;
     const char *path;
 
-    if (vol == count->exclude ||
-        !vol->target.backingStore || !(path = vol->target.backingStore->path))
+    if (!vol->target.backingStore || !(path = vol->target.backingStore->path))
         return 0;
     /* The keys are borrowed: the volumes outlive the table, which lives
-     * only while the pool is locked. This runs after every instance
-     * creation, so it allocates nothing per volume. */
+     * only while the pool is locked. */
     g_hash_table_insert(counts, (gpointer) path,
                         GUINT_TO_POINTER(GPOINTER_TO_UINT(g_hash_table_lookup(counts, path)) + 1));
     return 0;
@@ -617,12 +617,9 @@ stormpoolReplicaStatus(const SpReplicaInfo *replica,
  * uses any more (their instances were deleted behind libvirt's back) are
  * removed, unless prepare='eager' wants them. */
 static GPtrArray *
-stormpoolScanReplicas(virStoragePoolObj *pool,
-                      bool collect,
-                      virStorageVolDef *exclude)
+stormpoolScanReplicas(virStoragePoolObj *pool)
 {
     g_autoptr(GHashTable) counts = g_hash_table_new(g_str_hash, g_str_equal);
-    BackingCount count = { counts, exclude };
     g_autoptr(GPtrArray) replicas = NULL;
     g_autoptr(GError) err = NULL;
     GPtrArray *status = g_ptr_array_new_with_free_func((GDestroyNotify) spReplicaStatusFree);
@@ -632,13 +629,13 @@ stormpoolScanReplicas(virStoragePoolObj *pool,
         VIR_WARN("cannot list replicas: %s", err->message);
         return status;
     }
-    virStoragePoolObjForEachVolume(pool, stormpoolCountBackingFile, &count);
+    virStoragePoolObjForEachVolume(pool, stormpoolCountBackingFile, counts);
 
     for (i = 0; i < replicas->len; i++) {
         SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
         guint n = GPOINTER_TO_UINT(g_hash_table_lookup(counts, replica->path));
 
-        if (collect && n == 0 && !stormpoolReplicaInProgress(replica->path) &&
+        if (n == 0 && !stormpoolReplicaInProgress(replica->path) &&
             !stormpoolReplicaWanted(pool, replica->path)) {
             if (spReplicaRemove(replica->path, NULL))
                 VIR_INFO("removed unused replica '%s'", replica->path);
@@ -857,28 +854,37 @@ stormpoolRefreshReplicas(virStoragePoolObj *pool)
     stormpoolCheckTemplateStamps(pool);
     if (ns && ns->replica_eager && policy != SP_REPLICA_NONE)
         virStoragePoolObjForEachVolume(pool, stormpoolPrepareTemplateReplica, pool);
-    if (ns)
-        spPoolNamespaceSetReplicas(ns, policy, stormpoolScanReplicas(pool, true, NULL));
+    if (ns) {
+        GPtrArray *status = stormpoolScanReplicas(pool);
+
+        g_mutex_lock(&stormpoolStatusLock);
+        spPoolNamespaceSetReplicas(ns, policy, status);
+        g_mutex_unlock(&stormpoolStatusLock);
+    }
     return 0;
 }
 
 
-/* Keep pool-dumpxml's replica status current between refreshes: called
- * when an instance appears or goes away. */
+/* Keep pool-dumpxml's replica status current between refreshes: @delta
+ * instances more or fewer back onto @backing_path, if it is a replica. */
 static void
-stormpoolUpdateReplicaStatus(virStoragePoolObj *pool,
-                             virStorageVolDef *deleted)
+stormpoolNoteReplicaUse(virStoragePoolObj *pool,
+                        const char *backing_path,
+                        int delta)
 {
     SpPoolNamespace *ns = virStoragePoolObjGetDef(pool)->namespaceData;
-    SpReplicaPolicy policy;
+    g_autofree char *name = spReplicaTemplateName(stormpoolSecondary(pool), backing_path);
+    struct stat sb;
 
-    if (!ns || !ns->have_status)
+    if (!ns || !name)
         return;
-    if (stormpoolReplicaPolicy(pool, &policy) < 0) {
-        virResetLastError();
-        return;
-    }
-    spPoolNamespaceSetReplicas(ns, policy, stormpoolScanReplicas(pool, false, deleted));
+    g_mutex_lock(&stormpoolStatusLock);
+    if (stat(backing_path, &sb) < 0)
+        spPoolNamespaceRemoveReplica(ns, backing_path);
+    else
+        spPoolNamespaceAdjustReplica(ns, name, backing_path, delta, sb.st_size,
+                                     (guint64) sb.st_blocks * 512);
+    g_mutex_unlock(&stormpoolStatusLock);
 }
 
 
@@ -900,8 +906,10 @@ stormpoolRefreshUsage(virStoragePoolObj *pool)
     def->available = secondary.available;
 
     if (ns) {
+        g_mutex_lock(&stormpoolStatusLock);
         spPoolNamespaceSetStatus(ns, SP_TIER_PRIMARY, def->source.dir, &primary);
         spPoolNamespaceSetStatus(ns, SP_TIER_SECONDARY, def->target.path, &secondary);
+        g_mutex_unlock(&stormpoolStatusLock);
     }
     return 0;
 }
@@ -934,8 +942,11 @@ stormpoolStopPool(virStoragePoolObj *pool)
 {
     SpPoolNamespace *ns = virStoragePoolObjGetDef(pool)->namespaceData;
 
-    if (ns)
+    if (ns) {
+        g_mutex_lock(&stormpoolStatusLock);
         spPoolNamespaceClearStatus(ns);
+        g_mutex_unlock(&stormpoolStatusLock);
+    }
     return 0;
 }
 
@@ -1317,12 +1328,15 @@ stormpoolBuildVol(virStoragePoolObj *pool,
 
     virCheckFlags(0, -1);
 
-    if (backing && stormpoolEnsureBackingReplica(pool, backing->path) < 0)
-        return -1;
-    if (backing)
-        return stormpoolWriteQcow2(vol, vol->target.capacity, backing->path,
-                                   virStorageFileFormatTypeToString(backing->format),
-                                   false);
+    if (backing) {
+        if (stormpoolEnsureBackingReplica(pool, backing->path) < 0 ||
+            stormpoolWriteQcow2(vol, vol->target.capacity, backing->path,
+                                virStorageFileFormatTypeToString(backing->format),
+                                false) < 0)
+            return -1;
+        stormpoolNoteReplicaUse(pool, backing->path, +1);
+        return 0;
+    }
     if (vol->target.format == VIR_STORAGE_FILE_QCOW2)
         return stormpoolWriteQcow2(vol, vol->target.capacity, NULL, NULL, false);
     return stormpoolWriteRaw(vol);
@@ -1451,28 +1465,22 @@ stormpoolBuildVolFrom(virStoragePoolObj *pool,
     }
     /* The copy keeps the source's backing file, which may be an older
      * replica: the data is the same. */
-    return stormpoolCloneInstance(vol, inputvol);
+    if (stormpoolCloneInstance(vol, inputvol) < 0)
+        return -1;
+    stormpoolNoteReplicaUse(pool, inbacking->path, +1);
+    return 0;
 }
 
 
 /* ---- volume lifecycle ------------------------------------------------- */
 
 static int
-stormpoolRefreshVol(virStoragePoolObj *pool,
+stormpoolRefreshVol(virStoragePoolObj *pool G_GNUC_UNUSED,
                     virStorageVolDef *vol)
 {
     g_auto(SpImageInfo) info = { 0 };
-    g_autofree char *replica_of = NULL;
-    bool had_backing = vol->target.backingStore != NULL;
 
-    if (stormpoolVolUpdateFromFile(vol, -1, &info) < 0)
-        return -1;
-    /* The driver refreshes every volume it has just built. */
-    if (had_backing && vol->target.backingStore &&
-        (replica_of = spReplicaTemplateName(stormpoolSecondary(pool),
-                                            vol->target.backingStore->path)))
-        stormpoolUpdateReplicaStatus(pool, NULL);
-    return 0;
+    return stormpoolVolUpdateFromFile(vol, -1, &info);
 }
 
 
@@ -1548,7 +1556,7 @@ stormpoolDeleteVol(virStoragePoolObj *pool,
     }
     if (vol->target.backingStore && vol->target.backingStore->path) {
         stormpoolCollectReplica(pool, vol->target.backingStore->path);
-        stormpoolUpdateReplicaStatus(pool, vol);
+        stormpoolNoteReplicaUse(pool, vol->target.backingStore->path, -1);
     }
     VIR_INFO("deleted %s '%s'",
              stormpoolVolIsInstance(pool, vol) ? "instance" : "template",

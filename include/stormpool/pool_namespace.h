@@ -67,6 +67,17 @@ void spPoolNamespaceSetReplicas(SpPoolNamespace *ns, SpReplicaPolicy effective,
 
 void spReplicaStatusFree(SpReplicaStatus *status);
 
+/* Keep the replica status current between refreshes: @delta instances
+ * more (or fewer) back onto the replica at @path of @template_name, whose
+ * file now has @size and @allocation. A replica not listed yet is added;
+ * nothing happens when no status is held (the pool is not running). */
+void spPoolNamespaceAdjustReplica(SpPoolNamespace *ns, const char *template_name,
+                                  const char *path, int delta,
+                                  guint64 size, guint64 allocation);
+
+/* Drop the replica at @path from the status (it was removed). */
+void spPoolNamespaceRemoveReplica(SpPoolNamespace *ns, const char *path);
+
 /* The replica policy the pool asks for ('auto' when it says nothing). */
 SpReplicaPolicy spPoolNamespaceReplicaPolicy(const SpPoolNamespace *ns);
 
