@@ -194,6 +194,39 @@ testFormatReplicas(void)
 
 
 static void
+testAdjustReplicas(void)
+{
+    g_autoptr(SpPoolNamespace) ns = g_new0(SpPoolNamespace, 1);
+    SpReplicaStatus *r;
+
+    /* no status held: nothing to adjust */
+    spPoolNamespaceAdjustReplica(ns, "t.qcow2", "/ssd/r1", 1, 10, 10);
+    g_assert_null(ns->replicas);
+
+    spPoolNamespaceSetReplicas(ns, SP_REPLICA_COPY,
+                               g_ptr_array_new_with_free_func((GDestroyNotify) spReplicaStatusFree));
+    spPoolNamespaceAdjustReplica(ns, "t.qcow2", "/ssd/r1", 1, 10, 8);
+    spPoolNamespaceAdjustReplica(ns, "t.qcow2", "/ssd/r1", 1, 12, 9);
+    spPoolNamespaceAdjustReplica(ns, "u.qcow2", "/ssd/r2", 1, 5, 5);
+    g_assert_cmpuint(ns->replicas->len, ==, 2);
+    r = g_ptr_array_index(ns->replicas, 0);
+    g_assert_cmpstr(r->template_name, ==, "t.qcow2");
+    g_assert_cmpuint(r->dependents, ==, 2);
+    g_assert_cmpuint(r->size, ==, 12);
+    g_assert_cmpuint(r->allocation, ==, 9);
+
+    spPoolNamespaceAdjustReplica(ns, "t.qcow2", "/ssd/r1", -3, 12, 9);
+    g_assert_cmpuint(r->dependents, ==, 0);
+
+    spPoolNamespaceRemoveReplica(ns, "/ssd/r1");
+    spPoolNamespaceRemoveReplica(ns, "/ssd/none");
+    g_assert_cmpuint(ns->replicas->len, ==, 1);
+    r = g_ptr_array_index(ns->replicas, 0);
+    g_assert_cmpstr(r->path, ==, "/ssd/r2");
+}
+
+
+static void
 addCases(const char *kind, GTestDataFunc func)
 {
     g_autofree char *dir = caseDir(kind);
@@ -233,6 +266,7 @@ main(int argc, char **argv)
     addCases("invalid", testInvalidCase);
     g_test_add_func("/pool-namespace/format-status", testFormatStatus);
     g_test_add_func("/pool-namespace/format-replicas", testFormatReplicas);
+    g_test_add_func("/pool-namespace/adjust-replicas", testAdjustReplicas);
     ret = g_test_run();
     xmlCleanupParser();
     return ret;
