@@ -12,15 +12,18 @@ PREFIX  := $(CURDIR)/$(BUILD)/prefix
 SPBUILD := $(BUILD)/stormpool
 ASANBUILD := $(BUILD)/stormpool-asan
 
-.PHONY: all deps libvirt stormpool asan demo check unit-check bench-create bench-bootstorm clean distclean
+.PHONY: all deps libvirt stormpool virt-manager asan demo check unit-check bench-create bench-bootstorm clean distclean
 
-all: stormpool
+all: stormpool virt-manager
 
 deps:
 	@tools/install-deps
 
 libvirt: deps
 	@tools/build-libvirt
+
+virt-manager: deps
+	@tools/build-virt-manager
 
 $(SPBUILD)/build.ninja:
 	meson setup $(SPBUILD) --prefix=$(PREFIX) --libdir=lib -Dmodule=enabled >/dev/null
