@@ -57,6 +57,9 @@ copyRangeByReadWrite(int src_fd, int dst_fd, off_t offset, off_t len,
 }
 
 
+/* Copy in pieces this large, so that progress is seen on long extents. */
+#define COPY_CHUNK (64 * 1024 * 1024)
+
 static gboolean
 copyRange(int src_fd, int dst_fd, off_t offset, off_t len, GError **error)
 {
@@ -84,7 +87,9 @@ copyRange(int src_fd, int dst_fd, off_t offset, off_t len, GError **error)
 
 
 gboolean
-spFileCopySparse(int src_fd, int dst_fd, GError **error)
+spFileCopySparseProgress(int src_fd, int dst_fd,
+                         SpCopyProgress progress, gpointer opaque,
+                         GError **error)
 {
     struct stat sb;
     off_t data = 0;
@@ -102,12 +107,27 @@ spFileCopySparse(int src_fd, int dst_fd, GError **error)
             return setIoError(error, "cannot find data in source image");
         if ((hole = lseek(src_fd, data, SEEK_HOLE)) < 0)
             return setIoError(error, "cannot find hole in source image");
-        if (!copyRange(src_fd, dst_fd, data, hole - data, error))
-            return FALSE;
-        data = hole;
+        while (data < hole) {
+            off_t len = MIN(hole - data, (off_t) COPY_CHUNK);
+
+            if (!copyRange(src_fd, dst_fd, data, len, error))
+                return FALSE;
+            data += len;
+            if (progress)
+                progress(data, sb.st_size, opaque);
+        }
     }
 
     if (ftruncate(dst_fd, sb.st_size) < 0)
         return setIoError(error, "cannot set size of image copy");
+    if (progress)
+        progress(sb.st_size, sb.st_size, opaque);
     return TRUE;
+}
+
+
+gboolean
+spFileCopySparse(int src_fd, int dst_fd, GError **error)
+{
+    return spFileCopySparseProgress(src_fd, dst_fd, NULL, NULL, error);
 }

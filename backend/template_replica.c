@@ -153,7 +153,8 @@ createLink(const char *template_path, const char *replica_path, GError **error)
 
 
 static gboolean
-createCopy(const char *template_path, const char *replica_path, GError **error)
+createCopy(const char *template_path, const char *replica_path,
+           SpCopyProgress progress, gpointer opaque, GError **error)
 {
     g_autoptr(SpAtomicFile) file = NULL;
     int src;
@@ -167,7 +168,7 @@ createCopy(const char *template_path, const char *replica_path, GError **error)
     }
     /* A reflink shares the extents: instant and no extra space. */
     ok = ioctl(spAtomicFileFd(file), FICLONE, src) == 0 ||
-         spFileCopySparse(src, spAtomicFileFd(file), error);
+         spFileCopySparseProgress(src, spAtomicFileFd(file), progress, opaque, error);
     close(src);
     return ok && spAtomicFileCommit(file, FALSE, error);
 }
@@ -175,12 +176,13 @@ createCopy(const char *template_path, const char *replica_path, GError **error)
 
 gboolean
 spReplicaCreate(const char *template_path, const char *replica_path,
-                gboolean link, GError **error)
+                gboolean link, SpCopyProgress progress, gpointer opaque,
+                GError **error)
 {
     if (!makeReplicaDir(replica_path, error))
         return FALSE;
     return link ? createLink(template_path, replica_path, error)
-                : createCopy(template_path, replica_path, error);
+                : createCopy(template_path, replica_path, progress, opaque, error);
 }
 
 

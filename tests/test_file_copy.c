@@ -90,6 +90,56 @@ testEmptyAndDense(void)
 }
 
 
+typedef struct {
+    guint calls;
+    guint64 last;
+    guint64 total;
+} ProgressSeen;
+
+
+static void
+recordProgress(guint64 done, guint64 total, gpointer opaque)
+{
+    ProgressSeen *seen = opaque;
+
+    g_assert_cmpuint(done, >=, seen->last);
+    g_assert_cmpuint(done, <=, total);
+    seen->calls++;
+    seen->last = done;
+    seen->total = total;
+}
+
+
+static void
+testProgress(void)
+{
+    g_autofree char *dir = spTestTempDir();
+    g_autofree char *src = g_build_filename(dir, "src", NULL);
+    g_autofree char *dst = g_build_filename(dir, "dst", NULL);
+    g_autoptr(GError) error = NULL;
+    g_autofree char *data = g_malloc0(3 * 64 * MiB / 2);
+    ProgressSeen seen = { 0 };
+    int in, out;
+
+    /* one 96 MiB extent (two chunks), a hole, a small extent */
+    memset(data, 0x11, 3 * 64 * MiB / 2);
+    spTestWriteAt(src, 0, data, 3 * 64 * MiB / 2);
+    spTestWriteAt(src, 300 * MiB, "x", 1);
+
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    g_assert_true(spFileCopySparseProgress(in, out, recordProgress, &seen, &error));
+    g_assert_no_error(error);
+    close(in);
+    close(out);
+
+    g_assert_cmpuint(seen.calls, >=, 3);
+    g_assert_cmpuint(seen.last, ==, 300 * MiB + 1);
+    g_assert_cmpuint(seen.total, ==, 300 * MiB + 1);
+    spTestTempDirFree(g_steal_pointer(&dir));
+}
+
+
 static void
 testBadFd(void)
 {
@@ -106,6 +156,7 @@ main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/file-copy/sparse", testSparse);
     g_test_add_func("/file-copy/empty-and-dense", testEmptyAndDense);
+    g_test_add_func("/file-copy/progress", testProgress);
     g_test_add_func("/file-copy/bad-fd", testBadFd);
     return g_test_run();
 }

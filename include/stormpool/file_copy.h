@@ -15,4 +15,13 @@ G_BEGIN_DECLS
  * kernel can share or offload the copy, and holes stay holes. */
 gboolean spFileCopySparse(int src_fd, int dst_fd, GError **error);
 
+/* Called as the copy advances: @done bytes of the @total of the source
+ * file are behind (holes count as done). */
+typedef void (*SpCopyProgress)(guint64 done, guint64 total, gpointer opaque);
+
+/* spFileCopySparse, reporting progress at least every 64 MiB of data. */
+gboolean spFileCopySparseProgress(int src_fd, int dst_fd,
+                                  SpCopyProgress progress, gpointer opaque,
+                                  GError **error);
+
 G_END_DECLS

@@ -8,6 +8,8 @@
 
 #include <glib.h>
 
+#include "stormpool/file_copy.h"
+
 G_BEGIN_DECLS
 
 typedef enum {
@@ -39,9 +41,11 @@ char *spReplicaTemplateName(const char *secondary, const char *path);
 
 /* Make @replica_path from @template_path, atomically: a hard link when
  * @link, else a reflink when the file system can, else a sparse copy with
- * copy_file_range. Creates the replica directories as needed. */
+ * copy_file_range, reporting to @progress (may be NULL). Creates the
+ * replica directories as needed. */
 gboolean spReplicaCreate(const char *template_path, const char *replica_path,
-                         gboolean link, GError **error);
+                         gboolean link, SpCopyProgress progress, gpointer opaque,
+                         GError **error);
 
 typedef struct {
     char *template_name;
