@@ -1,0 +1,70 @@
+/*
+ * stormpool_module.h: what the files of the stormpool backend module share
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "internal.h"
+#include "storage_backend.h"
+#include "virstorageobj.h"
+
+#include "stormpool/image_header.h"
+
+/* storage_backend_stormpool.c: errors, tiers, volume metadata, status */
+
+/* Report @err as a libvirt error of the matching kind; returns -1. */
+int stormpoolReportError(const GError *err);
+
+const char *stormpoolPrimary(virStoragePoolObj *pool);
+const char *stormpoolSecondary(virStoragePoolObj *pool);
+
+bool stormpoolVolIsInstance(virStoragePoolObj *pool,
+                            virStorageVolDef *vol);
+
+/* The name of the template behind @backing_path (the template itself or
+ * one of its replicas), or NULL when it is neither. */
+char *stormpoolBackingTemplateName(virStoragePoolObj *pool,
+                                   const char *backing_path);
+
+int stormpoolVolUpdateFromFile(virStorageVolDef *vol,
+                               int dirfd,
+                               SpImageInfo *info);
+
+int stormpoolStartPool(virStoragePoolObj *pool);
+
+/* Orders changes of the namespace's live status, which volume builds make
+ * without the pool lock, with refresh and formatting. */
+void stormpoolStatusLock(void);
+void stormpoolStatusUnlock(void);
+
+/* stormpool_refresh.c */
+
+int stormpoolRefreshPool(virStoragePoolObj *pool);
+
+/* Whether @replica_path is the replica that prepare='eager' keeps ready. */
+bool stormpoolReplicaWanted(virStoragePoolObj *pool,
+                            const char *replica_path);
+
+void stormpoolNoteReplicaUse(virStoragePoolObj *pool,
+                             const char *backing_path,
+                             int delta);
+
+/* stormpool_volumes.c: the volume callbacks */
+
+int stormpoolCreateVol(virStoragePoolObj *pool, virStorageVolDef *vol);
+int stormpoolBuildVol(virStoragePoolObj *pool, virStorageVolDef *vol,
+                      unsigned int flags);
+int stormpoolBuildVolFrom(virStoragePoolObj *pool, virStorageVolDef *vol,
+                          virStorageVolDef *inputvol, unsigned int flags);
+int stormpoolRefreshVol(virStoragePoolObj *pool, virStorageVolDef *vol);
+int stormpoolDeleteVol(virStoragePoolObj *pool, virStorageVolDef *vol,
+                       unsigned int flags);
+int stormpoolWipeVol(virStoragePoolObj *pool, virStorageVolDef *vol,
+                     unsigned int algorithm, unsigned int flags);
+int stormpoolResizeVol(virStoragePoolObj *pool, virStorageVolDef *vol,
+                       unsigned long long capacity, unsigned int flags);
+int stormpoolUploadVol(virStoragePoolObj *pool, virStorageVolDef *vol,
+                       virStreamPtr stream, unsigned long long offset,
+                       unsigned long long len, unsigned int flags);

@@ -1,0 +1,571 @@
+/*
+ * stormpool_refresh.c: refresh of a stormpool pool, from the files of its
+ *                      two tiers
+ *
+ * Volumes, their dependents and the replicas' status are all read back
+ * from the files and their headers: nothing is kept on the side that
+ * could drift from what is on disk.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <config.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "storage_backend.h"
+#include "storage_conf.h"
+#include "storage_source_conf.h"
+#include "storage_util.h"
+#include "virerror.h"
+#include "virfile.h"
+#include "virlog.h"
+#include "virstorageobj.h"
+
+#include "stormpool/atomic_file.h"
+#include "stormpool/error.h"
+#include "stormpool/file_copy.h"
+#include "stormpool/image_header.h"
+#include "stormpool/image_lock.h"
+#include "stormpool/pool_namespace.h"
+#include "stormpool/qcow2_overlay.h"
+#include "stormpool/template_index.h"
+#include "stormpool/template_replica.h"
+#include "stormpool/tier_layout.h"
+#include "stormpool/volume_name.h"
+#include "stormpool_module.h"
+#include "stormpool_replicas.h"
+
+#define VIR_FROM_THIS VIR_FROM_STORAGE
+
+VIR_LOG_INIT("storage.storage_backend_stormpool.refresh");
+
+
+/* A crash between creating a temporary file and renaming it leaves the
+ * temporary file behind; it is never a volume, so remove it. The storage
+ * driver refuses a refresh while volume builds run, so none is in use. */
+static void
+stormpoolRemoveStaleTmpFiles(const char *dir)
+{
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        g_autofree char *path = NULL;
+
+        if (!spAtomicFileIsTmpName(name))
+            continue;
+        path = g_build_filename(dir, name, NULL);
+        if (unlink(path) == 0)
+            VIR_WARN("removed '%s' left behind by an interrupted volume creation", path);
+        else
+            VIR_WARN("cannot remove stale temporary file '%s': %s", path, g_strerror(errno));
+    }
+}
+
+
+/* Why @info does not describe an instance of this pool, or NULL. */
+static const char *
+stormpoolNotAnInstanceReason(virStoragePoolObj *pool,
+                             virStorageVolDef *vol)
+{
+    g_autofree char *name = NULL;
+
+    if (vol->target.format != VIR_STORAGE_FILE_QCOW2)
+        return "it is not a qcow2 overlay";
+    if (!vol->target.backingStore || !vol->target.backingStore->path)
+        return "it has no backing file";
+    if (!(name = stormpoolBackingTemplateName(pool, vol->target.backingStore->path)))
+        return "its backing file is neither a template nor a replica of this pool";
+    return NULL;
+}
+
+
+typedef struct {
+    virStoragePoolObj *pool;
+    SpTier tier;
+    const char *dir;
+    int dirfd;
+    GHashTable *backing_seen;   /* backing path -> exists, checked once */
+} TierScan;
+
+
+static void
+stormpoolWarnMissingBacking(TierScan *scan,
+                            virStorageVolDef *vol)
+{
+    const char *backing = vol->target.backingStore->path;
+    gpointer known;
+    bool exists;
+
+    if (g_hash_table_lookup_extended(scan->backing_seen, backing, NULL, &known)) {
+        exists = GPOINTER_TO_INT(known);
+    } else {
+        exists = virFileExists(backing);
+        g_hash_table_insert(scan->backing_seen, g_strdup(backing), GINT_TO_POINTER(exists));
+    }
+    if (!exists)
+        VIR_WARN("instance '%s' backs onto missing template '%s'",
+                 vol->target.path, backing);
+}
+
+
+static void
+stormpoolRefreshOne(TierScan *scan,
+                    const char *name)
+{
+    virStoragePoolObj *pool = scan->pool;
+    SpTier tier = scan->tier;
+    const char *dir = scan->dir;
+    g_autoptr(virStorageVolDef) vol = g_new0(virStorageVolDef, 1);
+    g_auto(SpImageInfo) info = { 0 };
+    const char *reason;
+
+    if (virStorageVolDefFindByName(pool, name)) {
+        VIR_WARN("skipping '%s/%s': a volume of that name exists in the other tier",
+                 dir, name);
+        return;
+    }
+
+    vol->name = g_strdup(name);
+    vol->target.path = g_build_filename(dir, name, NULL);
+    vol->key = g_strdup(vol->target.path);
+
+    if (stormpoolVolUpdateFromFile(vol, scan->dirfd, &info) < 0) {
+        VIR_WARN("skipping '%s': %s", vol->target.path, virGetLastErrorMessage());
+        virResetLastError();
+        return;
+    }
+    if (tier == SP_TIER_SECONDARY &&
+        (reason = stormpoolNotAnInstanceReason(pool, vol))) {
+        VIR_WARN("skipping '%s': not an instance of this pool, %s",
+                 vol->target.path, reason);
+        return;
+    }
+    if (tier == SP_TIER_SECONDARY)
+        stormpoolWarnMissingBacking(scan, vol);
+
+    if (virStoragePoolObjAddVol(pool, vol) < 0) {
+        VIR_WARN("cannot add volume '%s': %s", name, virGetLastErrorMessage());
+        virResetLastError();
+        return;
+    }
+    vol = NULL;
+}
+
+
+static int
+stormpoolRefreshTier(virStoragePoolObj *pool,
+                     SpTier tier,
+                     const char *dir)
+{
+    g_autoptr(GDir) d = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GHashTable) backing_seen = g_hash_table_new_full(g_str_hash, g_str_equal,
+                                                               g_free, NULL);
+    VIR_AUTOCLOSE dirfd = -1;
+    TierScan scan = { pool, tier, dir, -1, backing_seen };
+    const char *name;
+
+    stormpoolRemoveStaleTmpFiles(dir);
+
+    if (!(d = g_dir_open(dir, 0, &err)) ||
+        (dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        virReportError(VIR_ERR_OPERATION_FAILED,
+                       _("cannot read %s tier directory '%s': %s"),
+                       spTierName(tier), dir, err ? err->message : g_strerror(errno));
+        return -1;
+    }
+    scan.dirfd = dirfd;
+    while ((name = g_dir_read_name(d))) {
+        if (name[0] == '.')
+            continue;
+        stormpoolRefreshOne(&scan, name);
+    }
+    return 0;
+}
+
+
+/* ---- replicas at refresh --------------------------------------------- */
+
+static int
+stormpoolCountBackingFile(virStorageVolDef *vol,
+                          const void *opaque)
+{
+    GHashTable *counts = (GHashTable *) opaque;
+    const char *path;
+
+    if (!vol->target.backingStore || !(path = vol->target.backingStore->path))
+        return 0;
+    /* The keys are borrowed: the volumes outlive the table, which lives
+     * only while the pool is locked. */
+    g_hash_table_insert(counts, (gpointer) path,
+                        GUINT_TO_POINTER(GPOINTER_TO_UINT(g_hash_table_lookup(counts, path)) + 1));
+    return 0;
+}
+
+
+/* With prepare='eager', the replica of each template's current identity
+ * is wanted even before its first instance. */
+bool
+stormpoolReplicaWanted(virStoragePoolObj *pool,
+                       const char *replica_path)
+{
+    SpPoolNamespace *ns = virStoragePoolObjGetDef(pool)->namespaceData;
+    g_autofree char *name = NULL;
+    g_autofree char *template_path = NULL;
+    g_autofree char *identity = NULL;
+    g_autofree char *current = NULL;
+
+    if (!ns || !ns->replica_eager ||
+        !(name = spReplicaTemplateName(stormpoolSecondary(pool), replica_path)))
+        return false;
+    template_path = g_build_filename(stormpoolPrimary(pool), name, NULL);
+    if (!(identity = spReplicaIdentity(template_path, NULL)))
+        return false;
+    current = spReplicaPath(stormpoolSecondary(pool), name, identity);
+    return STREQ(current, replica_path);
+}
+
+
+static SpReplicaStatus *
+stormpoolReplicaStatus(const SpReplicaInfo *replica,
+                       guint dependents)
+{
+    SpReplicaStatus *status = g_new0(SpReplicaStatus, 1);
+
+    status->template_name = g_strdup(replica->template_name);
+    status->path = g_strdup(replica->path);
+    status->dependents = dependents;
+    status->size = replica->size;
+    status->allocation = replica->allocation;
+    return status;
+}
+
+
+/* Dependents are counted from the overlays' own headers, read by this
+ * refresh: there is no side database that could drift. Replicas nobody
+ * uses any more (their instances were deleted behind libvirt's back) are
+ * removed, unless prepare='eager' wants them. */
+static GPtrArray *
+stormpoolScanReplicas(virStoragePoolObj *pool)
+{
+    g_autoptr(GHashTable) counts = g_hash_table_new(g_str_hash, g_str_equal);
+    g_autoptr(GPtrArray) replicas = NULL;
+    g_autoptr(GError) err = NULL;
+    GPtrArray *status = g_ptr_array_new_with_free_func((GDestroyNotify) spReplicaStatusFree);
+    guint i;
+
+    if (!(replicas = spReplicaList(stormpoolSecondary(pool), &err))) {
+        VIR_WARN("cannot list replicas: %s", err->message);
+        return status;
+    }
+    virStoragePoolObjForEachVolume(pool, stormpoolCountBackingFile, counts);
+
+    for (i = 0; i < replicas->len; i++) {
+        SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
+        guint n = GPOINTER_TO_UINT(g_hash_table_lookup(counts, replica->path));
+
+        if (n == 0 && !stormpoolReplicaInProgress(replica->path) &&
+            !stormpoolReplicaWanted(pool, replica->path)) {
+            if (spReplicaRemove(replica->path, NULL))
+                VIR_INFO("removed unused replica '%s'", replica->path);
+            continue;
+        }
+        g_ptr_array_add(status, stormpoolReplicaStatus(replica, n));
+    }
+    return status;
+}
+
+
+/* Temporary files of replicas whose making was interrupted; a replica
+ * being made right now keeps its own. */
+static void
+stormpoolRemoveStaleReplicaTmpFiles(virStoragePoolObj *pool)
+{
+    g_autofree char *root = g_build_filename(stormpoolSecondary(pool), SP_REPLICA_DIR, NULL);
+    g_autoptr(GDir) d = g_dir_open(root, 0, NULL);
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        g_autofree char *dir = g_build_filename(root, name, NULL);
+
+        if (!stormpoolReplicaDirBusy(dir))
+            stormpoolRemoveStaleTmpFiles(dir);
+    }
+}
+
+
+static int
+stormpoolPrepareTemplateReplica(virStorageVolDef *vol,
+                                const void *opaque)
+{
+    virStoragePoolObj *pool = (virStoragePoolObj *) opaque;
+    g_autofree char *identity = NULL;
+    g_autofree char *replica = NULL;
+    SpReplicaPolicy policy;
+
+    if (stormpoolVolIsInstance(pool, vol) || stormpoolReplicaPolicy(pool, &policy) < 0) {
+        virResetLastError();
+        return 0;
+    }
+    if (!(identity = spReplicaIdentity(vol->target.path, NULL)))
+        return 0;
+    replica = spReplicaPath(stormpoolSecondary(pool), vol->name, identity);
+    stormpoolReplicaPrepare(vol->target.path, replica, policy);
+    return 0;
+}
+
+
+/* What a template looked like at the previous refresh, by path. Templates
+ * are never changed by this pool while instances depend on them, so a
+ * change seen here happened behind libvirt's back. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} TemplateStamp;
+
+static GMutex templateStampsLock;
+static GHashTable *templateStamps;
+
+typedef struct {
+    const char *template_path;
+    struct stat sb;
+    bool in_place;
+    GPtrArray *at_risk;
+} AtRiskSearch;
+
+typedef struct {
+    virStoragePoolObj *pool;
+    GPtrArray *changed;
+} ChangedCollect;
+
+
+static int
+stormpoolFindAtRisk(virStorageVolDef *vol,
+                    const void *opaque)
+{
+    AtRiskSearch *search = (AtRiskSearch *) opaque;
+    const char *backing = vol->target.backingStore ? vol->target.backingStore->path : NULL;
+    struct stat sb;
+
+    if (!backing)
+        return 0;
+    /* Instances on the template itself see any change; those on a hard
+     * link of it see changes made in place. Copies are safe. */
+    if (STREQ(backing, search->template_path) ||
+        (search->in_place && stat(backing, &sb) == 0 &&
+         sb.st_dev == search->sb.st_dev && sb.st_ino == search->sb.st_ino))
+        g_ptr_array_add(search->at_risk, vol->name);
+    return 0;
+}
+
+
+static bool
+stormpoolStampChanged(const char *path,
+                      const struct stat *sb,
+                      bool *in_place)
+{
+    TemplateStamp *old;
+    TemplateStamp *now = g_new0(TemplateStamp, 1);
+    bool changed = false;
+
+    now->dev = sb->st_dev;
+    now->ino = sb->st_ino;
+    now->size = sb->st_size;
+    now->mtime = sb->st_mtim;
+
+    g_mutex_lock(&templateStampsLock);
+    if (!templateStamps)
+        templateStamps = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    if ((old = g_hash_table_lookup(templateStamps, path))) {
+        changed = old->size != now->size || old->mtime.tv_sec != now->mtime.tv_sec ||
+                  old->mtime.tv_nsec != now->mtime.tv_nsec || old->ino != now->ino ||
+                  old->dev != now->dev;
+        *in_place = old->ino == now->ino && old->dev == now->dev;
+    }
+    g_hash_table_insert(templateStamps, g_strdup(path), now);
+    g_mutex_unlock(&templateStampsLock);
+    return changed;
+}
+
+
+typedef struct {
+    char *path;
+    struct stat sb;
+    bool in_place;
+} ChangedTemplate;
+
+
+static void
+changedTemplateFree(ChangedTemplate *changed)
+{
+    g_free(changed->path);
+    g_free(changed);
+}
+
+
+static int
+stormpoolCollectChangedTemplate(virStorageVolDef *vol,
+                                const void *opaque)
+{
+    const ChangedCollect *collect = opaque;
+    ChangedTemplate changed = { 0 };
+
+    if (stormpoolVolIsInstance(collect->pool, vol) || stat(vol->target.path, &changed.sb) < 0 ||
+        !stormpoolStampChanged(vol->target.path, &changed.sb, &changed.in_place))
+        return 0;
+    changed.path = g_strdup(vol->target.path);
+    g_ptr_array_add(collect->changed, g_memdup(&changed, sizeof(changed)));
+    return 0;
+}
+
+
+static int
+stormpoolCompareNames(gconstpointer a,
+                      gconstpointer b)
+{
+    return strcmp(*(const char * const *) a, *(const char * const *) b);
+}
+
+
+static void
+stormpoolReportAtRisk(virStoragePoolObj *pool,
+                      ChangedTemplate *changed)
+{
+    g_autoptr(GPtrArray) at_risk = g_ptr_array_new();
+    g_autofree char *names = NULL;
+    AtRiskSearch search = {
+        .template_path = changed->path,
+        .sb = changed->sb,
+        .in_place = changed->in_place,
+        .at_risk = at_risk,
+    };
+
+    virStoragePoolObjForEachVolume(pool, stormpoolFindAtRisk, &search);
+    if (at_risk->len == 0) {
+        VIR_INFO("template '%s' changed; no instance depends on it directly", changed->path);
+        return;
+    }
+    g_ptr_array_sort(at_risk, stormpoolCompareNames);
+    g_ptr_array_add(at_risk, NULL);
+    names = g_strjoinv(", ", (char **) at_risk->pdata);
+    VIR_ERROR(_("template '%s' changed behind libvirt's back while %u instance(s) "
+                "depend on it directly; their data is at risk: %s"),
+              changed->path, at_risk->len - 1, names);
+}
+
+
+/* Volume iterators hold each volume's lock, so the search for instances
+ * at risk runs after the walk over templates, never nested in it. */
+static void
+stormpoolCheckTemplateStamps(virStoragePoolObj *pool)
+{
+    g_autoptr(GPtrArray) changed = g_ptr_array_new_with_free_func((GDestroyNotify) changedTemplateFree);
+    ChangedCollect collect = { pool, changed };
+    guint i;
+
+    virStoragePoolObjForEachVolume(pool, stormpoolCollectChangedTemplate, &collect);
+    for (i = 0; i < changed->len; i++)
+        stormpoolReportAtRisk(pool, g_ptr_array_index(changed, i));
+}
+
+
+static int
+stormpoolRefreshReplicas(virStoragePoolObj *pool)
+{
+    SpPoolNamespace *ns = virStoragePoolObjGetDef(pool)->namespaceData;
+    SpReplicaPolicy policy;
+
+    if (stormpoolReplicaPolicy(pool, &policy) < 0)
+        return -1;
+    stormpoolRemoveStaleReplicaTmpFiles(pool);
+    stormpoolCheckTemplateStamps(pool);
+    if (ns && ns->replica_eager && policy != SP_REPLICA_NONE)
+        virStoragePoolObjForEachVolume(pool, stormpoolPrepareTemplateReplica, pool);
+    if (ns) {
+        GPtrArray *status = stormpoolScanReplicas(pool);
+
+        stormpoolStatusLock();
+        spPoolNamespaceSetReplicas(ns, policy, status);
+        stormpoolStatusUnlock();
+    }
+    return 0;
+}
+
+
+/* Keep pool-dumpxml's replica status current between refreshes: @delta
+ * instances more or fewer back onto @backing_path, if it is a replica. */
+void
+stormpoolNoteReplicaUse(virStoragePoolObj *pool,
+                        const char *backing_path,
+                        int delta)
+{
+    SpPoolNamespace *ns = virStoragePoolObjGetDef(pool)->namespaceData;
+    g_autofree char *name = spReplicaTemplateName(stormpoolSecondary(pool), backing_path);
+    struct stat sb;
+
+    if (!ns || !name)
+        return;
+    stormpoolStatusLock();
+    if (stat(backing_path, &sb) < 0)
+        spPoolNamespaceRemoveReplica(ns, backing_path);
+    else
+        spPoolNamespaceAdjustReplica(ns, name, backing_path, delta, sb.st_size,
+                                     (guint64) sb.st_blocks * 512);
+    stormpoolStatusUnlock();
+}
+
+
+static int
+stormpoolRefreshUsage(virStoragePoolObj *pool)
+{
+    virStoragePoolDef *def = virStoragePoolObjGetDef(pool);
+    SpPoolNamespace *ns = def->namespaceData;
+    g_autoptr(GError) err = NULL;
+    SpTierUsage primary, secondary;
+
+    if (!spTierUsageGet(def->source.dir, &primary, &err) ||
+        !spTierUsageGet(def->target.path, &secondary, &err))
+        return stormpoolReportError(err);
+
+    /* Instances grow in the secondary tier, so that is what pool-info shows. */
+    def->capacity = secondary.capacity;
+    def->allocation = secondary.allocation;
+    def->available = secondary.available;
+
+    if (ns) {
+        stormpoolStatusLock();
+        spPoolNamespaceSetStatus(ns, SP_TIER_PRIMARY, def->source.dir, &primary);
+        spPoolNamespaceSetStatus(ns, SP_TIER_SECONDARY, def->target.path, &secondary);
+        stormpoolStatusUnlock();
+    }
+    return 0;
+}
+
+
+int
+stormpoolRefreshPool(virStoragePoolObj *pool)
+{
+    /* A tier can vanish or turn read-only while the pool runs. */
+    if (stormpoolStartPool(pool) < 0)
+        return -1;
+
+    /* Templates first, so that instances can be checked against them. */
+    if (stormpoolRefreshTier(pool, SP_TIER_PRIMARY, stormpoolPrimary(pool)) < 0 ||
+        stormpoolRefreshTier(pool, SP_TIER_SECONDARY, stormpoolSecondary(pool)) < 0)
+        return -1;
+
+    if (stormpoolRefreshReplicas(pool) < 0)
+        return -1;
+
+    VIR_DEBUG("refreshed stormpool pool '%s': %zu volumes",
+              virStoragePoolObjGetDef(pool)->name,
+              virStoragePoolObjGetVolumesCount(pool));
+    return stormpoolRefreshUsage(pool);
+}
