@@ -14,7 +14,10 @@ through the accessibility tree with dogtail, as virt-manager's own UI tests
     which virsh vol-dumpxml and qemu-img info show to be a qcow2 overlay in
     the secondary tier backing onto the template;
   * the Add a New Storage Pool wizard creates a stormpool pool from a
-    template directory and an instance directory.
+    template directory and an instance directory, with the replica policy
+    and preparation chosen in it (<stormpool:replica policy='copy'
+    prepare='eager'/>); with the defaults it writes no such element, and
+    it shows those fields for stormpool pools only.
 
 A screenshot of every step is saved in _build/check-logs/virt-manager/
 (with virt-manager's own log). No single wait lasts more than 60 s and the
@@ -26,6 +29,7 @@ removed at the end even when a step fails.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,12 +40,19 @@ from taplib import (Suite, make_tmpdir, qemu_img_info, run, sha256,
 
 VM_TREE = os.path.join(TOP, "_build", "virt-manager", "src")
 ARTIFACTS = os.path.join(TOP, "_build", "check-logs", "virt-manager")
-DOC_SCREENSHOT = os.path.join(TOP, "docs", "virt-manager-create-volume.png")
+# The cropped screenshots for the documentation go next to the test's
+# artifacts; STORMPOOL_UPDATE_DOCS=1 writes them into docs/ instead, so
+# that make check never changes tracked files.
+DOC_DIR = (os.path.join(TOP, "docs") if os.environ.get("STORMPOOL_UPDATE_DOCS") == "1"
+           else os.path.join(TOP, "_build", "check-logs", "virt-manager"))
+DOC_SCREENSHOT = os.path.join(DOC_DIR, "virt-manager-create-volume.png")
+DOC_WIZARD_SCREENSHOT = os.path.join(DOC_DIR, "virt-manager-pool-wizard.png")
 WAIT = 60            # seconds: the longest any single wait may take
 SUITE_TIMEOUT = 600  # seconds: the whole suite
 
 POOL = "spv-gui-pool"
 WIZARD_POOL = "spv-gui-wizard"
+WIZARD_DEFAULT_POOL = "spv-gui-wizard-default"
 TEMPLATE = "win10.qcow2"
 INSTANCE = "pc01.qcow2"        # made with virsh before virt-manager starts
 NEW_INSTANCE = "spv-gui-pc02"  # typed into the dialog; it adds ".qcow2"
@@ -57,6 +68,8 @@ primary = os.path.join(root, "hdd", "templates")
 secondary = os.path.join(root, "ssd", "lab")
 wizard_primary = os.path.join(root, "wizard", "templates")
 wizard_secondary = os.path.join(root, "wizard", "instances")
+default_primary = os.path.join(root, "wizard-default", "templates")
+default_secondary = os.path.join(root, "wizard-default", "instances")
 template_path = os.path.join(primary, TEMPLATE)
 state = {}
 
@@ -420,14 +433,16 @@ def _():
     assert sorted(os.listdir(primary)) == [TEMPLATE]
 
 
-@suite.step("the pool wizard creates a stormpool pool from a template directory "
-            "and an instance directory")
-def _():
-    host = state["host"]
-    suite.cleanup_pool(WIZARD_POOL)
-    click(find(host, role="push button", name="pool-add"))
+def open_pool_wizard(name):
+    """The Add a New Storage Pool wizard, opened from the storage tab, with
+    @name typed in."""
+    click(find(state["host"], role="push button", name="pool-add"))
     wizard = find_window("Add a New Storage Pool", "frame")
-    find_labelled(wizard, "Name:", "text").text = WIZARD_POOL
+    find_labelled(wizard, "Name:", "text").text = name
+    return wizard
+
+
+def fill_in_stormpool(wizard, primary_dir, secondary_dir):
     ptype = find_labelled(wizard, "Type:", "combo box")
     select_from_combo(ptype, "stormpool: " + POOL_DESC)
     wait_for(lambda: ptype.name == "stormpool", "the stormpool type")
@@ -436,23 +451,99 @@ def _():
     find(wizard, role="label", name="Instance Directory:", showing=True)
     source = find(wizard, role="text", name="pool-source-path-text", showing=True)
     target = find_labelled(wizard, "Instance Directory:", "text")
-    source.text = wizard_primary
-    target.text = wizard_secondary
-    screenshot("07-create-pool-wizard")
+    source.text = primary_dir
+    target.text = secondary_dir
+
+
+def replica_fields(wizard):
+    """The Replica Policy combo and the check box for prepare='eager'."""
+    policy = find_labelled(wizard, "Replica Policy:", "combo box")
+    eager = find(wizard, role="check box", name="Prepare replicas when the pool starts")
+    return policy, eager
+
+
+def finish_pool_wizard(wizard, name):
     click(find(wizard, role="push button", name="Finish"))
     wait_for(lambda: not wizard.showing, "the wizard to close")
-    pools = find(host, role="table", name="pool-list", showing=True)
-    wait_for(lambda: any(c.startswith(WIZARD_POOL + "\n") for c in cell_names(pools)),
+    pools = find(state["host"], role="table", name="pool-list", showing=True)
+    wait_for(lambda: any(c.startswith(name + "\n") for c in cell_names(pools)),
              "the new pool in the pool list")
-    screenshot("08-pool-created")
-    xml = virsh("pool-dumpxml", WIZARD_POOL)
+
+
+def assert_stormpool_created(name, primary_dir, secondary_dir):
+    """@name is a running, autostarted, built stormpool pool with these
+    tiers; returns its inactive XML."""
+    xml = virsh("pool-dumpxml", "--inactive", name)
     assert "<pool type='stormpool'" in xml, xml
-    assert "<dir path='%s'/>" % wizard_primary in xml, xml
-    assert "<path>%s</path>" % wizard_secondary in xml, xml
-    info = virsh("pool-info", WIZARD_POOL)
+    assert "<dir path='%s'/>" % primary_dir in xml, xml
+    assert "<path>%s</path>" % secondary_dir in xml, xml
+    info = virsh("pool-info", name)
     assert "running" in info and "Autostart:      yes" in info, info
     # built: both tiers exist
-    assert os.path.isdir(wizard_primary) and os.path.isdir(wizard_secondary)
+    assert os.path.isdir(primary_dir) and os.path.isdir(secondary_dir)
+    return xml
+
+
+@suite.step("the pool wizard creates a stormpool pool from a template directory "
+            "and an instance directory, with replica policy Copy, prepared when "
+            "the pool starts")
+def _():
+    suite.cleanup_pool(WIZARD_POOL)
+    wizard = open_pool_wizard(WIZARD_POOL)
+    fill_in_stormpool(wizard, wizard_primary, wizard_secondary)
+    policy, eager = replica_fields(wizard)
+    assert policy.showing and eager.showing
+    # the defaults: Automatic, prepared lazily
+    wait_for(lambda: policy.name == "auto", "replica policy Automatic (the default)")
+    assert not eager.checked and eager.sensitive
+    screenshot("07-create-pool-wizard")
+    # with policy None there are no replicas to prepare
+    select_from_combo(policy, "None")
+    wait_for(lambda: policy.name == "none", "replica policy None")
+    wait_for(lambda: not eager.sensitive, "the check box to be insensitive")
+    select_from_combo(policy, "Copy", shot="08-pool-wizard-replica-policies")
+    wait_for(lambda: policy.name == "copy", "replica policy Copy")
+    click(eager)
+    wait_for(lambda: eager.checked, "the check box to be checked")
+    time.sleep(0.3)  # let the check mark draw
+    shot = screenshot("09-pool-wizard-replica")
+    crop_to_window(shot, wizard, DOC_WIZARD_SCREENSHOT)
+    # the XML tab shows the element the choices make
+    find(wizard, role="page tab", name="XML").click()
+    wait_for(lambda: [t for t in wizard.findChildren(
+        lambda n: n.roleName == "text" and n.showing)
+        if "policy=\"copy\" prepare=\"eager\"/>" in (t.text or "")],
+        "<stormpool:replica policy=\"copy\" prepare=\"eager\"/> in the XML tab")
+    find(wizard, role="page tab", name="Details").click()
+    wait_for(lambda: policy.showing, "the Details tab")
+    finish_pool_wizard(wizard, WIZARD_POOL)
+    screenshot("10-pool-created")
+    xml = assert_stormpool_created(WIZARD_POOL, wizard_primary, wizard_secondary)
+    assert "<stormpool:replica policy='copy' prepare='eager'/>" in xml, xml
+    assert "xmlns:stormpool='urn:stormpool:pool:1.0'" in xml, xml
+
+
+@suite.step("the pool wizard shows the replica fields for stormpool pools only and "
+            "with the defaults (Automatic, not prepared) writes no replica element")
+def _():
+    suite.cleanup_pool(WIZARD_DEFAULT_POOL)
+    wizard = open_pool_wizard(WIZARD_DEFAULT_POOL)
+    # the wizard opens on another type ('dir'): no replica fields
+    ptype = find_labelled(wizard, "Type:", "combo box")
+    assert ptype.name != "stormpool", ptype.name
+    policy, eager = replica_fields(wizard)
+    label = find(wizard, role="label", name="Replica Policy:")
+    assert not (policy.showing or eager.showing or label.showing)
+    fill_in_stormpool(wizard, default_primary, default_secondary)
+    wait_for(lambda: policy.showing and eager.showing and label.showing,
+             "the replica fields")
+    # reset to the defaults, whatever the last use of the wizard left
+    wait_for(lambda: policy.name == "auto", "replica policy Automatic (the default)")
+    assert not eager.checked and eager.sensitive
+    finish_pool_wizard(wizard, WIZARD_DEFAULT_POOL)
+    xml = assert_stormpool_created(WIZARD_DEFAULT_POOL, default_primary, default_secondary)
+    # (a running pool's status lists its replicas, <stormpool:replicas>)
+    assert not re.search(r"<stormpool:replica[\s/>]", xml), xml
 
 
 @suite.step("virt-manager, Xvfb and the D-Bus session are gone at the end")
@@ -460,7 +551,8 @@ def _():
     procs = [proc for name, proc in session.procs]
     session.kill()
     assert all(proc.poll() is not None for proc in procs)
-    for name in ("01-manager", "05-create-volume-dialog", "06-instance-created"):
+    for name in ("01-manager", "05-create-volume-dialog", "06-instance-created",
+                 "09-pool-wizard-replica"):
         assert os.path.getsize(os.path.join(ARTIFACTS, name + ".png")) > 0
     print("# screenshots: %s" % ", ".join(
         os.path.relpath(p, TOP) for p in state.get("screenshots", [])))

@@ -7,6 +7,9 @@ suite does with its checkout, and drive it against the private daemons:
   * StoragePool builds a stormpool pool's XML (source dir + target path),
     parses and round-trips what libvirt returns, and installs (defines,
     builds, starts) the pool;
+  * StoragePool reads and writes the replica setting in the stormpool
+    namespace (<stormpool:replica policy= prepare=/>), and libvirt keeps
+    what it writes;
   * StorageVolume creates a template (no backing store) in the source dir
     and instances (a template as backing store, by path or by volume name)
     in the target dir: qcow2 overlays backing onto the template, checked
@@ -39,6 +42,7 @@ from virtinst import (DeviceDisk, StoragePool, StorageVolume,  # noqa: E402
                       VirtinstConnection)
 
 POOL = "spv-vi-pool"
+REPLICA_POOL = "spv-vi-replica"
 DOM_VOL = "spv-vi-vol"
 DOM_BACKING = "spv-vi-backing"
 DOM_TEMPLATE = "spv-vi-template"
@@ -265,6 +269,94 @@ def _():
                     xml.replace("/srv/ssd/lab<", "/srv/ssd/lab2<")
                     .replace("<dir path='/srv/hdd/templates'/>",
                              "<dir path='/srv/hdd/templates2'/>"))
+
+
+REPLICA_XML = """<pool type='stormpool' xmlns:stormpool='urn:stormpool:pool:1.0'>
+  <name>spv-vi-parse</name>
+  <source>
+    <dir path='/srv/hdd/templates'/>
+  </source>
+  <target>
+    <path>/srv/ssd/lab</path>
+  </target>
+  <stormpool:replica policy='copy' prepare='eager'/>
+  <stormpool:replicas policy='copy'>
+    <stormpool:replica template='win10.qcow2' path='/srv/ssd/lab/.stormpool-replicas/win10.qcow2/3f2a9c41d07be815' dependents='2' size='1' allocation='1'/>
+  </stormpool:replicas>
+</pool>
+"""
+
+
+@suite.step("StoragePool reads and writes <stormpool:replica policy= prepare=/>; "
+            "round trips keep the element and the xmlns declaration")
+def _():
+    pool = StoragePool(conn, parsexml=REPLICA_XML)
+    # the setting, not the <stormpool:replica> status of <stormpool:replicas>
+    assert pool.stormpool_replica.policy == "copy", pool.stormpool_replica.policy
+    assert pool.stormpool_replica.prepare == "eager", pool.stormpool_replica.prepare
+    assert_same_xml(pool.get_xml(), REPLICA_XML)
+    assert "xmlns:stormpool=\"urn:stormpool:pool:1.0\"" in pool.get_xml().split("\n")[0]
+    # changed in place, under the pool's own namespace declaration
+    pool.stormpool_replica.policy = pool.stormpool_replica.POLICY_LINK
+    pool.stormpool_replica.prepare = None
+    assert_same_xml(pool.get_xml(), REPLICA_XML.replace(
+        "<stormpool:replica policy='copy' prepare='eager'/>",
+        "<stormpool:replica policy='link'/>"))
+    assert "<stormpool:replica policy=\"link\"/>" in pool.get_xml()
+    # and removed: the status stays
+    pool.stormpool_replica.policy = None
+    assert_same_xml(pool.get_xml(), REPLICA_XML.replace(
+        "  <stormpool:replica policy='copy' prepare='eager'/>\n", ""))
+    # a pool without the setting reads the defaults (None: not set) and
+    # gets no element unless one is set
+    plain = StoragePool(conn, parsexml=EXPECTED_POOL_XML)
+    assert (plain.stormpool_replica.policy, plain.stormpool_replica.prepare) == \
+        (None, None)
+    assert plain.get_xml() == EXPECTED_POOL_XML, plain.get_xml()
+    built = build_pool()
+    built.stormpool_replica.policy = "none"
+    assert_same_xml(built.get_xml(), EXPECTED_POOL_XML.replace(
+        "</pool>",
+        "<stormpool:replica xmlns:stormpool='urn:stormpool:pool:1.0' policy='none'/></pool>"))
+
+
+@suite.step("a pool built with replica policy copy + prepare eager, defined through "
+            "libvirt: pool-dumpxml --inactive shows <stormpool:replica policy='copy' "
+            "prepare='eager'/>, and parses back to the same values")
+def _():
+    suite.cleanup_pool(REPLICA_POOL)
+    pool = StoragePool(conn)
+    pool.type = StoragePool.TYPE_STORMPOOL
+    pool.name = REPLICA_POOL
+    pool.source_path = os.path.join(root, "replica", "templates")
+    pool.target_path = os.path.join(root, "replica", "instances")
+    pool.stormpool_replica.policy = pool.stormpool_replica.POLICY_COPY
+    pool.stormpool_replica.prepare = pool.stormpool_replica.PREPARE_EAGER
+    pool.validate()
+    pool.install()  # defines it only
+    inactive = virsh("pool-dumpxml", "--inactive", REPLICA_POOL)
+    assert "<pool type='stormpool' xmlns:stormpool='urn:stormpool:pool:1.0'>" in inactive, \
+        inactive
+    assert "<stormpool:replica policy='copy' prepare='eager'/>" in inactive, inactive
+    parsed = StoragePool(conn, parsexml=inactive)
+    assert (parsed.stormpool_replica.policy, parsed.stormpool_replica.prepare) == \
+        ("copy", "eager")
+    # what virtinst writes back from it, libvirt takes as the same definition
+    assert_same_xml(parsed.get_xml(), inactive)
+    # a changed setting goes through too, and so does its removal
+    parsed.stormpool_replica.policy = "link"
+    parsed.stormpool_replica.prepare = None
+    conn.storagePoolDefineXML(parsed.get_xml(), 0)
+    inactive = virsh("pool-dumpxml", "--inactive", REPLICA_POOL)
+    assert "<stormpool:replica policy='link'/>" in inactive, inactive
+    parsed = StoragePool(conn, parsexml=inactive)
+    parsed.stormpool_replica.policy = None
+    conn.storagePoolDefineXML(parsed.get_xml(), 0)
+    inactive = virsh("pool-dumpxml", "--inactive", REPLICA_POOL)
+    assert "stormpool:replica" not in inactive, inactive
+    virsh("pool-undefine", REPLICA_POOL)
+    assert REPLICA_POOL not in pool_names()
+    assert not os.path.exists(os.path.join(root, "replica"))  # never built
 
 
 @suite.step("StoragePool.install defines, builds (both tiers) and starts the pool")
