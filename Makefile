@@ -43,13 +43,13 @@ asan: deps $(ASANBUILD)/build.ninja
 	@ninja -C $(ASANBUILD) >$(BUILD)/stormpool-asan.log 2>&1 || \
 	    { cat $(BUILD)/stormpool-asan.log; exit 1; }
 
-demo: stormpool
+demo: all
 	@tools/demo
 
-check: stormpool asan
+check: all asan
 	@tools/run-checks
 
-unit-check: stormpool asan
+unit-check: all asan
 	@tools/run-checks --unit-only
 
 # Benchmarks print ratios measured side by side in one run (bench/README.md).
