@@ -839,6 +839,16 @@ spImageInfoClear(SpImageInfo *info)
 }
 
 
+void
+spImageInfoCopy(SpImageInfo *dst, const SpImageInfo *src)
+{
+    *dst = *src;
+    dst->backing_file = g_strdup(src->backing_file);
+    dst->backing_format = g_strdup(src->backing_format);
+    dst->data_file = g_strdup(src->data_file);
+}
+
+
 const char *
 spImageFormatName(const SpImageInfo *info)
 {

@@ -1429,6 +1429,26 @@ testReadFd(void)
 
 
 static void
+testCopy(void)
+{
+    SpImageInfo src = { 0 };
+    SpImageInfo dst = { 0 };
+
+    src.format = SP_IMAGE_FORMAT_QCOW2;
+    src.virtual_size = 42;
+    src.backing_file = g_strdup("/srv/hdd/t.qcow2");
+    src.backing_format = g_strdup("qcow2");
+    spImageInfoCopy(&dst, &src);
+    spImageInfoClear(&src);
+    g_assert_cmpuint(dst.virtual_size, ==, 42);
+    g_assert_cmpstr(dst.backing_file, ==, "/srv/hdd/t.qcow2");
+    g_assert_cmpstr(dst.backing_format, ==, "qcow2");
+    g_assert_null(dst.data_file);
+    spImageInfoClear(&dst);
+}
+
+
+static void
 testFormatName(void)
 {
     SpImageInfo info = { 0 };
@@ -1459,6 +1479,7 @@ main(int argc, char **argv)
     g_test_add_func("/image-header/qcow2/modified", testQcow2Modified);
     g_test_add_func("/image-header/qcow2/dirty-corrupt", testQcow2DirtyCorrupt);
     g_test_add_func("/image-header/qcow2/read-fd", testReadFd);
+    g_test_add_func("/image-header/copy", testCopy);
     g_test_add_func("/image-header/raw", testRaw);
     g_test_add_func("/image-header/bad/truncated", testTruncated);
     g_test_add_func("/image-header/bad/tables", testBadTables);

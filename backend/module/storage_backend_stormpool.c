@@ -34,6 +34,7 @@
 #include "stormpool/atomic_file.h"
 #include "stormpool/error.h"
 #include "stormpool/file_copy.h"
+#include "stormpool/header_cache.h"
 #include "stormpool/image_header.h"
 #include "stormpool/image_lock.h"
 #include "stormpool/pool_namespace.h"
@@ -225,6 +226,20 @@ stormpoolVolSetBacking(virStorageVolDef *vol,
 }
 
 
+SpHeaderCache *
+stormpoolHeaderCache(void)
+{
+    static gsize once;
+    static SpHeaderCache *cache;
+
+    if (g_once_init_enter(&once)) {
+        cache = spHeaderCacheNew(SP_HEADER_CACHE_RACY_SECONDS);
+        g_once_init_leave(&once, 1);
+    }
+    return cache;
+}
+
+
 /* Fill @vol from the image header and the inode of its file; @dirfd, if
  * not -1, is the descriptor of the volume's directory. */
 int
@@ -234,30 +249,28 @@ stormpoolVolUpdateFromFile(virStorageVolDef *vol,
 {
     g_autoptr(GError) err = NULL;
     VIR_AUTOCLOSE fd = -1;
-    int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK;
     struct stat sb;
 
-    /* Refresh opens thousands of volumes of one directory: relative to
-     * its descriptor, the path is not walked again each time. */
-    if (dirfd >= 0)
-        fd = openat(dirfd, vol->name, flags);
-    else
-        fd = open(vol->target.path, flags);
-    if (fd < 0) {
-        virReportSystemError(errno, _("cannot open volume '%s'"), vol->target.path);
-        return -1;
+    if (dirfd >= 0) {
+        /* Refresh: relative to the tier's descriptor, and without reading
+         * headers that have not changed since the last refresh. */
+        gboolean hit;
+
+        if (!spHeaderCacheRead(stormpoolHeaderCache(), dirfd, vol->name,
+                               vol->target.path, &sb, info, &hit, &err))
+            return stormpoolReportError(err);
+    } else {
+        if ((fd = open(vol->target.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {
+            virReportSystemError(errno, _("cannot open volume '%s'"), vol->target.path);
+            return -1;
+        }
+        if (fstat(fd, &sb) < 0) {
+            virReportSystemError(errno, _("cannot stat volume '%s'"), vol->target.path);
+            return -1;
+        }
+        if (!spImageInfoReadFdStat(fd, &sb, info, &err))
+            return stormpoolReportError(err);
     }
-    if (fstat(fd, &sb) < 0) {
-        virReportSystemError(errno, _("cannot stat volume '%s'"), vol->target.path);
-        return -1;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        virReportError(VIR_ERR_INVALID_ARG,
-                       _("volume '%s' is not a regular file"), vol->target.path);
-        return -1;
-    }
-    if (!spImageInfoReadFdStat(fd, &sb, info, &err))
-        return stormpoolReportError(err);
     if (info->format == SP_IMAGE_FORMAT_OTHER) {
         virReportError(VIR_ERR_CONFIG_UNSUPPORTED,
                        _("'%s' is a %s image; stormpool volumes are qcow2 or raw"),
@@ -270,6 +283,7 @@ stormpoolVolUpdateFromFile(virStorageVolDef *vol,
                        vol->target.path);
         return -1;
     }
+    /* The descriptor only matters for SELinux labels; -1 skips them. */
     if (virStorageBackendUpdateVolTargetInfoFD(&vol->target, fd, &sb) < 0)
         return -1;
 

@@ -10,6 +10,7 @@
 #include "storage_backend.h"
 #include "virstorageobj.h"
 
+#include "stormpool/header_cache.h"
 #include "stormpool/image_header.h"
 
 /* storage_backend_stormpool.c: errors, tiers, volume metadata, status */
@@ -27,6 +28,9 @@ bool stormpoolVolIsInstance(virStoragePoolObj *pool,
  * one of its replicas), or NULL when it is neither. */
 char *stormpoolBackingTemplateName(virStoragePoolObj *pool,
                                    const char *backing_path);
+
+/* The daemon-wide cache of the headers refresh has read. */
+SpHeaderCache *stormpoolHeaderCache(void);
 
 int stormpoolVolUpdateFromFile(virStorageVolDef *vol,
                                int dirfd,

@@ -185,6 +185,7 @@ stormpoolRefreshTier(virStoragePoolObj *pool,
             continue;
         stormpoolRefreshOne(&scan, name);
     }
+    spHeaderCacheSweep(stormpoolHeaderCache(), dir);
     return 0;
 }
 

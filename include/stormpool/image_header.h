@@ -54,6 +54,9 @@ gboolean spImageInfoRead(const char *path, SpImageInfo *info, GError **error);
 
 void spImageInfoClear(SpImageInfo *info);
 
+/* A deep copy of @src into @dst (which is overwritten, not cleared). */
+void spImageInfoCopy(SpImageInfo *dst, const SpImageInfo *src);
+
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(SpImageInfo, spImageInfoClear)
 
 const char *spImageFormatName(const SpImageInfo *info);
