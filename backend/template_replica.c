@@ -17,6 +17,7 @@
 #include "stormpool/error.h"
 #include "stormpool/file_copy.h"
 #include "stormpool/template_replica.h"
+#include "stormpool/volume_name.h"
 
 static const char *const policyNames[] = {
     [SP_REPLICA_AUTO] = "auto",
@@ -87,16 +88,38 @@ spReplicaPath(const char *secondary, const char *template_name,
 }
 
 
+#define IDENTITY_LENGTH 16
+
+static gboolean
+isIdentity(const char *name)
+{
+    size_t i;
+
+    for (i = 0; name[i]; i++) {
+        if (!g_ascii_isxdigit(name[i]) || g_ascii_isupper(name[i]))
+            return FALSE;
+    }
+    return i == IDENTITY_LENGTH;
+}
+
+
+/* Only names this pool could have made: a valid volume name (so no '..'
+ * or '/') and an identity of 16 lower-case hex digits. Paths come from
+ * overlay headers and directory listings, which anyone able to write the
+ * tier can shape, and garbage collection unlinks what passes here. */
 char *
 spReplicaTemplateName(const char *secondary, const char *path)
 {
     g_autofree char *root = g_build_filename(secondary, SP_REPLICA_DIR, NULL);
     g_autofree char *dir = g_path_get_dirname(path);
     g_autofree char *parent = g_path_get_dirname(dir);
+    g_autofree char *identity = g_path_get_basename(path);
+    g_autofree char *name = g_path_get_basename(dir);
 
-    if (strcmp(parent, root) != 0)
+    if (strcmp(parent, root) != 0 || !isIdentity(identity) ||
+        !spVolumeNameValidate(name, NULL))
         return NULL;
-    return g_path_get_basename(dir);
+    return g_steal_pointer(&name);
 }
 
 
@@ -105,8 +128,9 @@ makeReplicaDir(const char *replica_path, GError **error)
 {
     g_autofree char *dir = g_path_get_dirname(replica_path);
 
-    /* Hidden and private: replicas are pool internals, not volumes. */
-    if (g_mkdir_with_parents(dir, 0700) < 0)
+    /* Hidden, but traversable: QEMU may run as another user, and libvirt
+     * hands it the replica file (chowning files, never directories). */
+    if (g_mkdir_with_parents(dir, 0711) < 0)
         return setErrno(error, errno, "cannot create replica directory '%s'", dir);
     return TRUE;
 }
@@ -209,7 +233,7 @@ listTemplateReplicas(GPtrArray *list, const char *dir, const char *template_name
         struct stat sb;
         g_autofree char *path = NULL;
 
-        if (name[0] == '.')
+        if (!isIdentity(name))
             continue;
         path = g_build_filename(dir, name, NULL);
         if (lstat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
@@ -242,15 +266,19 @@ spReplicaList(const char *secondary, GError **error)
     g_autofree char *root = g_build_filename(secondary, SP_REPLICA_DIR, NULL);
     g_autoptr(GDir) d = NULL;
     const char *name;
+    struct stat sb;
 
-    if (!g_file_test(root, G_FILE_TEST_IS_DIR))
+    /* Symbolic links are never followed here: what is listed may be
+     * removed by garbage collection. */
+    if (lstat(root, &sb) < 0 || !S_ISDIR(sb.st_mode))
         return g_steal_pointer(&list);
     if (!(d = g_dir_open(root, 0, error)))
         return NULL;
     while ((name = g_dir_read_name(d))) {
         g_autofree char *dir = g_build_filename(root, name, NULL);
 
-        if (g_file_test(dir, G_FILE_TEST_IS_DIR))
+        if (spVolumeNameValidate(name, NULL) &&
+            lstat(dir, &sb) == 0 && S_ISDIR(sb.st_mode))
             listTemplateReplicas(list, dir, name);
     }
     g_ptr_array_sort(list, compareReplicas);

@@ -292,6 +292,11 @@ stormpoolVolUpdateFromFile(virStorageVolDef *vol,
     vol->target.capacity = info->virtual_size;
     vol->target.allocation = info->allocation;
     vol->target.physical = info->file_size;
+    /* A volume being built or copied from is read by callbacks that run
+     * without the pool lock (they may hold a shallow copy of it): its
+     * strings must not be freed under them, so only sizes change then. */
+    if (vol->building || vol->in_use)
+        return 0;
     g_clear_pointer(&vol->target.compat, g_free);
     if (info->format == SP_IMAGE_FORMAT_QCOW2) {
         vol->target.format = VIR_STORAGE_FILE_QCOW2;

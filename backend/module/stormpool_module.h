@@ -51,6 +51,10 @@ int stormpoolRefreshPool(virStoragePoolObj *pool);
 bool stormpoolReplicaWanted(virStoragePoolObj *pool,
                             const char *replica_path);
 
+/* Whether garbage collection may remove the replica at @path. */
+bool stormpoolReplicaUnused(virStoragePoolObj *pool,
+                            const char *path);
+
 void stormpoolNoteReplicaUse(virStoragePoolObj *pool,
                              const char *backing_path,
                              int delta);

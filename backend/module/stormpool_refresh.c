@@ -84,6 +84,27 @@ stormpoolNotAnInstanceReason(virStoragePoolObj *pool,
 }
 
 
+/* Why a template with a backing file of its own must not be used, or
+ * NULL. Its header may have been written by a guest (a raw template whose
+ * guest wrote a qcow2 header), and making a replica reads the whole chain
+ * as root: the chain must stay inside the primary tier, with the formats
+ * written down. */
+static const char *
+stormpoolUnsafeTemplateReason(virStoragePoolObj *pool,
+                              virStorageVolDef *vol)
+{
+    virStorageSource *backing = vol->target.backingStore;
+
+    if (!backing || !backing->path)
+        return NULL;
+    if (!spPathIsInDir(backing->path, stormpoolPrimary(pool)))
+        return "its backing file is outside the primary tier";
+    if (backing->format != VIR_STORAGE_FILE_QCOW2 && backing->format != VIR_STORAGE_FILE_RAW)
+        return "its header does not name the format of its backing file";
+    return NULL;
+}
+
+
 typedef struct {
     virStoragePoolObj *pool;
     SpTier tier;
@@ -137,6 +158,10 @@ stormpoolRefreshOne(TierScan *scan,
     if (stormpoolVolUpdateFromFile(vol, scan->dirfd, &info) < 0) {
         VIR_WARN("skipping '%s': %s", vol->target.path, virGetLastErrorMessage());
         virResetLastError();
+        return;
+    }
+    if (tier == SP_TIER_PRIMARY && (reason = stormpoolUnsafeTemplateReason(pool, vol))) {
+        VIR_WARN("skipping template '%s': %s", vol->target.path, reason);
         return;
     }
     if (tier == SP_TIER_SECONDARY &&
@@ -232,6 +257,28 @@ stormpoolReplicaWanted(virStoragePoolObj *pool,
 }
 
 
+/* Whether nothing needs the replica at @path any more. Refresh only lists
+ * the overlays it accepted, so the last word is the inode-based scan of
+ * every file in the tier; and a QEMU holding the replica open, or an
+ * instance being built onto it, keeps it too. */
+bool
+stormpoolReplicaUnused(virStoragePoolObj *pool,
+                       const char *path)
+{
+    const char *paths[] = { path, NULL };
+    g_autoptr(GPtrArray) dependents = NULL;
+    gboolean in_use = TRUE;
+
+    if (stormpoolReplicaBusy(path) || stormpoolReplicaWanted(pool, path))
+        return false;
+    if (!spImageInUse(path, &in_use, NULL) || in_use)
+        return false;
+    if (!(dependents = spBackingDependents(stormpoolSecondary(pool), paths, NULL)))
+        return false;
+    return dependents->len == 0;
+}
+
+
 static SpReplicaStatus *
 stormpoolReplicaStatus(const SpReplicaInfo *replica,
                        guint dependents)
@@ -270,8 +317,7 @@ stormpoolScanReplicas(virStoragePoolObj *pool)
         SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
         guint n = GPOINTER_TO_UINT(g_hash_table_lookup(counts, replica->path));
 
-        if (n == 0 && !stormpoolReplicaInProgress(replica->path) &&
-            !stormpoolReplicaWanted(pool, replica->path)) {
+        if (n == 0 && stormpoolReplicaUnused(pool, replica->path)) {
             if (spReplicaRemove(replica->path, NULL))
                 VIR_INFO("removed unused replica '%s'", replica->path);
             continue;

@@ -30,6 +30,9 @@ VIR_LOG_INIT("storage.storage_backend_stormpool.replicas");
 static GMutex replicasLock;
 static GCond replicasCond;
 static GHashTable *replicasInProgress;
+/* replica path -> number of instances being built onto it right now:
+ * their overlays are not committed yet, so no header tells about them. */
+static GHashTable *replicasUsers;
 
 
 int
@@ -82,7 +85,7 @@ stormpoolReplicaFlatten(const char *template_path,
                        _("qemu-img is needed to flatten a template but was not found"));
         return -1;
     }
-    if (g_mkdir_with_parents(dir, 0700) < 0) {
+    if (g_mkdir_with_parents(dir, 0711) < 0) {
         virReportSystemError(errno, _("cannot create directory '%s'"), dir);
         return -1;
     }
@@ -162,19 +165,38 @@ stormpoolReplicaMake(const char *template_path,
 }
 
 
-int
-stormpoolReplicaEnsure(const char *template_path,
-                       const char *replica_path,
-                       SpReplicaPolicy policy)
+/* Called with replicasLock held. */
+static void
+stormpoolReplicaAddUser(const char *replica_path,
+                        int delta)
+{
+    guint users = GPOINTER_TO_UINT(g_hash_table_lookup(replicasUsers, replica_path));
+
+    if (delta < 0 && users <= (guint) -delta)
+        g_hash_table_remove(replicasUsers, replica_path);
+    else
+        g_hash_table_insert(replicasUsers, g_strdup(replica_path),
+                            GUINT_TO_POINTER(users + delta));
+}
+
+
+static int
+stormpoolReplicaEnsureFull(const char *template_path,
+                           const char *replica_path,
+                           SpReplicaPolicy policy,
+                           bool users)
 {
     int rc;
 
     g_mutex_lock(&replicasLock);
-    if (!replicasInProgress)
+    if (!replicasInProgress) {
         replicasInProgress = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        replicasUsers = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    }
     while (g_hash_table_contains(replicasInProgress, replica_path))
         g_cond_wait(&replicasCond, &replicasLock);
     if (virFileExists(replica_path)) {
+        stormpoolReplicaAddUser(replica_path, 1);
         g_mutex_unlock(&replicasLock);
         return 0;
     }
@@ -185,9 +207,29 @@ stormpoolReplicaEnsure(const char *template_path,
 
     g_mutex_lock(&replicasLock);
     g_hash_table_remove(replicasInProgress, replica_path);
+    if (rc == 0 && users)
+        stormpoolReplicaAddUser(replica_path, 1);
     g_cond_broadcast(&replicasCond);
     g_mutex_unlock(&replicasLock);
     return rc;
+}
+
+
+void
+stormpoolReplicaRelease(const char *replica_path)
+{
+    g_mutex_lock(&replicasLock);
+    stormpoolReplicaAddUser(replica_path, -1);
+    g_mutex_unlock(&replicasLock);
+}
+
+
+int
+stormpoolReplicaEnsure(const char *template_path,
+                       const char *replica_path,
+                       SpReplicaPolicy policy)
+{
+    return stormpoolReplicaEnsureFull(template_path, replica_path, policy, true);
 }
 
 
@@ -198,6 +240,20 @@ stormpoolReplicaInProgress(const char *replica_path)
 
     g_mutex_lock(&replicasLock);
     ret = replicasInProgress && g_hash_table_contains(replicasInProgress, replica_path);
+    g_mutex_unlock(&replicasLock);
+    return ret;
+}
+
+
+bool
+stormpoolReplicaBusy(const char *replica_path)
+{
+    bool ret;
+
+    g_mutex_lock(&replicasLock);
+    ret = replicasInProgress &&
+          (g_hash_table_contains(replicasInProgress, replica_path) ||
+           g_hash_table_contains(replicasUsers, replica_path));
     g_mutex_unlock(&replicasLock);
     return ret;
 }
@@ -235,7 +291,8 @@ stormpoolReplicaPrepareThread(gpointer opaque)
 {
     ReplicaJob *job = opaque;
 
-    if (stormpoolReplicaEnsure(job->template_path, job->replica_path, job->policy) < 0) {
+    if (stormpoolReplicaEnsureFull(job->template_path, job->replica_path,
+                                   job->policy, false) < 0) {
         VIR_ERROR(_("cannot prepare replica of template '%s': %s"),
                   job->template_path, virGetLastErrorMessage());
         virResetLastError();

@@ -18,7 +18,9 @@ int stormpoolReplicaPolicy(virStoragePoolObj *pool,
 
 /* Make sure the replica @replica_path of @template_path exists, making it
  * if needed. Concurrent callers for one replica wait for the one making
- * it, so the first vol-create waits for an eager preparation too. */
+ * it, so the first vol-create waits for an eager preparation too. On
+ * success the caller is counted as a user of the replica, which keeps it
+ * from garbage collection until stormpoolReplicaRelease(). */
 int stormpoolReplicaEnsure(const char *template_path,
                            const char *replica_path,
                            SpReplicaPolicy policy);
@@ -30,6 +32,12 @@ void stormpoolReplicaPrepare(const char *template_path,
 
 /* Whether @replica_path is being made right now. */
 bool stormpoolReplicaInProgress(const char *replica_path);
+
+void stormpoolReplicaRelease(const char *replica_path);
+
+/* Whether @replica_path is being made or an instance is being built onto
+ * it: garbage collection must leave it alone. */
+bool stormpoolReplicaBusy(const char *replica_path);
 
 /* Whether a replica inside directory @dir is being made right now. */
 bool stormpoolReplicaDirBusy(const char *dir);

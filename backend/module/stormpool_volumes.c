@@ -235,8 +235,11 @@ stormpoolPrepareInstance(virStoragePoolObj *pool,
                        vol->name, virStorageFileFormatTypeToString(vol->target.format));
         return -1;
     }
-    if (!backing->path)
+    if (!backing->path) {
+        virReportError(VIR_ERR_XML_ERROR, "%s",
+                       _("<backingStore> of an instance needs a <path>"));
         return -1;
+    }
     /* vol-clone hands over the source instance's backing file, which may
      * be a replica: stand for its template. */
     if ((replica_of = spReplicaTemplateName(stormpoolSecondary(pool), backing->path))) {
@@ -423,7 +426,8 @@ stormpoolWriteRaw(virStorageVolDef *vol)
  * template that has not changed since createVol named the replica. */
 static int
 stormpoolEnsureBackingReplica(virStoragePoolObj *pool,
-                              const char *replica_path)
+                              const char *replica_path,
+                              bool *acquired)
 {
     g_autofree char *name = spReplicaTemplateName(stormpoolSecondary(pool), replica_path);
     g_autofree char *template_path = NULL;
@@ -444,9 +448,11 @@ stormpoolEnsureBackingReplica(virStoragePoolObj *pool,
                        name);
         return -1;
     }
-    if (stormpoolReplicaPolicy(pool, &policy) < 0)
+    if (stormpoolReplicaPolicy(pool, &policy) < 0 ||
+        stormpoolReplicaEnsure(template_path, replica_path, policy) < 0)
         return -1;
-    return stormpoolReplicaEnsure(template_path, replica_path, policy);
+    *acquired = true;
+    return 0;
 }
 
 
@@ -460,13 +466,21 @@ stormpoolBuildVol(virStoragePoolObj *pool,
     virCheckFlags(0, -1);
 
     if (backing) {
-        if (stormpoolEnsureBackingReplica(pool, backing->path) < 0 ||
-            stormpoolWriteQcow2(vol, vol->target.capacity, backing->path,
+        /* The voldef is a shallow copy shared with the pool's list. */
+        g_autofree char *path = g_strdup(backing->path);
+        bool acquired = false;
+        int rc = -1;
+
+        if (stormpoolEnsureBackingReplica(pool, path, &acquired) == 0 &&
+            stormpoolWriteQcow2(vol, vol->target.capacity, path,
                                 virStorageFileFormatTypeToString(backing->format),
-                                false) < 0)
-            return -1;
-        stormpoolNoteReplicaUse(pool, backing->path, +1);
-        return 0;
+                                false) == 0) {
+            stormpoolNoteReplicaUse(pool, path, +1);
+            rc = 0;
+        }
+        if (acquired)
+            stormpoolReplicaRelease(path);
+        return rc;
     }
     if (vol->target.format == VIR_STORAGE_FILE_QCOW2)
         return stormpoolWriteQcow2(vol, vol->target.capacity, NULL, NULL, false);
@@ -577,12 +591,18 @@ stormpoolBuildVolFrom(virStoragePoolObj *pool,
     if (!backing)
         return stormpoolConvertToTemplate(vol, inputvol);
 
-    if (!(template = stormpoolBackingTemplateName(pool, backing->path)))
+    if (!(template = stormpoolBackingTemplateName(pool, backing->path))) {
+        virReportError(VIR_ERR_INVALID_ARG,
+                       _("'%s' is neither a template nor a replica of this pool"),
+                       backing->path);
         return -1;
+    }
 
     /* A clone of the template itself, as an instance of it, is a fresh
      * instance: its data is the template's. */
-    if (!stormpoolVolIsInstance(pool, inputvol) && STREQ(inputvol->name, template))
+    if (STREQ(inputvol->target.path, backing->path) ||
+        (spPathIsInDir(inputvol->target.path, stormpoolPrimary(pool)) &&
+         STREQ(inputvol->name, template)))
         return stormpoolBuildVol(pool, vol, 0);
 
     if (inbacking && inbacking->path)
@@ -645,17 +665,11 @@ static void
 stormpoolCollectReplica(virStoragePoolObj *pool,
                         const char *backing_path)
 {
-    const char *paths[] = { backing_path, NULL };
-    g_autoptr(GPtrArray) dependents = NULL;
     g_autoptr(GError) err = NULL;
     g_autofree char *name = spReplicaTemplateName(stormpoolSecondary(pool), backing_path);
 
-    if (!name)
+    if (!name || !stormpoolReplicaUnused(pool, backing_path))
         return;
-    if (!(dependents = spBackingDependents(stormpoolSecondary(pool), paths, &err)) ||
-        dependents->len > 0 || stormpoolReplicaWanted(pool, backing_path)) {
-        return;
-    }
     if (!spReplicaRemove(backing_path, &err)) {
         VIR_WARN("cannot remove unused replica '%s': %s", backing_path, err->message);
         return;
@@ -726,8 +740,16 @@ stormpoolResetInstance(virStoragePoolObj *pool,
                        vol->target.path, backing);
         return -1;
     }
-    if (stormpoolWriteQcow2(vol, info.virtual_size, backing,
-                            info.backing_format ? info.backing_format : "raw",
+    /* Never guess a missing backing format: read it from the backing
+     * file, which belongs to the pool. */
+    if (!info.backing_format) {
+        g_auto(SpImageInfo) binfo = { 0 };
+
+        if (!spImageInfoRead(backing, &binfo, &err))
+            return stormpoolReportError(err);
+        info.backing_format = g_strdup(spImageFormatName(&binfo));
+    }
+    if (stormpoolWriteQcow2(vol, info.virtual_size, backing, info.backing_format,
                             true) < 0)
         return -1;
     VIR_INFO("reset instance '%s' to template '%s'", vol->target.path, backing);

@@ -277,6 +277,22 @@ def _():
     assert_unchanged()
 
 
+@suite.step("a template whose backing file lies outside the primary tier is never used")
+def _():
+    # e.g. a raw template whose guest wrote a qcow2 header pointing at a
+    # host file: making a replica would read it as root
+    evil = os.path.join(primary, "evil.qcow2")
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", outside,
+         "-F", "qcow2", evil, "64M"])
+    virsh("pool-refresh", POOL)
+    assert "evil.qcow2" not in vol_names(POOL), vol_names(POOL)
+    virsh_fails("vol-create-as", POOL, "x.qcow2", "64M", "--format", "qcow2",
+                "--backing-vol", "evil.qcow2", expect="")
+    os.unlink(evil)
+    virsh("pool-refresh", POOL)
+    assert_unchanged()
+
+
 @suite.step("an unreadable or foreign file in a tier is skipped, the pool stays up")
 def _():
     vmdk = os.path.join(primary, "disk.vmdk")
