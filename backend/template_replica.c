@@ -123,16 +123,22 @@ spReplicaTemplateName(const char *secondary, const char *path)
 }
 
 
+static gboolean fsyncDir(const char *path, GError **error);
+
 static gboolean
 makeReplicaDir(const char *replica_path, GError **error)
 {
     g_autofree char *dir = g_path_get_dirname(replica_path);
+    g_autofree char *root = g_path_get_dirname(dir);
+    gboolean fresh = !g_file_test(dir, G_FILE_TEST_IS_DIR);
 
     /* Hidden, but traversable: QEMU may run as another user, and libvirt
      * hands it the replica file (chowning files, never directories). */
     if (g_mkdir_with_parents(dir, 0711) < 0)
         return setErrno(error, errno, "cannot create replica directory '%s'", dir);
-    return TRUE;
+    /* New directories must survive a power loss with the overlays that
+     * will back onto their files. */
+    return !fresh || (fsyncDir(dir, error) && fsyncDir(root, error));
 }
 
 

@@ -51,6 +51,11 @@ int stormpoolRefreshPool(virStoragePoolObj *pool);
 bool stormpoolReplicaWanted(virStoragePoolObj *pool,
                             const char *replica_path);
 
+/* The pool itself changed the template at @path (allowed when nothing
+ * depends on it): the next refresh must not report it as changed behind
+ * libvirt's back. */
+void stormpoolForgetTemplateStamp(const char *path);
+
 /* Whether garbage collection may remove the replica at @path. */
 bool stormpoolReplicaUnused(virStoragePoolObj *pool,
                             const char *path);

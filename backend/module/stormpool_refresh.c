@@ -457,6 +457,16 @@ changedTemplateFree(ChangedTemplate *changed)
 }
 
 
+void
+stormpoolForgetTemplateStamp(const char *path)
+{
+    g_mutex_lock(&templateStampsLock);
+    if (templateStamps)
+        g_hash_table_remove(templateStamps, path);
+    g_mutex_unlock(&templateStampsLock);
+}
+
+
 static int
 stormpoolCollectChangedTemplate(virStorageVolDef *vol,
                                 const void *opaque)

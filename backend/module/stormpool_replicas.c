@@ -286,10 +286,13 @@ typedef struct {
 } ReplicaJob;
 
 
-static gpointer
-stormpoolReplicaPrepareThread(gpointer opaque)
+/* One worker: preparing the replicas of many templates at once would read
+ * them all from the slow tier together, the very storm the pool avoids. */
+static void
+stormpoolReplicaPrepareWorker(gpointer data,
+                              gpointer opaque G_GNUC_UNUSED)
 {
-    ReplicaJob *job = opaque;
+    ReplicaJob *job = data;
 
     if (stormpoolReplicaEnsureFull(job->template_path, job->replica_path,
                                    job->policy, false) < 0) {
@@ -300,7 +303,6 @@ stormpoolReplicaPrepareThread(gpointer opaque)
     g_free(job->template_path);
     g_free(job->replica_path);
     g_free(job);
-    return NULL;
 }
 
 
@@ -309,13 +311,30 @@ stormpoolReplicaPrepare(const char *template_path,
                         const char *replica_path,
                         SpReplicaPolicy policy)
 {
+    static GThreadPool *workers;
+    g_autoptr(GError) err = NULL;
     ReplicaJob *job;
 
     if (virFileExists(replica_path) || stormpoolReplicaInProgress(replica_path))
         return;
+
+    g_mutex_lock(&replicasLock);
+    if (!workers)
+        workers = g_thread_pool_new(stormpoolReplicaPrepareWorker, NULL, 1, FALSE, &err);
+    g_mutex_unlock(&replicasLock);
+    if (!workers) {
+        VIR_WARN("cannot start preparing replicas: %s", err->message);
+        return;
+    }
+
     job = g_new0(ReplicaJob, 1);
     job->template_path = g_strdup(template_path);
     job->replica_path = g_strdup(replica_path);
     job->policy = policy;
-    g_thread_unref(g_thread_new("stormpool-replica", stormpoolReplicaPrepareThread, job));
+    if (!g_thread_pool_push(workers, job, &err)) {
+        VIR_WARN("cannot queue the replica of '%s': %s", template_path, err->message);
+        g_free(job->template_path);
+        g_free(job->replica_path);
+        g_free(job);
+    }
 }

@@ -699,6 +699,7 @@ stormpoolDeleteVol(virStoragePoolObj *pool,
         virReportSystemError(errno, _("cannot delete volume '%s'"), vol->target.path);
         return -1;
     }
+    stormpoolForgetTemplateStamp(vol->target.path);
     if (vol->target.backingStore && vol->target.backingStore->path) {
         stormpoolCollectReplica(pool, vol->target.backingStore->path);
         stormpoolNoteReplicaUse(pool, vol->target.backingStore->path, -1);
@@ -767,6 +768,7 @@ stormpoolWipeVol(virStoragePoolObj *pool,
         if (stormpoolCheckNoDependents(pool, vol, "wipe") < 0 ||
             stormpoolCheckNotInUse(vol, "wipe") < 0)
             return -1;
+        stormpoolForgetTemplateStamp(vol->target.path);
         return virStorageBackendVolWipeLocal(pool, vol, algorithm, flags);
     }
 
@@ -796,6 +798,8 @@ stormpoolResizeVol(virStoragePoolObj *pool,
     /* qemu-img takes the image locks itself, so probing is enough here. */
     if (stormpoolCheckNotInUse(vol, "resize") < 0)
         return -1;
+    if (!stormpoolVolIsInstance(pool, vol))
+        stormpoolForgetTemplateStamp(vol->target.path);
 
     if (capacity < vol->target.capacity) {
         virReportError(VIR_ERR_OPERATION_UNSUPPORTED, "%s",
@@ -836,5 +840,6 @@ stormpoolUploadVol(virStoragePoolObj *pool,
     if (stormpoolCheckNoDependents(pool, vol, "upload into") < 0 ||
         stormpoolCheckNotInUse(vol, "upload into") < 0)
         return -1;
+    stormpoolForgetTemplateStamp(vol->target.path);
     return virStorageBackendVolUploadLocal(pool, vol, stream, offset, len, flags);
 }

@@ -506,6 +506,26 @@ def _():
     assert "behind libvirt's back" not in log_since(mark)
 
 
+@suite.step("5b2. a template changed by the pool itself (vol-resize) raises no alarm at the next refresh")
+def _():
+    hdd, ssd = os.path.join(root, "stamp", "hdd"), os.path.join(root, "stamp", "ssd")
+    pool = P_NONE + "-stamp"
+    new_pool(pool, hdd, ssd, replica="policy='none'")
+    template = os.path.join(hdd, "s.qcow2")
+    make_template(template, 16 * MiB, [(0x51, 0, MiB)])
+    virsh("pool-start", pool)
+    virsh("pool-refresh", pool)
+    virsh("vol-resize", "--pool", pool, "s.qcow2", "32M")
+    create_instance(pool, "s1.qcow2", "s.qcow2", 32 * MiB)
+    mark = log_mark()
+    virsh("pool-refresh", pool)
+    assert "behind libvirt's back" not in log_since(mark), log_since(mark)[-2000:]
+    virsh("vol-delete", "--pool", pool, "s1.qcow2")
+    virsh("vol-delete", "--pool", pool, "s.qcow2")
+    virsh("pool-destroy", pool)
+    virsh("pool-undefine", pool)
+
+
 @suite.step("5c. policy 'auto' (link): a template changed in place puts the hard-link instances at risk")
 def _():
     virsh("pool-refresh", P_AUTO)
