@@ -25,6 +25,7 @@
 #include "storage_conf.h"
 #include "storage_source_conf.h"
 #include "storage_util.h"
+#include "vircommand.h"
 #include "virerror.h"
 #include "virfile.h"
 #include "virlog.h"
@@ -223,6 +224,48 @@ stormpoolVolSetBacking(virStorageVolDef *vol,
     g_free(backing->path);
     backing->path = spBackingFileResolve(vol->target.path, info->backing_file);
     backing->format = stormpoolFormatFromName(info->backing_format);
+}
+
+
+static int
+stormpoolRunQemuImg(const char *const *args)
+{
+    g_autoptr(virCommand) cmd = NULL;
+    g_autofree char *qemuimg = virFindFileInPath("qemu-img");
+
+    if (!qemuimg) {
+        virReportError(VIR_ERR_INTERNAL_ERROR, "%s",
+                       _("qemu-img is needed for this operation but was not found"));
+        return -1;
+    }
+    cmd = virCommandNew(qemuimg);
+    virCommandAddArgSet(cmd, args);
+    return virCommandRun(cmd, NULL);
+}
+
+
+int
+stormpoolQemuImgConvert(const char *src,
+                        const char *src_format,
+                        const char *dst,
+                        const char *dst_format)
+{
+    const char *args[] = { "convert", "-q", "-f", src_format, "-O", dst_format,
+                           src, dst, NULL };
+
+    return stormpoolRunQemuImg(args);
+}
+
+
+int
+stormpoolQemuImgResize(const char *path,
+                       const char *format,
+                       unsigned long long capacity)
+{
+    g_autofree char *size = g_strdup_printf("%llu", capacity);
+    const char *args[] = { "resize", "-q", "-f", format, path, size, NULL };
+
+    return stormpoolRunQemuImg(args);
 }
 
 

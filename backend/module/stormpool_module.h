@@ -29,6 +29,12 @@ bool stormpoolVolIsInstance(virStoragePoolObj *pool,
 char *stormpoolBackingTemplateName(virStoragePoolObj *pool,
                                    const char *backing_path);
 
+/* qemu-img, for what converts or moves data; never for new images. */
+int stormpoolQemuImgConvert(const char *src, const char *src_format,
+                            const char *dst, const char *dst_format);
+int stormpoolQemuImgResize(const char *path, const char *format,
+                           unsigned long long capacity);
+
 /* The daemon-wide cache of the headers refresh has read. */
 SpHeaderCache *stormpoolHeaderCache(void);
 

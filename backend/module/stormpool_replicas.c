@@ -10,7 +10,6 @@
 
 #include "internal.h"
 #include "storage_conf.h"
-#include "vircommand.h"
 #include "virerror.h"
 #include "virfile.h"
 #include "virlog.h"
@@ -19,6 +18,7 @@
 #include "stormpool/error.h"
 #include "stormpool/image_header.h"
 #include "stormpool/pool_namespace.h"
+#include "stormpool_module.h"
 #include "stormpool_replicas.h"
 
 #define VIR_FROM_THIS VIR_FROM_STORAGE
@@ -76,31 +76,19 @@ stormpoolReplicaFlatten(const char *template_path,
 {
     g_autoptr(SpAtomicFile) file = NULL;
     g_autoptr(GError) err = NULL;
-    g_autoptr(virCommand) cmd = NULL;
     g_autofree char *dir = g_path_get_dirname(replica_path);
-    g_autofree char *qemuimg = virFindFileInPath("qemu-img");
 
-    if (!qemuimg) {
-        virReportError(VIR_ERR_INTERNAL_ERROR, "%s",
-                       _("qemu-img is needed to flatten a template but was not found"));
-        return -1;
-    }
     if (g_mkdir_with_parents(dir, 0711) < 0) {
         virReportSystemError(errno, _("cannot create directory '%s'"), dir);
         return -1;
     }
-    if (!(file = spAtomicFileBegin(replica_path, 0600, &err))) {
-        virReportError(VIR_ERR_OPERATION_FAILED, "%s", err->message);
+    if (!(file = spAtomicFileBegin(replica_path, 0600, &err)))
+        return stormpoolReportError(err);
+    if (stormpoolQemuImgConvert(template_path, format,
+                                spAtomicFileTmpPath(file), "qcow2") < 0)
         return -1;
-    }
-    cmd = virCommandNewArgList(qemuimg, "convert", "-q", "-f", format, "-O", "qcow2",
-                               template_path, spAtomicFileTmpPath(file), NULL);
-    if (virCommandRun(cmd, NULL) < 0)
-        return -1;
-    if (!spAtomicFileCommit(file, false, &err)) {
-        virReportError(VIR_ERR_OPERATION_FAILED, "%s", err->message);
-        return -1;
-    }
+    if (!spAtomicFileCommit(file, false, &err))
+        return stormpoolReportError(err);
     return 0;
 }
 

@@ -46,6 +46,18 @@ VIR_LOG_INIT("storage.storage_backend_stormpool.volumes");
  * recognised the way QEMU itself protects images: by its image locks. That
  * also covers a QEMU started by hand. */
 static int
+stormpoolReportInUse(virStorageVolDef *vol,
+                     const char *action)
+{
+    virReportError(VIR_ERR_OPERATION_INVALID,
+                   _("cannot %s '%s': it is in use by a running guest or "
+                     "another QEMU process (its image is locked)"),
+                   action, vol->name);
+    return -1;
+}
+
+
+static int
 stormpoolCheckNotInUse(virStorageVolDef *vol,
                        const char *action)
 {
@@ -57,13 +69,8 @@ stormpoolCheckNotInUse(virStorageVolDef *vol,
             return 0;
         return stormpoolReportError(err);
     }
-    if (in_use) {
-        virReportError(VIR_ERR_OPERATION_INVALID,
-                       _("cannot %s '%s': it is in use by a running guest or "
-                         "another QEMU process (its image is locked)"),
-                       action, vol->name);
-        return -1;
-    }
+    if (in_use)
+        return stormpoolReportInUse(vol, action);
     return 0;
 }
 
@@ -97,13 +104,8 @@ stormpoolLockNotInUse(virStorageVolDef *vol,
 
     if ((fd = spImageLockExclusive(vol->target.path, &err)) >= 0)
         return fd;
-    if (err->code == SP_ERROR_IN_USE) {
-        virReportError(VIR_ERR_OPERATION_INVALID,
-                       _("cannot %s '%s': it is in use by a running guest or "
-                         "another QEMU process (its image is locked)"),
-                       action, vol->name);
-        return -1;
-    }
+    if (err->code == SP_ERROR_IN_USE)
+        return stormpoolReportInUse(vol, action);
     return stormpoolReportError(err);
 }
 
@@ -488,34 +490,6 @@ stormpoolBuildVol(virStoragePoolObj *pool,
 }
 
 
-static int
-stormpoolRunQemuImg(const char *const *args)
-{
-    g_autoptr(virCommand) cmd = NULL;
-    g_autofree char *qemuimg = virFindFileInPath("qemu-img");
-
-    if (!qemuimg) {
-        virReportError(VIR_ERR_INTERNAL_ERROR, "%s",
-                       _("qemu-img is needed for this operation but was not found"));
-        return -1;
-    }
-    cmd = virCommandNew(qemuimg);
-    virCommandAddArgSet(cmd, args);
-    return virCommandRun(cmd, NULL);
-}
-
-
-static int
-stormpoolGrowQcow2(const char *path,
-                   unsigned long long capacity)
-{
-    g_autofree char *size = g_strdup_printf("%llu", capacity);
-    const char *args[] = { "resize", "-f", "qcow2", path, size, NULL };
-
-    return stormpoolRunQemuImg(args);
-}
-
-
 /* An instance cloned from an instance: the overlay file is copied as it
  * is, so the clone backs onto the same template and holds the same data. */
 static int
@@ -535,7 +509,7 @@ stormpoolCloneInstance(virStorageVolDef *vol,
     if (!spFileCopySparse(src, spAtomicFileFd(file), &err))
         return stormpoolReportError(err);
     if (vol->target.capacity > inputvol->target.capacity &&
-        stormpoolGrowQcow2(spAtomicFileTmpPath(file), vol->target.capacity) < 0)
+        stormpoolQemuImgResize(spAtomicFileTmpPath(file), "qcow2", vol->target.capacity) < 0)
         return -1;
     return stormpoolCommitVolFile(file, false);
 }
@@ -548,25 +522,18 @@ stormpoolConvertToTemplate(virStorageVolDef *vol,
                            virStorageVolDef *inputvol)
 {
     g_autoptr(SpAtomicFile) file = NULL;
-    g_autofree char *size = g_strdup_printf("%llu", vol->target.capacity);
     const char *informat = virStorageFileFormatTypeToString(inputvol->target.format);
     const char *outformat = virStorageFileFormatTypeToString(vol->target.format);
 
     if (!(file = stormpoolBeginVolFile(vol)))
         return -1;
-    {
-        const char *convert[] = { "convert", "-q", "-f", informat, "-O", outformat,
-                                  inputvol->target.path, spAtomicFileTmpPath(file),
-                                  NULL };
-        const char *resize[] = { "resize", "-q", "-f", outformat,
-                                 spAtomicFileTmpPath(file), size, NULL };
-
-        if (stormpoolRunQemuImg(convert) < 0)
-            return -1;
-        if (vol->target.capacity > inputvol->target.capacity &&
-            stormpoolRunQemuImg(resize) < 0)
-            return -1;
-    }
+    if (stormpoolQemuImgConvert(inputvol->target.path, informat,
+                                spAtomicFileTmpPath(file), outformat) < 0)
+        return -1;
+    if (vol->target.capacity > inputvol->target.capacity &&
+        stormpoolQemuImgResize(spAtomicFileTmpPath(file), outformat,
+                               vol->target.capacity) < 0)
+        return -1;
     return stormpoolCommitVolFile(file, false);
 }
 
@@ -818,7 +785,7 @@ stormpoolResizeVol(virStoragePoolObj *pool,
                        _("capacity %llu is larger than the qcow2 limit"), capacity);
         return -1;
     }
-    return stormpoolGrowQcow2(vol->target.path, capacity);
+    return stormpoolQemuImgResize(vol->target.path, "qcow2", capacity);
 }
 
 
