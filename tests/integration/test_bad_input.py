@@ -258,9 +258,11 @@ def _():
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         import time
-        for _ in range(200):
-            if run(["qemu-img", "info", inst], check=False)[0] != 0:
-                break           # qemu-img cannot take the lock: qemu-io holds it
+        deadline = time.monotonic() + 30
+        # qemu-img info fails to take the lock once qemu-io holds it
+        while run(["qemu-img", "info", inst], check=False)[0] == 0:
+            assert holder.poll() is None, "qemu-io exited early"
+            assert time.monotonic() < deadline, "qemu-io never took the image lock"
             time.sleep(0.025)
         for args, action in ((["vol-delete"], "delete"), (["vol-wipe"], "wipe"),
                              (["vol-resize", "--pool", POOL, "inst.qcow2", "1G"], "resize")):
