@@ -12,7 +12,6 @@
 
 #include "stormpool/error.h"
 #include "stormpool/header_cache.h"
-#include "stormpool/template_index.h"
 
 typedef struct {
     dev_t dev;
@@ -24,10 +23,12 @@ typedef struct {
     gboolean seen;          /* read since the last sweep of its directory */
 } Entry;
 
+/* Entries are grouped by directory: a refresh scans one directory at a
+ * time, and its sweep then only walks the entries of that directory. */
 struct _SpHeaderCache {
     GMutex lock;
     guint racy_seconds;
-    GHashTable *entries;    /* path -> Entry */
+    GHashTable *dirs;       /* directory -> (name -> Entry) */
 };
 
 
@@ -48,7 +49,8 @@ spHeaderCacheNew(guint racy_seconds)
 
     cache->racy_seconds = racy_seconds;
     g_mutex_init(&cache->lock);
-    cache->entries = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, entryFree);
+    cache->dirs = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                        (GDestroyNotify) g_hash_table_unref);
     return cache;
 }
 
@@ -58,7 +60,7 @@ spHeaderCacheFree(SpHeaderCache *cache)
 {
     if (!cache)
         return;
-    g_hash_table_unref(cache->entries);
+    g_hash_table_unref(cache->dirs);
     g_mutex_clear(&cache->lock);
     g_free(cache);
 }
@@ -93,38 +95,53 @@ isRacy(const SpHeaderCache *cache, const struct stat *sb)
 
 
 static gboolean
-statFile(int dirfd, const char *name, const char *path, struct stat *sb,
+statFile(int dirfd, const char *dir, const char *name, struct stat *sb,
          GError **error)
 {
     if (fstatat(dirfd, name, sb, AT_SYMLINK_NOFOLLOW) < 0) {
         int err = errno;
         g_set_error(error, SP_ERROR, err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                    "image '%s': cannot stat: %s", path, g_strerror(err));
+                    "image '%s/%s': cannot stat: %s", dir, name, g_strerror(err));
         return FALSE;
     }
     if (S_ISLNK(sb->st_mode)) {
         g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
-                    "image '%s': is a symbolic link", path);
+                    "image '%s/%s': is a symbolic link", dir, name);
         return FALSE;
     }
     if (!S_ISREG(sb->st_mode)) {
         g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
-                    "image '%s': not a regular file", path);
+                    "image '%s/%s': not a regular file", dir, name);
         return FALSE;
     }
     return TRUE;
 }
 
 
-static gboolean
-lookup(SpHeaderCache *cache, const char *path, const struct stat *sb,
-       SpImageInfo *info)
+static GHashTable *
+dirEntries(SpHeaderCache *cache, const char *dir, gboolean create)
 {
-    Entry *entry;
+    GHashTable *entries = g_hash_table_lookup(cache->dirs, dir);
+
+    if (!entries && create) {
+        entries = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, entryFree);
+        g_hash_table_insert(cache->dirs, g_strdup(dir), entries);
+    }
+    return entries;
+}
+
+
+static gboolean
+lookup(SpHeaderCache *cache, const char *dir, const char *name,
+       const struct stat *sb, SpImageInfo *info)
+{
+    GHashTable *entries;
+    Entry *entry = NULL;
     gboolean hit = FALSE;
 
     g_mutex_lock(&cache->lock);
-    if ((entry = g_hash_table_lookup(cache->entries, path))) {
+    if ((entries = dirEntries(cache, dir, FALSE)) &&
+        (entry = g_hash_table_lookup(entries, name))) {
         entry->seen = TRUE;
         if ((hit = entryMatches(entry, sb)))
             spImageInfoCopy(info, &entry->info);
@@ -135,14 +152,16 @@ lookup(SpHeaderCache *cache, const char *path, const struct stat *sb,
 
 
 static void
-store(SpHeaderCache *cache, const char *path, const struct stat *sb,
-      const SpImageInfo *info)
+store(SpHeaderCache *cache, const char *dir, const char *name,
+      const struct stat *sb, const SpImageInfo *info)
 {
+    GHashTable *entries;
     Entry *entry;
 
     g_mutex_lock(&cache->lock);
     if (isRacy(cache, sb)) {
-        g_hash_table_remove(cache->entries, path);
+        if ((entries = dirEntries(cache, dir, FALSE)))
+            g_hash_table_remove(entries, name);
     } else {
         entry = g_new0(Entry, 1);
         entry->dev = sb->st_dev;
@@ -152,14 +171,14 @@ store(SpHeaderCache *cache, const char *path, const struct stat *sb,
         entry->ctime = sb->st_ctim;
         entry->seen = TRUE;
         spImageInfoCopy(&entry->info, info);
-        g_hash_table_replace(cache->entries, g_strdup(path), entry);
+        g_hash_table_replace(dirEntries(cache, dir, TRUE), g_strdup(name), entry);
     }
     g_mutex_unlock(&cache->lock);
 }
 
 
 static gboolean
-readFile(int dirfd, const char *name, const char *path, struct stat *sb,
+readFile(int dirfd, const char *dir, const char *name, struct stat *sb,
          SpImageInfo *info, GError **error)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
@@ -168,40 +187,40 @@ readFile(int dirfd, const char *name, const char *path, struct stat *sb,
     if (fd < 0) {
         int err = errno;
         g_set_error(error, SP_ERROR, err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                    "image '%s': cannot open: %s", path, g_strerror(err));
+                    "image '%s/%s': cannot open: %s", dir, name, g_strerror(err));
         return FALSE;
     }
     /* The stamps kept are those of the file that was read. */
     if (fstat(fd, sb) < 0) {
         int err = errno;
         close(fd);
-        g_set_error(error, SP_ERROR, SP_ERROR_IO, "image '%s': cannot stat: %s",
-                    path, g_strerror(err));
+        g_set_error(error, SP_ERROR, SP_ERROR_IO, "image '%s/%s': cannot stat: %s",
+                    dir, name, g_strerror(err));
         return FALSE;
     }
     ok = spImageInfoReadFdStat(fd, sb, info, error);
     close(fd);
     if (!ok)
-        g_prefix_error(error, "image '%s': ", path);
+        g_prefix_error(error, "image '%s/%s': ", dir, name);
     return ok;
 }
 
 
 gboolean
-spHeaderCacheRead(SpHeaderCache *cache, int dirfd, const char *name,
-                  const char *path, struct stat *sb, SpImageInfo *info,
+spHeaderCacheRead(SpHeaderCache *cache, int dirfd, const char *dir,
+                  const char *name, struct stat *sb, SpImageInfo *info,
                   gboolean *hit, GError **error)
 {
     *hit = FALSE;
-    if (!statFile(dirfd, name, path, sb, error))
+    if (!statFile(dirfd, dir, name, sb, error))
         return FALSE;
-    if (lookup(cache, path, sb, info)) {
+    if (lookup(cache, dir, name, sb, info)) {
         *hit = TRUE;
         return TRUE;
     }
-    if (!readFile(dirfd, name, path, sb, info, error))
+    if (!readFile(dirfd, dir, name, sb, info, error))
         return FALSE;
-    store(cache, path, sb, info);
+    store(cache, dir, name, sb, info);
     return TRUE;
 }
 
@@ -209,20 +228,23 @@ spHeaderCacheRead(SpHeaderCache *cache, int dirfd, const char *name,
 void
 spHeaderCacheSweep(SpHeaderCache *cache, const char *dir)
 {
+    GHashTable *entries;
     GHashTableIter iter;
-    gpointer key, value;
+    gpointer value;
 
     g_mutex_lock(&cache->lock);
-    g_hash_table_iter_init(&iter, cache->entries);
-    while (g_hash_table_iter_next(&iter, &key, &value)) {
-        Entry *entry = value;
+    if ((entries = dirEntries(cache, dir, FALSE))) {
+        g_hash_table_iter_init(&iter, entries);
+        while (g_hash_table_iter_next(&iter, NULL, &value)) {
+            Entry *entry = value;
 
-        if (!spPathIsInDir(key, dir))
-            continue;
-        if (!entry->seen)
-            g_hash_table_iter_remove(&iter);
-        else
-            entry->seen = FALSE;
+            if (!entry->seen)
+                g_hash_table_iter_remove(&iter);
+            else
+                entry->seen = FALSE;
+        }
+        if (g_hash_table_size(entries) == 0)
+            g_hash_table_remove(cache->dirs, dir);
     }
     g_mutex_unlock(&cache->lock);
 }
@@ -231,10 +253,14 @@ spHeaderCacheSweep(SpHeaderCache *cache, const char *dir)
 guint
 spHeaderCacheSize(SpHeaderCache *cache)
 {
-    guint n;
+    GHashTableIter iter;
+    gpointer value;
+    guint n = 0;
 
     g_mutex_lock(&cache->lock);
-    n = g_hash_table_size(cache->entries);
+    g_hash_table_iter_init(&iter, cache->dirs);
+    while (g_hash_table_iter_next(&iter, NULL, &value))
+        n += g_hash_table_size(value);
     g_mutex_unlock(&cache->lock);
     return n;
 }

@@ -284,10 +284,11 @@ stormpoolHeaderCache(void)
 
 
 /* Fill @vol from the image header and the inode of its file; @dirfd, if
- * not -1, is the descriptor of the volume's directory. */
+ * not -1, is the descriptor of the volume's directory @dir. */
 int
 stormpoolVolUpdateFromFile(virStorageVolDef *vol,
                            int dirfd,
+                           const char *dir,
                            SpImageInfo *info)
 {
     g_autoptr(GError) err = NULL;
@@ -299,8 +300,8 @@ stormpoolVolUpdateFromFile(virStorageVolDef *vol,
          * headers that have not changed since the last refresh. */
         gboolean hit;
 
-        if (!spHeaderCacheRead(stormpoolHeaderCache(), dirfd, vol->name,
-                               vol->target.path, &sb, info, &hit, &err))
+        if (!spHeaderCacheRead(stormpoolHeaderCache(), dirfd, dir, vol->name,
+                               &sb, info, &hit, &err))
             return stormpoolReportError(err);
     } else {
         if ((fd = open(vol->target.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)) < 0) {

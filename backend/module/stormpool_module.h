@@ -40,6 +40,7 @@ SpHeaderCache *stormpoolHeaderCache(void);
 
 int stormpoolVolUpdateFromFile(virStorageVolDef *vol,
                                int dirfd,
+                               const char *dir,
                                SpImageInfo *info);
 
 int stormpoolStartPool(virStoragePoolObj *pool);

@@ -48,21 +48,27 @@ VIR_LOG_INIT("storage.storage_backend_stormpool.refresh");
  * temporary file behind; it is never a volume, so remove it. The storage
  * driver refuses a refresh while volume builds run, so none is in use. */
 static void
+stormpoolRemoveStaleTmpFile(int dirfd,
+                            const char *dir,
+                            const char *name)
+{
+    if (unlinkat(dirfd, name, 0) == 0)
+        VIR_WARN("removed '%s/%s' left behind by an interrupted volume creation", dir, name);
+    else
+        VIR_WARN("cannot remove stale temporary file '%s/%s': %s", dir, name, g_strerror(errno));
+}
+
+
+static void
 stormpoolRemoveStaleTmpFiles(const char *dir)
 {
     g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    VIR_AUTOCLOSE dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     const char *name;
 
-    while (d && (name = g_dir_read_name(d))) {
-        g_autofree char *path = NULL;
-
-        if (!spAtomicFileIsTmpName(name))
-            continue;
-        path = g_build_filename(dir, name, NULL);
-        if (unlink(path) == 0)
-            VIR_WARN("removed '%s' left behind by an interrupted volume creation", path);
-        else
-            VIR_WARN("cannot remove stale temporary file '%s': %s", path, g_strerror(errno));
+    while (d && dirfd >= 0 && (name = g_dir_read_name(d))) {
+        if (spAtomicFileIsTmpName(name))
+            stormpoolRemoveStaleTmpFile(dirfd, dir, name);
     }
 }
 
@@ -72,13 +78,16 @@ static const char *
 stormpoolNotAnInstanceReason(virStoragePoolObj *pool,
                              virStorageVolDef *vol)
 {
+    const char *backing;
     g_autofree char *name = NULL;
 
     if (vol->target.format != VIR_STORAGE_FILE_QCOW2)
         return "it is not a qcow2 overlay";
-    if (!vol->target.backingStore || !vol->target.backingStore->path)
+    if (!vol->target.backingStore || !(backing = vol->target.backingStore->path))
         return "it has no backing file";
-    if (!(name = stormpoolBackingTemplateName(pool, vol->target.backingStore->path)))
+    if (spPathIsInDir(backing, stormpoolPrimary(pool)))
+        return NULL;
+    if (!(name = spReplicaTemplateName(stormpoolSecondary(pool), backing)))
         return "its backing file is neither a template nor a replica of this pool";
     return NULL;
 }
@@ -105,12 +114,60 @@ stormpoolUnsafeTemplateReason(virStoragePoolObj *pool,
 }
 
 
+/* What one refresh learns while it scans the tiers, so that the checks
+ * after the scan need not walk every volume again. The volume definitions
+ * are borrowed: the pool owns them, and keeps them while it is locked. */
+typedef struct {
+    GHashTable *templates;      /* name -> virStorageVolDef of a template */
+    GHashTable *users;          /* backing path -> instances backing onto it */
+    GHashTable *backing_seen;   /* backing path -> exists, checked once */
+} RefreshTally;
+
+
+static void
+refreshTallyInit(RefreshTally *tally)
+{
+    tally->templates = g_hash_table_new(g_str_hash, g_str_equal);
+    tally->users = g_hash_table_new(g_str_hash, g_str_equal);
+    tally->backing_seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+}
+
+
+static void
+refreshTallyClear(RefreshTally *tally)
+{
+    g_clear_pointer(&tally->templates, g_hash_table_unref);
+    g_clear_pointer(&tally->users, g_hash_table_unref);
+    g_clear_pointer(&tally->backing_seen, g_hash_table_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(RefreshTally, refreshTallyClear);
+
+
+static void
+refreshTallyAdd(RefreshTally *tally,
+                SpTier tier,
+                virStorageVolDef *vol)
+{
+    const char *backing;
+
+    if (tier == SP_TIER_PRIMARY) {
+        g_hash_table_insert(tally->templates, vol->name, vol);
+        return;
+    }
+    backing = vol->target.backingStore->path;
+    g_hash_table_insert(tally->users, (gpointer) backing,
+                        GUINT_TO_POINTER(GPOINTER_TO_UINT(g_hash_table_lookup(tally->users,
+                                                                              backing)) + 1));
+}
+
+
 typedef struct {
     virStoragePoolObj *pool;
     SpTier tier;
     const char *dir;
     int dirfd;
-    GHashTable *backing_seen;   /* backing path -> exists, checked once */
+    RefreshTally *tally;
 } TierScan;
 
 
@@ -122,11 +179,11 @@ stormpoolWarnMissingBacking(TierScan *scan,
     gpointer known;
     bool exists;
 
-    if (g_hash_table_lookup_extended(scan->backing_seen, backing, NULL, &known)) {
+    if (g_hash_table_lookup_extended(scan->tally->backing_seen, backing, NULL, &known)) {
         exists = GPOINTER_TO_INT(known);
     } else {
         exists = virFileExists(backing);
-        g_hash_table_insert(scan->backing_seen, g_strdup(backing), GINT_TO_POINTER(exists));
+        g_hash_table_insert(scan->tally->backing_seen, g_strdup(backing), GINT_TO_POINTER(exists));
     }
     if (!exists)
         VIR_WARN("instance '%s' backs onto missing template '%s'",
@@ -141,21 +198,23 @@ stormpoolRefreshOne(TierScan *scan,
     virStoragePoolObj *pool = scan->pool;
     SpTier tier = scan->tier;
     const char *dir = scan->dir;
-    g_autoptr(virStorageVolDef) vol = g_new0(virStorageVolDef, 1);
+    g_autoptr(virStorageVolDef) vol = NULL;
     g_auto(SpImageInfo) info = { 0 };
     const char *reason;
 
-    if (virStorageVolDefFindByName(pool, name)) {
+    /* Templates are scanned first: a name can only clash with one. */
+    if (tier == SP_TIER_SECONDARY && g_hash_table_contains(scan->tally->templates, name)) {
         VIR_WARN("skipping '%s/%s': a volume of that name exists in the other tier",
                  dir, name);
         return;
     }
 
+    vol = g_new0(virStorageVolDef, 1);
     vol->name = g_strdup(name);
     vol->target.path = g_build_filename(dir, name, NULL);
     vol->key = g_strdup(vol->target.path);
 
-    if (stormpoolVolUpdateFromFile(vol, scan->dirfd, &info) < 0) {
+    if (stormpoolVolUpdateFromFile(vol, scan->dirfd, dir, &info) < 0) {
         VIR_WARN("skipping '%s': %s", vol->target.path, virGetLastErrorMessage());
         virResetLastError();
         return;
@@ -178,24 +237,23 @@ stormpoolRefreshOne(TierScan *scan,
         virResetLastError();
         return;
     }
-    vol = NULL;
+    refreshTallyAdd(scan->tally, tier, g_steal_pointer(&vol));
 }
 
 
+/* One pass over the directory: volumes, and the temporary files of
+ * interrupted creations. */
 static int
 stormpoolRefreshTier(virStoragePoolObj *pool,
                      SpTier tier,
-                     const char *dir)
+                     const char *dir,
+                     RefreshTally *tally)
 {
     g_autoptr(GDir) d = NULL;
     g_autoptr(GError) err = NULL;
-    g_autoptr(GHashTable) backing_seen = g_hash_table_new_full(g_str_hash, g_str_equal,
-                                                               g_free, NULL);
     VIR_AUTOCLOSE dirfd = -1;
-    TierScan scan = { pool, tier, dir, -1, backing_seen };
+    TierScan scan = { pool, tier, dir, -1, tally };
     const char *name;
-
-    stormpoolRemoveStaleTmpFiles(dir);
 
     if (!(d = g_dir_open(dir, 0, &err)) ||
         (dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
@@ -206,9 +264,10 @@ stormpoolRefreshTier(virStoragePoolObj *pool,
     }
     scan.dirfd = dirfd;
     while ((name = g_dir_read_name(d))) {
-        if (name[0] == '.')
-            continue;
-        stormpoolRefreshOne(&scan, name);
+        if (name[0] != '.')
+            stormpoolRefreshOne(&scan, name);
+        else if (spAtomicFileIsTmpName(name))
+            stormpoolRemoveStaleTmpFile(dirfd, dir, name);
     }
     spHeaderCacheSweep(stormpoolHeaderCache(), dir);
     return 0;
@@ -216,23 +275,6 @@ stormpoolRefreshTier(virStoragePoolObj *pool,
 
 
 /* ---- replicas at refresh --------------------------------------------- */
-
-static int
-stormpoolCountBackingFile(virStorageVolDef *vol,
-                          const void *opaque)
-{
-    GHashTable *counts = (GHashTable *) opaque;
-    const char *path;
-
-    if (!vol->target.backingStore || !(path = vol->target.backingStore->path))
-        return 0;
-    /* The keys are borrowed: the volumes outlive the table, which lives
-     * only while the pool is locked. */
-    g_hash_table_insert(counts, (gpointer) path,
-                        GUINT_TO_POINTER(GPOINTER_TO_UINT(g_hash_table_lookup(counts, path)) + 1));
-    return 0;
-}
-
 
 /* With prepare='eager', the replica of each template's current identity
  * is wanted even before its first instance. */
@@ -299,9 +341,9 @@ stormpoolReplicaStatus(const SpReplicaInfo *replica,
  * uses any more (their instances were deleted behind libvirt's back) are
  * removed, unless prepare='eager' wants them. */
 static GPtrArray *
-stormpoolScanReplicas(virStoragePoolObj *pool)
+stormpoolScanReplicas(virStoragePoolObj *pool,
+                      RefreshTally *tally)
 {
-    g_autoptr(GHashTable) counts = g_hash_table_new(g_str_hash, g_str_equal);
     g_autoptr(GPtrArray) replicas = NULL;
     g_autoptr(GError) err = NULL;
     GPtrArray *status = g_ptr_array_new_with_free_func((GDestroyNotify) spReplicaStatusFree);
@@ -311,11 +353,10 @@ stormpoolScanReplicas(virStoragePoolObj *pool)
         VIR_WARN("cannot list replicas: %s", err->message);
         return status;
     }
-    virStoragePoolObjForEachVolume(pool, stormpoolCountBackingFile, counts);
 
     for (i = 0; i < replicas->len; i++) {
         SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
-        guint n = GPOINTER_TO_UINT(g_hash_table_lookup(counts, replica->path));
+        guint n = GPOINTER_TO_UINT(g_hash_table_lookup(tally->users, replica->path));
 
         if (n == 0 && stormpoolReplicaUnused(pool, replica->path)) {
             if (spReplicaRemove(replica->path, NULL))
@@ -346,24 +387,18 @@ stormpoolRemoveStaleReplicaTmpFiles(virStoragePoolObj *pool)
 }
 
 
-static int
-stormpoolPrepareTemplateReplica(virStorageVolDef *vol,
-                                const void *opaque)
+static void
+stormpoolPrepareTemplateReplica(virStoragePoolObj *pool,
+                                virStorageVolDef *vol,
+                                SpReplicaPolicy policy)
 {
-    virStoragePoolObj *pool = (virStoragePoolObj *) opaque;
     g_autofree char *identity = NULL;
     g_autofree char *replica = NULL;
-    SpReplicaPolicy policy;
 
-    if (stormpoolVolIsInstance(pool, vol) || stormpoolReplicaPolicy(pool, &policy) < 0) {
-        virResetLastError();
-        return 0;
-    }
     if (!(identity = spReplicaIdentity(vol->target.path, NULL)))
-        return 0;
+        return;
     replica = spReplicaPath(stormpoolSecondary(pool), vol->name, identity);
     stormpoolReplicaPrepare(vol->target.path, replica, policy);
-    return 0;
 }
 
 
@@ -386,12 +421,6 @@ typedef struct {
     bool in_place;
     GPtrArray *at_risk;
 } AtRiskSearch;
-
-typedef struct {
-    virStoragePoolObj *pool;
-    GPtrArray *changed;
-} ChangedCollect;
-
 
 static int
 stormpoolFindAtRisk(virStorageVolDef *vol,
@@ -467,19 +496,17 @@ stormpoolForgetTemplateStamp(const char *path)
 }
 
 
-static int
+static void
 stormpoolCollectChangedTemplate(virStorageVolDef *vol,
-                                const void *opaque)
+                                GPtrArray *changed_templates)
 {
-    const ChangedCollect *collect = opaque;
     ChangedTemplate changed = { 0 };
 
-    if (stormpoolVolIsInstance(collect->pool, vol) || stat(vol->target.path, &changed.sb) < 0 ||
+    if (stat(vol->target.path, &changed.sb) < 0 ||
         !stormpoolStampChanged(vol->target.path, &changed.sb, &changed.in_place))
-        return 0;
+        return;
     changed.path = g_strdup(vol->target.path);
-    g_ptr_array_add(collect->changed, g_memdup(&changed, sizeof(changed)));
-    return 0;
+    g_ptr_array_add(changed_templates, g_memdup2(&changed, sizeof(changed)));
 }
 
 
@@ -518,35 +545,44 @@ stormpoolReportAtRisk(virStoragePoolObj *pool,
 }
 
 
-/* Volume iterators hold each volume's lock, so the search for instances
- * at risk runs after the walk over templates, never nested in it. */
+/* Only a changed template makes refresh look at every instance again. */
 static void
-stormpoolCheckTemplateStamps(virStoragePoolObj *pool)
+stormpoolCheckTemplateStamps(virStoragePoolObj *pool,
+                             RefreshTally *tally)
 {
     g_autoptr(GPtrArray) changed = g_ptr_array_new_with_free_func((GDestroyNotify) changedTemplateFree);
-    ChangedCollect collect = { pool, changed };
+    GHashTableIter iter;
+    gpointer vol;
     guint i;
 
-    virStoragePoolObjForEachVolume(pool, stormpoolCollectChangedTemplate, &collect);
+    g_hash_table_iter_init(&iter, tally->templates);
+    while (g_hash_table_iter_next(&iter, NULL, &vol))
+        stormpoolCollectChangedTemplate(vol, changed);
     for (i = 0; i < changed->len; i++)
         stormpoolReportAtRisk(pool, g_ptr_array_index(changed, i));
 }
 
 
 static int
-stormpoolRefreshReplicas(virStoragePoolObj *pool)
+stormpoolRefreshReplicas(virStoragePoolObj *pool,
+                         RefreshTally *tally)
 {
     SpPoolNamespace *ns = virStoragePoolObjGetDef(pool)->namespaceData;
     SpReplicaPolicy policy;
+    GHashTableIter iter;
+    gpointer vol;
 
     if (stormpoolReplicaPolicy(pool, &policy) < 0)
         return -1;
     stormpoolRemoveStaleReplicaTmpFiles(pool);
-    stormpoolCheckTemplateStamps(pool);
-    if (ns && ns->replica_eager && policy != SP_REPLICA_NONE)
-        virStoragePoolObjForEachVolume(pool, stormpoolPrepareTemplateReplica, pool);
+    stormpoolCheckTemplateStamps(pool, tally);
+    if (ns && ns->replica_eager && policy != SP_REPLICA_NONE) {
+        g_hash_table_iter_init(&iter, tally->templates);
+        while (g_hash_table_iter_next(&iter, NULL, &vol))
+            stormpoolPrepareTemplateReplica(pool, vol, policy);
+    }
     if (ns) {
-        GPtrArray *status = stormpoolScanReplicas(pool);
+        GPtrArray *status = stormpoolScanReplicas(pool, tally);
 
         stormpoolStatusLock();
         spPoolNamespaceSetReplicas(ns, policy, status);
@@ -609,16 +645,19 @@ stormpoolRefreshUsage(virStoragePoolObj *pool)
 int
 stormpoolRefreshPool(virStoragePoolObj *pool)
 {
+    g_auto(RefreshTally) tally = { 0 };
+
     /* A tier can vanish or turn read-only while the pool runs. */
     if (stormpoolStartPool(pool) < 0)
         return -1;
 
+    refreshTallyInit(&tally);
     /* Templates first, so that instances can be checked against them. */
-    if (stormpoolRefreshTier(pool, SP_TIER_PRIMARY, stormpoolPrimary(pool)) < 0 ||
-        stormpoolRefreshTier(pool, SP_TIER_SECONDARY, stormpoolSecondary(pool)) < 0)
+    if (stormpoolRefreshTier(pool, SP_TIER_PRIMARY, stormpoolPrimary(pool), &tally) < 0 ||
+        stormpoolRefreshTier(pool, SP_TIER_SECONDARY, stormpoolSecondary(pool), &tally) < 0)
         return -1;
 
-    if (stormpoolRefreshReplicas(pool) < 0)
+    if (stormpoolRefreshReplicas(pool, &tally) < 0)
         return -1;
 
     VIR_DEBUG("refreshed stormpool pool '%s': %zu volumes",

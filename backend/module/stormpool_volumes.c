@@ -598,7 +598,7 @@ stormpoolRefreshVol(virStoragePoolObj *pool G_GNUC_UNUSED,
 {
     g_auto(SpImageInfo) info = { 0 };
 
-    return stormpoolVolUpdateFromFile(vol, -1, &info);
+    return stormpoolVolUpdateFromFile(vol, -1, NULL, &info);
 }
 
 

@@ -29,12 +29,12 @@ SpHeaderCache *spHeaderCacheNew(guint racy_seconds);
 void spHeaderCacheFree(SpHeaderCache *cache);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpHeaderCache, spHeaderCacheFree)
 
-/* Read the header of @name in the directory open on @dirfd (@path is its
- * full path: the cache key and what errors name). @sb receives the file's
- * status. Symlinks and non-regular files are SP_ERROR_BAD_IMAGE, as in
- * spImageInfoRead. Sets *@hit when nothing had to be read. */
-gboolean spHeaderCacheRead(SpHeaderCache *cache, int dirfd, const char *name,
-                           const char *path, struct stat *sb, SpImageInfo *info,
+/* Read the header of @name in @dir, which is open on @dirfd. @sb receives
+ * the file's status. Symlinks and non-regular files are
+ * SP_ERROR_BAD_IMAGE, as in spImageInfoRead. Sets *@hit when nothing had
+ * to be read. */
+gboolean spHeaderCacheRead(SpHeaderCache *cache, int dirfd, const char *dir,
+                           const char *name, struct stat *sb, SpImageInfo *info,
                            gboolean *hit, GError **error);
 
 /* Forget the entries of files in @dir that were not read since the last

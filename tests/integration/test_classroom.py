@@ -317,19 +317,30 @@ def _():
         f.write(b"QFI\xfb" + b"\xff" * 100)
     with open(os.path.join(primary, "notes.txt"), "w") as f:
         f.write("not a disk\n")
-    stale = os.path.join(secondary, ".stormpool-tmp-pc99.qcow2-abc123")
-    with open(stale, "w") as f:
-        f.write("half written")
+    # an overlay named like a template: the template keeps the name
+    clash = os.path.join(secondary, "win10.qcow2")
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", template, "-F", "qcow2", clash])
+    stale = [os.path.join(tier, ".stormpool-tmp-pc99.qcow2-abc123")
+             for tier in (primary, secondary)]
+    for path in stale:
+        with open(path, "w") as f:
+            f.write("half written")
     virsh("pool-refresh", POOL)
     names = vol_names(POOL)
     assert "byhand.qcow2" in names and "junk.qcow2" not in names, names
     # a text file is a valid raw image, like in a dir pool
     assert "notes.txt" in names
-    assert not os.path.exists(stale), "stale temporary file not removed"
+    assert names.count("win10.qcow2") == 1, names
+    assert virsh("vol-path", "--pool", POOL, "win10.qcow2").strip() == template
+    for path in stale:
+        assert not os.path.exists(path), "stale temporary file %s not removed" % path
     assert "running" in virsh("pool-info", POOL)
-    err = virsh_fails("vol-delete", "--pool", POOL, "win10.qcow2", expect="20 instance(s)")
+    # the clashing overlay is not listed, but it does back onto the
+    # template: the dependents check reads the tier's files, so it counts
+    err = virsh_fails("vol-delete", "--pool", POOL, "win10.qcow2", expect="21 instance(s)")
     assert "byhand.qcow2" in err
     os.unlink(os.path.join(secondary, "junk.qcow2"))
+    os.unlink(clash)
     virsh("vol-delete", "--pool", POOL, "byhand.qcow2")
     virsh("vol-delete", "--pool", POOL, "notes.txt")
 
