@@ -23,6 +23,13 @@
 #define QEMU_LOCK_WRITER_START (QEMU_LOCK_SPAN_START + 1)
 #define QEMU_LOCK_WRITER_LEN 3
 
+/* A reader that shares neither write nor resize, as QEMU opens a backing
+ * file: it holds consistent-read (bit 0) and refuses to share write
+ * (bit 1) and resize (bit 3). */
+#define QEMU_LOCK_READ (QEMU_LOCK_SPAN_START + 0)
+#define QEMU_LOCK_UNSHARE_WRITE (QEMU_LOCK_SPAN_START + 100 + 1)
+#define QEMU_LOCK_UNSHARE_RESIZE (QEMU_LOCK_SPAN_START + 100 + 3)
+
 static int
 openImage(const char *path, int mode, GError **error)
 {
@@ -109,6 +116,67 @@ spImageLockExclusive(const char *path, GError **error)
             g_set_error(error, SP_ERROR, SP_ERROR_IO,
                         "cannot lock '%s': %s", path, g_strerror(err));
         }
+        return -1;
+    }
+    return fd;
+}
+
+
+static gboolean
+lockByte(int fd, short type, off_t byte)
+{
+    struct flock fl = {
+        .l_type = type,
+        .l_whence = SEEK_SET,
+        .l_start = byte,
+        .l_len = 1,
+    };
+
+    return fcntl(fd, F_OFD_SETLK, &fl) == 0;
+}
+
+
+static void
+setBeingWritten(const char *path, GError **error)
+{
+    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                "'%s' is being written: a running guest or another QEMU "
+                "process has it open for writing", path);
+}
+
+
+int
+spImageLockReader(const char *path, GError **error)
+{
+    struct flock writer = {
+        .l_type = F_WRLCK,
+        .l_whence = SEEK_SET,
+        .l_start = QEMU_LOCK_WRITER_START,
+        .l_len = QEMU_LOCK_WRITER_LEN,
+    };
+    int fd;
+    int err;
+
+    if ((fd = openImage(path, O_RDONLY, error)) < 0)
+        return -1;
+    /* Refuse writers first, then look for one: a writer that comes in
+     * between sees the refusal, as QEMU checks after locking. */
+    if (!lockByte(fd, F_RDLCK, QEMU_LOCK_READ) ||
+        !lockByte(fd, F_RDLCK, QEMU_LOCK_UNSHARE_WRITE) ||
+        !lockByte(fd, F_RDLCK, QEMU_LOCK_UNSHARE_RESIZE) ||
+        fcntl(fd, F_OFD_GETLK, &writer) < 0) {
+        err = errno;
+        close(fd);
+        if (err == EAGAIN || err == EACCES)
+            setBeingWritten(path, error);
+        else
+            g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot lock '%s': %s",
+                        path, g_strerror(err));
+        return -1;
+    }
+    if (writer.l_type != F_UNLCK) {
+        close(fd);
+        setBeingWritten(path, error);
         return -1;
     }
     return fd;

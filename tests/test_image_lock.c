@@ -182,6 +182,65 @@ testExclusiveKeepsQemuOut(void)
 }
 
 
+/* Held as a backing file: QEMU may still read the image, but neither
+ * write nor resize it; and a writer already there makes the lock fail. */
+static void
+testReaderKeepsWritersOut(void)
+{
+    g_autofree char *dir = NULL;
+    g_autofree char *img = NULL;
+    g_autoptr(GError) error = NULL;
+    int fd;
+    int writer;
+
+    if (!spTestHaveQemuImg()) {
+        g_test_skip("qemu-img and qemu-io are needed");
+        return;
+    }
+    dir = spTestTempDir();
+    img = g_build_filename(dir, "img.qcow2", NULL);
+    {
+        const char *mk[] = { "qemu-img", "create", "-q", "-f", "qcow2", img, "1M", NULL };
+        g_assert_cmpint(spTestRun(mk, NULL, NULL), ==, 0);
+    }
+    fd = spImageLockReader(img, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_true(inUse(img));
+    g_assert_false(hasWriter(img));
+    {
+        const char *ro[] = { "qemu-io", "-r", "-f", "qcow2", "-c", "read 0 512", img, NULL };
+        const char *rw[] = { "qemu-io", "-f", "qcow2", "-c", "write 0 512", img, NULL };
+        const char *grow[] = { "qemu-img", "resize", "-q", "-f", "qcow2", img, "2M", NULL };
+        g_autofree char *out = NULL;
+        g_autofree char *err1 = NULL;
+        g_autofree char *err2 = NULL;
+
+        g_assert_cmpint(spTestRun(ro, &out, NULL), ==, 0);
+        g_assert_cmpint(spTestRun(rw, NULL, &err1), !=, 0);
+        g_assert_nonnull(strstr(err1, "lock"));
+        g_assert_cmpint(spTestRun(grow, NULL, &err2), !=, 0);
+        g_assert_nonnull(strstr(err2, "lock"));
+    }
+    /* a second reader is welcome, an exclusive holder is not */
+    writer = spImageLockReader(img, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(writer, >=, 0);
+    close(writer);
+    assertLockRefused(img);
+    close(fd);
+
+    /* someone holding QEMU's write permission byte */
+    writer = open(img, O_RDWR);
+    g_assert_cmpint(writer, >=, 0);
+    lockByte(writer, F_RDLCK, 101);
+    g_assert_cmpint(spImageLockReader(img, &error), ==, -1);
+    g_assert_error(error, SP_ERROR, SP_ERROR_IN_USE);
+    close(writer);
+    spTestTempDirFree(g_steal_pointer(&dir));
+}
+
+
 static void
 testMissing(void)
 {
@@ -198,6 +257,7 @@ main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/image-lock/ofd-locks", testOfdLocks);
+    g_test_add_func("/image-lock/reader-keeps-writers-out", testReaderKeepsWritersOut);
     g_test_add_func("/image-lock/qemu-io", testQemuIo);
     g_test_add_func("/image-lock/exclusive-keeps-qemu-out", testExclusiveKeepsQemuOut);
     g_test_add_func("/image-lock/missing", testMissing);

@@ -71,6 +71,14 @@ void stormpoolNoteReplicaUse(virStoragePoolObj *pool,
                              const char *backing_path,
                              int delta);
 
+/* stormpool_uploads.c */
+
+/* vol-upload has set up a stream into @path. */
+void stormpoolUploadStarted(const char *path);
+
+/* Whether an upload into @path is still being written. */
+bool stormpoolTemplateUploading(const char *path);
+
 /* stormpool_volumes.c: the volume callbacks */
 
 int stormpoolCreateVol(virStoragePoolObj *pool, virStorageVolDef *vol);

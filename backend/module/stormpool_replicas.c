@@ -17,6 +17,7 @@
 #include "stormpool/atomic_file.h"
 #include "stormpool/error.h"
 #include "stormpool/image_header.h"
+#include "stormpool/image_lock.h"
 #include "stormpool/pool_namespace.h"
 #include "stormpool_module.h"
 #include "stormpool_replicas.h"
@@ -117,7 +118,7 @@ stormpoolReplicaProgress(guint64 done,
 
 
 static int
-stormpoolReplicaMake(const char *template_path,
+stormpoolReplicaCopy(const char *template_path,
                      const char *replica_path,
                      SpReplicaPolicy policy)
 {
@@ -149,6 +150,69 @@ stormpoolReplicaMake(const char *template_path,
     seconds = (g_get_monotonic_time() - start) / 1e6;
     VIR_INFO("replica '%s' made in %.3f s (%.1f MB/s)", replica_path, seconds,
              seconds > 0 ? info.file_size / 1e6 / seconds : 0.0);
+    return 0;
+}
+
+
+/* Whether the template still is what the replica's name says it is. */
+static bool
+stormpoolReplicaMatchesTemplate(const char *template_path,
+                                const char *replica_path)
+{
+    g_autofree char *identity = spReplicaIdentity(template_path, NULL);
+    g_autofree char *expected = g_path_get_basename(replica_path);
+
+    return identity && STREQ(identity, expected);
+}
+
+
+static int
+stormpoolReplicaReportChanged(const char *template_path)
+{
+    virReportError(VIR_ERR_OPERATION_FAILED,
+                   _("template '%s' changed while its replica was being made; try again"),
+                   template_path);
+    return -1;
+}
+
+
+/* The template is held as QEMU holds a backing file for the whole copy,
+ * so neither a guest, qemu-img nor the pool's own wipe, resize, delete or
+ * upload (which all check its image locks) can change it meanwhile. A
+ * writer that ignores image locks (cp, dd, a vol-upload stream) is caught
+ * by the template's identity, checked before and after. */
+static int
+stormpoolReplicaMake(const char *template_path,
+                     const char *replica_path,
+                     SpReplicaPolicy policy)
+{
+    g_autoptr(GError) err = NULL;
+    VIR_AUTOCLOSE pin = -1;
+
+    if (stormpoolTemplateUploading(template_path)) {
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot make a replica of template '%s': vol-upload is still writing it"),
+                       template_path);
+        return -1;
+    }
+    if ((pin = spImageLockReader(template_path, &err)) < 0) {
+        if (err->code == SP_ERROR_IN_USE) {
+            virReportError(VIR_ERR_OPERATION_INVALID,
+                           _("cannot make a replica of template '%s': a running guest or "
+                             "another QEMU process is writing to it"), template_path);
+            return -1;
+        }
+        return stormpoolReportError(err);
+    }
+    if (!stormpoolReplicaMatchesTemplate(template_path, replica_path))
+        return stormpoolReplicaReportChanged(template_path);
+    if (stormpoolReplicaCopy(template_path, replica_path, policy) < 0)
+        return -1;
+    if (!stormpoolReplicaMatchesTemplate(template_path, replica_path)) {
+        if (!spReplicaRemove(replica_path, &err))
+            VIR_WARN("%s", err->message);
+        return stormpoolReplicaReportChanged(template_path);
+    }
     return 0;
 }
 

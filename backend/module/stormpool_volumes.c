@@ -154,6 +154,18 @@ stormpoolFindBacking(virStoragePoolObj *pool,
 }
 
 
+static int
+stormpoolCheckNotUploading(virStorageVolDef *template)
+{
+    if (!stormpoolTemplateUploading(template->target.path))
+        return 0;
+    virReportError(VIR_ERR_OPERATION_INVALID,
+                   _("template '%s' is still being written by vol-upload; try again "
+                     "when the upload has finished"), template->name);
+    return -1;
+}
+
+
 static virStorageVolDef *
 stormpoolLookupTemplate(virStoragePoolObj *pool,
                         const char *spec)
@@ -180,6 +192,8 @@ stormpoolLookupTemplate(virStoragePoolObj *pool,
                        _("template '%s' is still being created"), template->name);
         return NULL;
     }
+    if (stormpoolCheckNotUploading(template) < 0)
+        return NULL;
     return template;
 }
 
@@ -602,7 +616,8 @@ stormpoolRefreshVol(virStoragePoolObj *pool G_GNUC_UNUSED,
 }
 
 
-/* Refuse to change @template while instances depend on it. */
+/* Refuse to change @template while instances depend on it, or while an
+ * upload is still writing it. */
 static int
 stormpoolCheckNoDependents(virStoragePoolObj *pool,
                            virStorageVolDef *template,
@@ -611,6 +626,9 @@ stormpoolCheckNoDependents(virStoragePoolObj *pool,
     g_autoptr(GError) err = NULL;
     g_autoptr(GPtrArray) names = NULL;
     g_autofree char *summary = NULL;
+
+    if (stormpoolCheckNotUploading(template) < 0)
+        return -1;
 
     if (!(names = spTemplateDependents(stormpoolSecondary(pool),
                                        template->target.path, &err)))
@@ -808,5 +826,8 @@ stormpoolUploadVol(virStoragePoolObj *pool,
         stormpoolCheckNotInUse(vol, "upload into") < 0)
         return -1;
     stormpoolForgetTemplateStamp(vol->target.path);
-    return virStorageBackendVolUploadLocal(pool, vol, stream, offset, len, flags);
+    if (virStorageBackendVolUploadLocal(pool, vol, stream, offset, len, flags) < 0)
+        return -1;
+    stormpoolUploadStarted(vol->target.path);
+    return 0;
 }

@@ -29,4 +29,10 @@ gboolean spImageHasWriter(const char *path, gboolean *has_writer, GError **error
  * open it, so a check and the change it guards cannot be raced. */
 int spImageLockExclusive(const char *path, GError **error);
 
+/* Hold @path as QEMU holds a backing file: readers may come and go, but
+ * no QEMU (or qemu-img) may open it for writing or resizing until the
+ * returned descriptor is closed. Fails with SP_ERROR_IN_USE when one
+ * already has. Image locks only bind processes that honour them. */
+int spImageLockReader(const char *path, GError **error);
+
 G_END_DECLS

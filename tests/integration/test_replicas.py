@@ -57,6 +57,7 @@ P_GC = "spr-rep-gc"
 P_EAGER = "spr-rep-eager"
 P_CRASH = "spr-rep-crash"
 P_BAD = "spr-rep-bad"
+P_UPLOAD = "spr-rep-upload"
 
 started = time.monotonic()
 suite = Suite("replicas")
@@ -811,6 +812,49 @@ def _():
 t_prot = os.path.join(copy_hdd, "prot.qcow2")
 
 
+def template_held_during_copy():
+    """A distinct 1 GiB template: its replica has to be copied."""
+    t_big2 = os.path.join(crash_hdd, "big2.qcow2")
+    run(["cp", "--sparse=always", "--reflink=never", t_big, t_big2])
+    virsh("pool-refresh", P_CRASH)
+    digest = sha256(t_big2)
+    rdir = replica_dir(crash_ssd, "big2.qcow2")
+    proc = subprocess.Popen(["virsh", "-q", "vol-create-as", P_CRASH, "held.qcow2",
+                             str(BIG), "--format", "qcow2", "--backing-vol", "big2.qcow2",
+                             "--backing-vol-format", "qcow2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state["children"].append(proc)
+    suite.cleanup(lambda: proc.poll() is None and proc.kill())
+    wait_for(lambda: tmp_files(rdir) or proc.poll() is not None, 30,
+             "the replica copy to start")
+    tmp = os.path.join(rdir, tmp_files(rdir)[0])
+    rc, _, err = run(["qemu-img", "resize", "-q", "-f", "qcow2", t_big2, "+1M"], check=False)
+    assert rc != 0 and "lock" in err, (rc, err)
+    rc, _, err = run(["qemu-io", "-f", "qcow2", "-c", "write -q 0 4k", t_big2], check=False)
+    assert rc != 0 and "lock" in err, (rc, err)
+    virsh_fails("vol-resize", "--pool", P_CRASH, "big2.qcow2", "2G", expect="in use")
+    virsh_fails("vol-wipe", "--pool", P_CRASH, "big2.qcow2", expect="in use")
+    # the checks ran while the copy did
+    assert os.path.exists(tmp) and proc.poll() is None, "the copy ended before the checks"
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    held = os.path.join(crash_ssd, "held.qcow2")
+    assert backing_of(held) == os.path.join(rdir, expected_identity(t_big2))
+    assert sha256(t_big2) == digest
+    # nothing holds the template any more
+    run(["qemu-img", "resize", "-q", "-f", "qcow2", t_big2, "+0"])
+    virsh("vol-delete", "--pool", P_CRASH, "held.qcow2")
+    virsh("vol-delete", "--pool", P_CRASH, "big2.qcow2")
+
+
+HELD_STEP = ("8d. a template is held like a backing file while its replica is copied: "
+             "qemu-img resize, qemu-io writes, vol-resize and vol-wipe of it are refused")
+if REFLINK:
+    suite.skip(HELD_STEP, "the file system reflinks: a replica copy is instant")
+else:
+    suite.step(HELD_STEP)(template_held_during_copy)
+
+
 @suite.step("9a. delete, wipe, upload and resize of a template whose instances use only its replica are refused")
 def _():
     make_template(t_prot, 64 * MiB, [(0x9a, 0, MiB)])
@@ -864,6 +908,54 @@ def _():
     virsh("vol-delete", "--pool", P_COPY, "prot.qcow2")
     assert not os.path.exists(t_prot)
     assert "prot.qcow2" not in vol_names(P_COPY)
+
+
+@suite.step("9c. while vol-upload still streams into a template, instances of it, wipe, resize "
+            "and a second upload are refused; afterwards they work")
+def _():
+    import libvirt
+    primary, secondary = tiers("upload")
+    new_pool(P_UPLOAD, primary, secondary, replica="policy='copy'")
+    virsh("pool-start", P_UPLOAD)
+    virsh("vol-create-as", P_UPLOAD, "up.img", str(8 * MiB), "--format", "raw")
+    template = os.path.join(primary, "up.img")
+    conn = libvirt.open("storage:///system")
+    vol = conn.storagePoolLookupByName(P_UPLOAD).storageVolLookupByName("up.img")
+    stream = conn.newStream(0)
+    vol.upload(stream, 0, 8 * MiB, 0)
+    try:
+        stream.send(b"\x11" * MiB)
+        busy = "template 'up.img' is still being written by vol-upload"
+        virsh_fails("vol-create-as", P_UPLOAD, "u1.qcow2", str(8 * MiB), "--format", "qcow2",
+                    "--backing-vol", "up.img", "--backing-vol-format", "raw", expect=busy)
+        virsh_fails("vol-wipe", "--pool", P_UPLOAD, "up.img", expect=busy)
+        virsh_fails("vol-resize", "--pool", P_UPLOAD, "up.img", "16M", expect=busy)
+        virsh_fails("vol-delete", "--pool", P_UPLOAD, "up.img", expect=busy)
+        payload = os.path.join(root, "payload.bin")
+        virsh_fails("vol-upload", "--pool", P_UPLOAD, "up.img", payload, expect=busy)
+        assert vol_names(P_UPLOAD) == ["up.img"], vol_names(P_UPLOAD)
+        assert listdir(secondary) == [], listdir(secondary)
+        for _ in range(7):
+            stream.send(b"\x11" * MiB)
+        stream.finish()
+    except BaseException:
+        stream.abort()
+        raise
+    finally:
+        conn.close()
+    # the daemon closes the stream's descriptor a moment after finish()
+    deadline = time.monotonic() + 10
+    while True:
+        rc, _, err = run(["virsh", "-q", "vol-create-as", P_UPLOAD, "u1.qcow2", str(8 * MiB),
+                          "--format", "qcow2", "--backing-vol", "up.img",
+                          "--backing-vol-format", "raw"], check=False)
+        if rc == 0 or time.monotonic() > deadline or "vol-upload" not in err:
+            break
+        time.sleep(0.1)
+    assert rc == 0, err
+    u1 = os.path.join(secondary, "u1.qcow2")
+    assert_pattern(u1, 0x11, 0, 8 * MiB)
+    assert sha256(backing_of(u1)) == sha256(template)
 
 
 # ---- 10. flattened replica ----------------------------------------------
@@ -972,7 +1064,7 @@ def _():
 def _():
     wait_no_replica_in_progress(eager_ssd)
     wait_no_replica_in_progress(crash_ssd)
-    for pool in (P_AUTO, P_COPY, P_XFS, P_LINK, P_NONE, P_GC, P_EAGER, P_CRASH, P_BAD):
+    for pool in (P_AUTO, P_COPY, P_XFS, P_LINK, P_NONE, P_GC, P_EAGER, P_CRASH, P_BAD, P_UPLOAD):
         run(["virsh", "-q", "pool-destroy", pool], check=False)
         run(["virsh", "-q", "pool-undefine", pool], check=False)
     umount_fast()
