@@ -81,6 +81,9 @@ stormpoolReportError(const GError *err)
     case SP_ERROR_IN_USE:
         code = VIR_ERR_OPERATION_INVALID;
         break;
+    case SP_ERROR_NO_SPACE:
+        code = VIR_ERR_OPERATION_FAILED;
+        break;
     case SP_ERROR_XML:
         code = VIR_ERR_XML_ERROR;
         break;

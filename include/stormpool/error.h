@@ -25,6 +25,7 @@ typedef enum {
     SP_ERROR_UNSUPPORTED,   /* a valid image using a feature we refuse */
     SP_ERROR_IN_USE,        /* an operation refused to protect data in use */
     SP_ERROR_XML,           /* malformed stormpool namespace XML */
+    SP_ERROR_NO_SPACE,      /* a tier without room for what was asked */
 } SpErrorCode;
 
 G_END_DECLS

@@ -398,6 +398,31 @@ def _():
     assert_replica_status(P_XFS, replica, 1, policy="copy")
 
 
+@suite.step("3a2. a replica copy that would leave less than 5% of the secondary tier free is "
+            "refused; nothing is left behind")
+def _():
+    primary = os.path.join(root, "xfs", "hdd")
+    secondary = os.path.join(fast, "xfs-ssd")
+    template = os.path.join(primary, "huge.qcow2")
+    free = os.statvfs(secondary).f_bavail * os.statvfs(secondary).f_frsize
+    # fits in what is free, but not with 5% of the 64 MiB tier kept free
+    data = free - 2 * MiB
+    make_template(template, 64 * MiB, [(0x3e, 0, data)])
+    digest = sha256(template)
+    virsh("pool-refresh", P_XFS)
+    before = vol_names(P_XFS)
+    virsh_fails("vol-create-as", P_XFS, "h1.qcow2", str(64 * MiB), "--format", "qcow2",
+                "--backing-vol", "huge.qcow2", "--backing-vol-format", "qcow2",
+                expect="not enough space for a replica of '%s'" % template)
+    assert vol_names(P_XFS) == before, vol_names(P_XFS)
+    rdir = replica_dir(secondary, "huge.qcow2")
+    assert not os.path.exists(rdir) or listdir(rdir) == [], listdir(rdir)
+    assert tmp_files(secondary) == []
+    assert sha256(template) == digest
+    assert pool_running(P_XFS) and daemon_alive()
+    virsh("vol-delete", "--pool", P_XFS, "huge.qcow2")
+
+
 @suite.step("3b. policy 'link' across file systems: pool-start fails with a clear error")
 def _():
     primary = os.path.join(root, "link", "hdd")
