@@ -86,6 +86,14 @@ copyRange(int src_fd, int dst_fd, off_t offset, off_t len, GError **error)
 }
 
 
+static gboolean
+setCancelled(GError **error)
+{
+    g_set_error(error, SP_ERROR, SP_ERROR_CANCELLED, "image copy cancelled");
+    return FALSE;
+}
+
+
 gboolean
 spFileCopySparseProgress(int src_fd, int dst_fd,
                          SpCopyProgress progress, gpointer opaque,
@@ -113,8 +121,8 @@ spFileCopySparseProgress(int src_fd, int dst_fd,
             if (!copyRange(src_fd, dst_fd, data, len, error))
                 return FALSE;
             data += len;
-            if (progress)
-                progress(data, sb.st_size, opaque);
+            if (progress && !progress(data, sb.st_size, opaque))
+                return setCancelled(error);
         }
     }
 

@@ -94,10 +94,11 @@ typedef struct {
     guint calls;
     guint64 last;
     guint64 total;
+    guint stop_after;       /* calls; 0: never stop */
 } ProgressSeen;
 
 
-static void
+static gboolean
 recordProgress(guint64 done, guint64 total, gpointer opaque)
 {
     ProgressSeen *seen = opaque;
@@ -107,6 +108,7 @@ recordProgress(guint64 done, guint64 total, gpointer opaque)
     seen->calls++;
     seen->last = done;
     seen->total = total;
+    return seen->stop_after == 0 || seen->calls < seen->stop_after;
 }
 
 
@@ -140,6 +142,34 @@ testProgress(void)
 }
 
 
+/* The callback says stop: the copy ends there with SP_ERROR_CANCELLED. */
+static void
+testCancel(void)
+{
+    g_autofree char *dir = spTestTempDir();
+    g_autofree char *src = g_build_filename(dir, "src", NULL);
+    g_autofree char *dst = g_build_filename(dir, "dst", NULL);
+    g_autoptr(GError) error = NULL;
+    g_autofree char *data = g_malloc0(3 * 64 * MiB / 2);
+    ProgressSeen seen = { .stop_after = 1 };
+    struct stat sb;
+    int in, out;
+
+    memset(data, 0x22, 3 * 64 * MiB / 2);
+    spTestWriteAt(src, 0, data, 3 * 64 * MiB / 2);
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    g_assert_false(spFileCopySparseProgress(in, out, recordProgress, &seen, &error));
+    g_assert_error(error, SP_ERROR, SP_ERROR_CANCELLED);
+    g_assert_cmpint(fstat(out, &sb), ==, 0);
+    close(in);
+    close(out);
+    g_assert_cmpuint(seen.calls, ==, 1);
+    g_assert_cmpuint(sb.st_size, ==, 64 * MiB);
+    spTestTempDirFree(g_steal_pointer(&dir));
+}
+
+
 static void
 testBadFd(void)
 {
@@ -157,6 +187,7 @@ main(int argc, char **argv)
     g_test_add_func("/file-copy/sparse", testSparse);
     g_test_add_func("/file-copy/empty-and-dense", testEmptyAndDense);
     g_test_add_func("/file-copy/progress", testProgress);
+    g_test_add_func("/file-copy/cancel", testCancel);
     g_test_add_func("/file-copy/bad-fd", testBadFd);
     return g_test_run();
 }

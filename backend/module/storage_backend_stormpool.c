@@ -84,6 +84,9 @@ stormpoolReportError(const GError *err)
     case SP_ERROR_NO_SPACE:
         code = VIR_ERR_OPERATION_FAILED;
         break;
+    case SP_ERROR_CANCELLED:
+        code = VIR_ERR_OPERATION_ABORTED;
+        break;
     case SP_ERROR_XML:
         code = VIR_ERR_XML_ERROR;
         break;
@@ -376,7 +379,10 @@ stormpoolStartPool(virStoragePoolObj *pool)
 
     if (!spTierLayoutCheck(stormpoolPrimary(pool), stormpoolSecondary(pool), &err))
         return stormpoolReportError(err);
-    return stormpoolReplicaPolicy(pool, &policy);
+    if (stormpoolReplicaPolicy(pool, &policy) < 0)
+        return -1;
+    stormpoolReplicasAllow(stormpoolSecondary(pool));
+    return 0;
 }
 
 
@@ -430,6 +436,9 @@ stormpoolStopPool(virStoragePoolObj *pool)
 {
     SpPoolNamespace *ns = virStoragePoolObjGetDef(pool)->namespaceData;
 
+    /* A copy into a stopped pool would go on for minutes behind the
+     * admin's back, and keep pool-delete from removing the tier. */
+    stormpoolReplicasStop(stormpoolSecondary(pool));
     if (ns) {
         stormpoolStatusLock();
         spPoolNamespaceClearStatus(ns);

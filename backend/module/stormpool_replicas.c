@@ -34,6 +34,50 @@ static GHashTable *replicasInProgress;
 /* replica path -> number of instances being built onto it right now:
  * their overlays are not committed yet, so no header tells about them. */
 static GHashTable *replicasUsers;
+/* Secondary tiers of stopped pools: replicas being copied there stop. */
+static GHashTable *replicasStopped;
+
+
+void
+stormpoolReplicasStop(const char *secondary)
+{
+    g_mutex_lock(&replicasLock);
+    if (!replicasStopped)
+        replicasStopped = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_hash_table_add(replicasStopped, g_strdup(secondary));
+    g_mutex_unlock(&replicasLock);
+}
+
+
+void
+stormpoolReplicasAllow(const char *secondary)
+{
+    g_mutex_lock(&replicasLock);
+    if (replicasStopped)
+        g_hash_table_remove(replicasStopped, secondary);
+    g_mutex_unlock(&replicasLock);
+}
+
+
+static bool
+stormpoolReplicaStopped(const char *replica_path)
+{
+    GHashTableIter iter;
+    gpointer secondary;
+    bool stopped = false;
+
+    g_mutex_lock(&replicasLock);
+    if (replicasStopped) {
+        g_hash_table_iter_init(&iter, replicasStopped);
+        while (!stopped && g_hash_table_iter_next(&iter, &secondary, NULL)) {
+            g_autofree char *name = spReplicaTemplateName(secondary, replica_path);
+
+            stopped = name != NULL;
+        }
+    }
+    g_mutex_unlock(&replicasLock);
+    return stopped;
+}
 
 
 int
@@ -100,8 +144,9 @@ typedef struct {
 } CopyProgress;
 
 
-/* Long copies (a 40 GiB template takes a minute) log every tenth. */
-static void
+/* Long copies (a 40 GiB template takes a minute) log every tenth, and
+ * stop when their pool is stopped. */
+static gboolean
 stormpoolReplicaProgress(guint64 done,
                          guint64 total,
                          gpointer opaque)
@@ -109,11 +154,17 @@ stormpoolReplicaProgress(guint64 done,
     CopyProgress *state = opaque;
     guint decile = total ? (guint) (done * 10 / total) : 10;
 
+    if (stormpoolReplicaStopped(state->replica_path)) {
+        VIR_INFO("replica '%s': copy stopped after %llu of %llu bytes, its pool was stopped",
+                 state->replica_path, (unsigned long long) done, (unsigned long long) total);
+        return FALSE;
+    }
     if (decile <= state->last_decile || decile >= 10)
-        return;
+        return TRUE;
     state->last_decile = decile;
     VIR_INFO("replica '%s': %u%% copied (%llu of %llu bytes)", state->replica_path,
              decile * 10, (unsigned long long) done, (unsigned long long) total);
+    return TRUE;
 }
 
 
@@ -143,8 +194,7 @@ stormpoolReplicaCopy(const char *template_path,
     } else if (!spReplicaCreate(template_path, replica_path,
                                 policy == SP_REPLICA_LINK,
                                 stormpoolReplicaProgress, &progress, &err)) {
-        virReportError(VIR_ERR_OPERATION_FAILED, "%s", err->message);
-        return -1;
+        return stormpoolReportError(err);
     }
 
     seconds = (g_get_monotonic_time() - start) / 1e6;
@@ -346,10 +396,13 @@ stormpoolReplicaPrepareWorker(gpointer data,
 {
     ReplicaJob *job = data;
 
-    if (stormpoolReplicaEnsureFull(job->template_path, job->replica_path,
+    /* Jobs queued for a pool that has been stopped since are dropped. */
+    if (!stormpoolReplicaStopped(job->replica_path) &&
+        stormpoolReplicaEnsureFull(job->template_path, job->replica_path,
                                    job->policy, false) < 0) {
-        VIR_ERROR(_("cannot prepare replica of template '%s': %s"),
-                  job->template_path, virGetLastErrorMessage());
+        if (virGetLastErrorCode() != VIR_ERR_OPERATION_ABORTED)
+            VIR_ERROR(_("cannot prepare replica of template '%s': %s"),
+                      job->template_path, virGetLastErrorMessage());
         virResetLastError();
     }
     g_free(job->template_path);

@@ -41,3 +41,8 @@ bool stormpoolReplicaBusy(const char *replica_path);
 
 /* Whether a replica inside directory @dir is being made right now. */
 bool stormpoolReplicaDirBusy(const char *dir);
+
+/* Stop the replica copies into @secondary (its pool is being stopped),
+ * and let them run again (it started). */
+void stormpoolReplicasStop(const char *secondary);
+void stormpoolReplicasAllow(const char *secondary);

@@ -26,6 +26,7 @@ typedef enum {
     SP_ERROR_IN_USE,        /* an operation refused to protect data in use */
     SP_ERROR_XML,           /* malformed stormpool namespace XML */
     SP_ERROR_NO_SPACE,      /* a tier without room for what was asked */
+    SP_ERROR_CANCELLED,     /* stopped on request (a pool being stopped) */
 } SpErrorCode;
 
 G_END_DECLS

@@ -16,8 +16,9 @@ G_BEGIN_DECLS
 gboolean spFileCopySparse(int src_fd, int dst_fd, GError **error);
 
 /* Called as the copy advances: @done bytes of the @total of the source
- * file are behind (holes count as done). */
-typedef void (*SpCopyProgress)(guint64 done, guint64 total, gpointer opaque);
+ * file are behind (holes count as done). Returning FALSE stops the copy,
+ * which then fails with SP_ERROR_CANCELLED. */
+typedef gboolean (*SpCopyProgress)(guint64 done, guint64 total, gpointer opaque);
 
 /* spFileCopySparse, reporting progress at least every 64 MiB of data. */
 gboolean spFileCopySparseProgress(int src_fd, int dst_fd,

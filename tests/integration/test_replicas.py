@@ -710,6 +710,38 @@ def _():
     assert_logged(mark, "making copy replica '%s'" % replica, count=0)
 
 
+def eager_copy_stopped_by_destroy():
+    t_big3 = os.path.join(eager_hdd, "big3.qcow2")
+    run(["cp", "--sparse=always", "--reflink=never", t_big, t_big3])
+    rdir = replica_dir(eager_ssd, "big3.qcow2")
+    replica = os.path.join(rdir, expected_identity(t_big3))
+    mark = log_mark()
+    virsh("pool-refresh", P_EAGER)          # queues the eager copy
+    wait_for(lambda: tmp_files(rdir), 10, "the eager copy's temporary file")
+    virsh("pool-destroy", P_EAGER)
+    # the copy stops within one 64 MiB chunk and takes its file with it
+    wait_for(lambda: not os.path.exists(rdir) or not tmp_files(rdir), 10,
+             "the stopped copy's temporary file to go")
+    assert not os.path.exists(replica), "the copy went on after pool-destroy"
+    assert_logged(mark, "replica '%s': copy stopped after" % replica, count=1)
+    assert_logged(mark, "cannot prepare replica", level=4, count=0)
+    # started again, the pool makes the replica after all
+    virsh("pool-start", P_EAGER)
+    wait_for(lambda: os.path.exists(replica), 60, "the eager replica after pool-start")
+    assert sha256(replica) == state["big_sha"]
+    virsh("vol-delete", "--pool", P_EAGER, "big3.qcow2")
+    virsh("pool-refresh", P_EAGER)
+    wait_no_replica_in_progress(eager_ssd)
+
+
+STOP_STEP = ("7d. prepare='eager': pool-destroy stops a replica copy under way; "
+             "pool-start makes it again")
+if REFLINK:
+    suite.skip(STOP_STEP, "the file system reflinks: a replica copy is instant")
+else:
+    suite.step(STOP_STEP)(eager_copy_stopped_by_destroy)
+
+
 # ---- 8. kill -9 during a replica copy --------------------------------------
 
 crash_hdd, crash_ssd = tiers("crash")
