@@ -42,6 +42,7 @@
 #include "stormpool/qcow2_overlay.h"
 #include "stormpool/template_index.h"
 #include "stormpool/template_replica.h"
+#include "stormpool/template_stamps.h"
 #include "stormpool/tier_layout.h"
 #include "stormpool/volume_name.h"
 #include "stormpool_module.h"
@@ -463,8 +464,14 @@ static int
 stormpoolDeletePool(virStoragePoolObj *pool,
                     unsigned int flags)
 {
+    g_autofree char *stamps = g_build_filename(stormpoolSecondary(pool),
+                                               SP_TEMPLATE_STAMPS_FILE, NULL);
+
     virCheckFlags(0, -1);
 
+    /* The pool's own bookkeeping file is no volume; it goes first. */
+    if (unlink(stamps) < 0 && errno != ENOENT)
+        VIR_WARN("cannot remove '%s': %s", stamps, g_strerror(errno));
     /* Like a dir pool: rmdir refuses directories that still hold files,
      * so pool-delete never destroys a template or an instance. */
     if (stormpoolDeleteTier(stormpoolSecondary(pool)) < 0 ||

@@ -61,7 +61,8 @@ bool stormpoolReplicaWanted(virStoragePoolObj *pool,
 /* The pool itself changed the template at @path (allowed when nothing
  * depends on it): the next refresh must not report it as changed behind
  * libvirt's back. */
-void stormpoolForgetTemplateStamp(const char *path);
+void stormpoolForgetTemplateStamp(virStoragePoolObj *pool,
+                                  const char *path);
 
 /* Whether garbage collection may remove the replica at @path. */
 bool stormpoolReplicaUnused(virStoragePoolObj *pool,

@@ -34,6 +34,7 @@
 #include "stormpool/qcow2_overlay.h"
 #include "stormpool/template_index.h"
 #include "stormpool/template_replica.h"
+#include "stormpool/template_stamps.h"
 #include "stormpool/tier_layout.h"
 #include "stormpool/volume_name.h"
 #include "stormpool_module.h"
@@ -408,18 +409,8 @@ stormpoolPrepareTemplateReplica(virStoragePoolObj *pool,
 }
 
 
-/* What a template looked like at the previous refresh, by path. Templates
- * are never changed by this pool while instances depend on them, so a
- * change seen here happened behind libvirt's back. */
-typedef struct {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-} TemplateStamp;
-
+/* Orders the reads and writes of the pools' template stamps files. */
 static GMutex templateStampsLock;
-static GHashTable *templateStamps;
 
 typedef struct {
     const char *template_path;
@@ -448,35 +439,6 @@ stormpoolFindAtRisk(virStorageVolDef *vol,
 }
 
 
-static bool
-stormpoolStampChanged(const char *path,
-                      const struct stat *sb,
-                      bool *in_place)
-{
-    TemplateStamp *old;
-    TemplateStamp *now = g_new0(TemplateStamp, 1);
-    bool changed = false;
-
-    now->dev = sb->st_dev;
-    now->ino = sb->st_ino;
-    now->size = sb->st_size;
-    now->mtime = sb->st_mtim;
-
-    g_mutex_lock(&templateStampsLock);
-    if (!templateStamps)
-        templateStamps = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    if ((old = g_hash_table_lookup(templateStamps, path))) {
-        changed = old->size != now->size || old->mtime.tv_sec != now->mtime.tv_sec ||
-                  old->mtime.tv_nsec != now->mtime.tv_nsec || old->ino != now->ino ||
-                  old->dev != now->dev;
-        *in_place = old->ino == now->ino && old->dev == now->dev;
-    }
-    g_hash_table_insert(templateStamps, g_strdup(path), now);
-    g_mutex_unlock(&templateStampsLock);
-    return changed;
-}
-
-
 typedef struct {
     char *path;
     struct stat sb;
@@ -492,27 +454,94 @@ changedTemplateFree(ChangedTemplate *changed)
 }
 
 
-void
-stormpoolForgetTemplateStamp(const char *path)
+static char *
+stormpoolStampsPath(virStoragePoolObj *pool)
 {
-    g_mutex_lock(&templateStampsLock);
-    if (templateStamps)
-        g_hash_table_remove(templateStamps, path);
-    g_mutex_unlock(&templateStampsLock);
+    return g_build_filename(stormpoolSecondary(pool), SP_TEMPLATE_STAMPS_FILE, NULL);
+}
+
+
+static GHashTable *
+stormpoolLoadStamps(const char *path)
+{
+    g_autoptr(GError) err = NULL;
+    GHashTable *stamps;
+
+    if (!(stamps = spTemplateStampsLoad(path, &err))) {
+        VIR_WARN("%s; template changes will only be seen from now on", err->message);
+        stamps = spTemplateStampsNew();
+    }
+    return stamps;
 }
 
 
 static void
-stormpoolCollectChangedTemplate(virStorageVolDef *vol,
-                                GPtrArray *changed_templates)
+stormpoolSaveStamps(const char *path,
+                    GHashTable *stamps)
 {
-    ChangedTemplate changed = { 0 };
+    g_autoptr(GError) err = NULL;
 
-    if (stat(vol->target.path, &changed.sb) < 0 ||
-        !stormpoolStampChanged(vol->target.path, &changed.sb, &changed.in_place))
-        return;
-    changed.path = g_strdup(vol->target.path);
-    g_ptr_array_add(changed_templates, g_memdup2(&changed, sizeof(changed)));
+    if (!spTemplateStampsSave(path, stamps, &err))
+        VIR_WARN("%s", err->message);
+}
+
+
+void
+stormpoolForgetTemplateStamp(virStoragePoolObj *pool,
+                             const char *path)
+{
+    g_autofree char *stamps_path = stormpoolStampsPath(pool);
+    g_autofree char *name = g_path_get_basename(path);
+    g_autoptr(GHashTable) stamps = NULL;
+
+    g_mutex_lock(&templateStampsLock);
+    stamps = stormpoolLoadStamps(stamps_path);
+    if (g_hash_table_remove(stamps, name))
+        stormpoolSaveStamps(stamps_path, stamps);
+    g_mutex_unlock(&templateStampsLock);
+}
+
+
+/* Compare every template with its stamp from the last refresh (possibly
+ * made by an earlier run of the daemon), and keep the new stamps. */
+static GPtrArray *
+stormpoolCollectChangedTemplates(virStoragePoolObj *pool,
+                                 RefreshTally *tally)
+{
+    GPtrArray *changed = g_ptr_array_new_with_free_func((GDestroyNotify) changedTemplateFree);
+    g_autofree char *stamps_path = stormpoolStampsPath(pool);
+    g_autoptr(GHashTable) before = NULL;
+    g_autoptr(GHashTable) now = spTemplateStampsNew();
+    GHashTableIter iter;
+    gpointer key, value;
+
+    g_mutex_lock(&templateStampsLock);
+    before = stormpoolLoadStamps(stamps_path);
+    g_hash_table_iter_init(&iter, tally->templates);
+    while (g_hash_table_iter_next(&iter, &key, &value)) {
+        virStorageVolDef *vol = value;
+        SpTemplateStamp stamp;
+        const SpTemplateStamp *old;
+        ChangedTemplate *change;
+        struct stat sb;
+
+        /* An upload changes the template until it ends: stamped then. */
+        if (stormpoolTemplateUploading(vol->target.path) || stat(vol->target.path, &sb) < 0)
+            continue;
+        spTemplateStampFromStat(&stamp, &sb);
+        g_hash_table_insert(now, g_strdup(key), g_memdup2(&stamp, sizeof(stamp)));
+        if (!(old = g_hash_table_lookup(before, key)) || spTemplateStampEqual(old, &stamp))
+            continue;
+        change = g_new0(ChangedTemplate, 1);
+        change->path = g_strdup(vol->target.path);
+        change->sb = sb;
+        change->in_place = spTemplateStampSameInode(old, &stamp);
+        g_ptr_array_add(changed, change);
+    }
+    if (!spTemplateStampsEqual(before, now))
+        stormpoolSaveStamps(stamps_path, now);
+    g_mutex_unlock(&templateStampsLock);
+    return changed;
 }
 
 
@@ -556,14 +585,9 @@ static void
 stormpoolCheckTemplateStamps(virStoragePoolObj *pool,
                              RefreshTally *tally)
 {
-    g_autoptr(GPtrArray) changed = g_ptr_array_new_with_free_func((GDestroyNotify) changedTemplateFree);
-    GHashTableIter iter;
-    gpointer vol;
+    g_autoptr(GPtrArray) changed = stormpoolCollectChangedTemplates(pool, tally);
     guint i;
 
-    g_hash_table_iter_init(&iter, tally->templates);
-    while (g_hash_table_iter_next(&iter, NULL, &vol))
-        stormpoolCollectChangedTemplate(vol, changed);
     for (i = 0; i < changed->len; i++)
         stormpoolReportAtRisk(pool, g_ptr_array_index(changed, i));
 }

@@ -42,24 +42,84 @@ VIR_LOG_INIT("storage.storage_backend_stormpool.volumes");
 #define STORMPOOL_DEPENDENTS_LISTED 5
 
 
+/* What is refused, so that each refusal is one whole, translatable
+ * sentence. */
+typedef enum {
+    STORMPOOL_CHANGE_DELETE,
+    STORMPOOL_CHANGE_WIPE,
+    STORMPOOL_CHANGE_RESIZE,
+    STORMPOOL_CHANGE_UPLOAD,
+} StormpoolChange;
+
+
 /* libvirt's storage driver knows nothing of domains, so a volume in use is
  * recognised the way QEMU itself protects images: by its image locks. That
  * also covers a QEMU started by hand. */
 static int
 stormpoolReportInUse(virStorageVolDef *vol,
-                     const char *action)
+                     StormpoolChange change)
 {
-    virReportError(VIR_ERR_OPERATION_INVALID,
-                   _("cannot %s '%s': it is in use by a running guest or "
-                     "another QEMU process (its image is locked)"),
-                   action, vol->name);
+    switch (change) {
+    case STORMPOOL_CHANGE_DELETE:
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot delete '%s': it is in use by a running guest or "
+                         "another QEMU process (its image is locked)"), vol->name);
+        break;
+    case STORMPOOL_CHANGE_WIPE:
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot wipe '%s': it is in use by a running guest or "
+                         "another QEMU process (its image is locked)"), vol->name);
+        break;
+    case STORMPOOL_CHANGE_RESIZE:
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot resize '%s': it is in use by a running guest or "
+                         "another QEMU process (its image is locked)"), vol->name);
+        break;
+    case STORMPOOL_CHANGE_UPLOAD:
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot upload into '%s': it is in use by a running guest or "
+                         "another QEMU process (its image is locked)"), vol->name);
+        break;
+    }
+    return -1;
+}
+
+
+static int
+stormpoolReportDependents(virStorageVolDef *template,
+                          StormpoolChange change,
+                          guint count,
+                          const char *names)
+{
+    switch (change) {
+    case STORMPOOL_CHANGE_DELETE:
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot delete template '%s': %u instance(s) depend on it: %s"),
+                       template->name, count, names);
+        break;
+    case STORMPOOL_CHANGE_WIPE:
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot wipe template '%s': %u instance(s) depend on it: %s"),
+                       template->name, count, names);
+        break;
+    case STORMPOOL_CHANGE_RESIZE:
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot resize template '%s': %u instance(s) depend on it: %s"),
+                       template->name, count, names);
+        break;
+    case STORMPOOL_CHANGE_UPLOAD:
+        virReportError(VIR_ERR_OPERATION_INVALID,
+                       _("cannot upload into template '%s': %u instance(s) depend on it: %s"),
+                       template->name, count, names);
+        break;
+    }
     return -1;
 }
 
 
 static int
 stormpoolCheckNotInUse(virStorageVolDef *vol,
-                       const char *action)
+                       StormpoolChange change)
 {
     g_autoptr(GError) err = NULL;
     gboolean in_use = FALSE;
@@ -70,7 +130,7 @@ stormpoolCheckNotInUse(virStorageVolDef *vol,
         return stormpoolReportError(err);
     }
     if (in_use)
-        return stormpoolReportInUse(vol, action);
+        return stormpoolReportInUse(vol, change);
     return 0;
 }
 
@@ -97,7 +157,7 @@ stormpoolCheckNoWriter(virStorageVolDef *vol)
  * descriptor is closed, for changes that must not race a guest start. */
 static int
 stormpoolLockNotInUse(virStorageVolDef *vol,
-                      const char *action)
+                      StormpoolChange change)
 {
     g_autoptr(GError) err = NULL;
     int fd;
@@ -105,7 +165,7 @@ stormpoolLockNotInUse(virStorageVolDef *vol,
     if ((fd = spImageLockExclusive(vol->target.path, &err)) >= 0)
         return fd;
     if (err->code == SP_ERROR_IN_USE)
-        return stormpoolReportInUse(vol, action);
+        return stormpoolReportInUse(vol, change);
     return stormpoolReportError(err);
 }
 
@@ -621,7 +681,7 @@ stormpoolRefreshVol(virStoragePoolObj *pool G_GNUC_UNUSED,
 static int
 stormpoolCheckNoDependents(virStoragePoolObj *pool,
                            virStorageVolDef *template,
-                           const char *action)
+                           StormpoolChange change)
 {
     g_autoptr(GError) err = NULL;
     g_autoptr(GPtrArray) names = NULL;
@@ -637,10 +697,7 @@ stormpoolCheckNoDependents(virStoragePoolObj *pool,
         return 0;
 
     summary = spTemplateDependentsSummary(names, STORMPOOL_DEPENDENTS_LISTED);
-    virReportError(VIR_ERR_OPERATION_INVALID,
-                   _("cannot %s template '%s': %u instance(s) depend on it: %s"),
-                   action, template->name, names->len, summary);
-    return -1;
+    return stormpoolReportDependents(template, change, names->len, summary);
 }
 
 
@@ -674,17 +731,17 @@ stormpoolDeleteVol(virStoragePoolObj *pool,
     virCheckFlags(0, -1);
 
     if (!stormpoolVolIsInstance(pool, vol) &&
-        stormpoolCheckNoDependents(pool, vol, "delete") < 0)
+        stormpoolCheckNoDependents(pool, vol, STORMPOOL_CHANGE_DELETE) < 0)
         return -1;
     if (virFileExists(vol->target.path) &&
-        (lock = stormpoolLockNotInUse(vol, "delete")) < 0)
+        (lock = stormpoolLockNotInUse(vol, STORMPOOL_CHANGE_DELETE)) < 0)
         return -1;
 
     if (unlink(vol->target.path) < 0 && errno != ENOENT) {
         virReportSystemError(errno, _("cannot delete volume '%s'"), vol->target.path);
         return -1;
     }
-    stormpoolForgetTemplateStamp(vol->target.path);
+    stormpoolForgetTemplateStamp(pool, vol->target.path);
     if (vol->target.backingStore && vol->target.backingStore->path) {
         stormpoolCollectReplica(pool, vol->target.backingStore->path);
         stormpoolNoteReplicaUse(pool, vol->target.backingStore->path, -1);
@@ -708,7 +765,7 @@ stormpoolResetInstance(virStoragePoolObj *pool,
     g_auto(SpImageInfo) info = { 0 };
     VIR_AUTOCLOSE lock = -1;
 
-    if ((lock = stormpoolLockNotInUse(vol, "wipe")) < 0)
+    if ((lock = stormpoolLockNotInUse(vol, STORMPOOL_CHANGE_WIPE)) < 0)
         return -1;
 
     /* The header, not the cached definition, says what the overlay is now. */
@@ -750,10 +807,10 @@ stormpoolWipeVol(virStoragePoolObj *pool,
                  unsigned int flags)
 {
     if (!stormpoolVolIsInstance(pool, vol)) {
-        if (stormpoolCheckNoDependents(pool, vol, "wipe") < 0 ||
-            stormpoolCheckNotInUse(vol, "wipe") < 0)
+        if (stormpoolCheckNoDependents(pool, vol, STORMPOOL_CHANGE_WIPE) < 0 ||
+            stormpoolCheckNotInUse(vol, STORMPOOL_CHANGE_WIPE) < 0)
             return -1;
-        stormpoolForgetTemplateStamp(vol->target.path);
+        stormpoolForgetTemplateStamp(pool, vol->target.path);
         return virStorageBackendVolWipeLocal(pool, vol, algorithm, flags);
     }
 
@@ -778,13 +835,13 @@ stormpoolResizeVol(virStoragePoolObj *pool,
                   VIR_STORAGE_VOL_RESIZE_SHRINK, -1);
 
     if (!stormpoolVolIsInstance(pool, vol) &&
-        stormpoolCheckNoDependents(pool, vol, "resize") < 0)
+        stormpoolCheckNoDependents(pool, vol, STORMPOOL_CHANGE_RESIZE) < 0)
         return -1;
     /* qemu-img takes the image locks itself, so probing is enough here. */
-    if (stormpoolCheckNotInUse(vol, "resize") < 0)
+    if (stormpoolCheckNotInUse(vol, STORMPOOL_CHANGE_RESIZE) < 0)
         return -1;
     if (!stormpoolVolIsInstance(pool, vol))
-        stormpoolForgetTemplateStamp(vol->target.path);
+        stormpoolForgetTemplateStamp(pool, vol->target.path);
 
     if (capacity < vol->target.capacity) {
         virReportError(VIR_ERR_OPERATION_UNSUPPORTED, "%s",
@@ -822,10 +879,10 @@ stormpoolUploadVol(virStoragePoolObj *pool,
                        vol->name);
         return -1;
     }
-    if (stormpoolCheckNoDependents(pool, vol, "upload into") < 0 ||
-        stormpoolCheckNotInUse(vol, "upload into") < 0)
+    if (stormpoolCheckNoDependents(pool, vol, STORMPOOL_CHANGE_UPLOAD) < 0 ||
+        stormpoolCheckNotInUse(vol, STORMPOOL_CHANGE_UPLOAD) < 0)
         return -1;
-    stormpoolForgetTemplateStamp(vol->target.path);
+    stormpoolForgetTemplateStamp(pool, vol->target.path);
     if (virStorageBackendVolUploadLocal(pool, vol, stream, offset, len, flags) < 0)
         return -1;
     stormpoolUploadStarted(vol->target.path);

@@ -117,8 +117,16 @@ def make_tmpdir(prefix):
     return tempfile.mkdtemp(prefix=prefix, dir=TEST_TMP)
 
 
+# The pool's record of its templates' stamps (README, "Template changes
+# behind libvirt's back"): bookkeeping of the pool, never a volume.
+STAMPS_FILE = ".stormpool-template-stamps"
+
+
 def listdir(path):
-    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+    """The directory's entries, without the pool's stamps file."""
+    if not os.path.isdir(path):
+        return []
+    return sorted(f for f in os.listdir(path) if f != STAMPS_FILE)
 
 
 class Suite:

@@ -101,6 +101,10 @@ def tiers(name):
 
 # ---- helpers ------------------------------------------------------------
 
+def virt_env_start():
+    run([VIRT_ENV, "start"])
+
+
 def qemu_io(path, *commands, fmt="qcow2"):
     argv = ["qemu-io", "-f", fmt]
     for c in commands:
@@ -552,6 +556,28 @@ def _():
     virsh("pool-undefine", pool)
 
 
+@suite.step("5b3. a template changed while the daemon was down is reported by the first refresh "
+            "after the restart")
+def _():
+    virsh("pool-refresh", P_NONE)
+    assert os.path.exists(os.path.join(none_ssd, ".stormpool-template-stamps"))
+    assert "stormpool-template-stamps" not in " ".join(vol_names(P_NONE))
+    run([VIRT_ENV, "stop"])
+    try:
+        time.sleep(0.01)
+        qemu_io(t_none, "write -q -P 0x70 2M 1M")
+        mark = log_mark()
+    finally:
+        virt_env_start()
+    wait_for(lambda: pool_running(P_NONE), 30, "the pool to run again after the restart")
+    assert_logged(mark, "template '%s' changed behind libvirt's back while 2 instance(s) "
+                  "depend on it directly; their data is at risk: n1.qcow2, n2.qcow2" % t_none,
+                  level=4, count=1)
+    mark = log_mark()
+    virsh("pool-refresh", P_NONE)
+    assert "behind libvirt's back" not in log_since(mark)
+
+
 @suite.step("5c. policy 'auto' (link): a template changed in place puts the hard-link instances at risk")
 def _():
     virsh("pool-refresh", P_AUTO)
@@ -746,10 +772,6 @@ else:
 
 crash_hdd, crash_ssd = tiers("crash")
 t_crash_big = os.path.join(crash_hdd, "big.qcow2")
-
-
-def virt_env_start():
-    run([VIRT_ENV, "start"])
 
 
 @suite.step("8a. setup: an autostarted 'copy' pool with a 1 GiB template and an instance of another")
