@@ -128,8 +128,8 @@ spFileCopySparseProgress(int src_fd, int dst_fd,
 
     if (ftruncate(dst_fd, sb.st_size) < 0)
         return setIoError(error, "cannot set size of image copy");
-    if (progress)
-        progress(sb.st_size, sb.st_size, opaque);
+    if (progress && !progress(sb.st_size, sb.st_size, opaque))
+        return setCancelled(error);
     return TRUE;
 }
 

@@ -27,6 +27,8 @@
  * file: it holds consistent-read (bit 0) and refuses to share write
  * (bit 1) and resize (bit 3). */
 #define QEMU_LOCK_READ (QEMU_LOCK_SPAN_START + 0)
+#define QEMU_LOCK_WRITE (QEMU_LOCK_SPAN_START + 1)
+#define QEMU_LOCK_RESIZE (QEMU_LOCK_SPAN_START + 3)
 #define QEMU_LOCK_UNSHARE_WRITE (QEMU_LOCK_SPAN_START + 100 + 1)
 #define QEMU_LOCK_UNSHARE_RESIZE (QEMU_LOCK_SPAN_START + 100 + 3)
 
@@ -140,31 +142,46 @@ static void
 setBeingWritten(const char *path, GError **error)
 {
     g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
-                "'%s' is being written: a running guest or another QEMU "
-                "process has it open for writing", path);
+                "'%s' is being written or changed: a running guest, another "
+                "QEMU process or the pool itself holds it", path);
+}
+
+
+/* Whether another open file description holds @byte (F_OFD_GETLK). */
+static gboolean
+byteHeld(int fd, off_t byte, gboolean *held)
+{
+    struct flock fl = {
+        .l_type = F_WRLCK,
+        .l_whence = SEEK_SET,
+        .l_start = byte,
+        .l_len = 1,
+    };
+
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return FALSE;
+    *held = fl.l_type != F_UNLCK;
+    return TRUE;
 }
 
 
 int
 spImageLockReader(const char *path, GError **error)
 {
-    struct flock writer = {
-        .l_type = F_WRLCK,
-        .l_whence = SEEK_SET,
-        .l_start = QEMU_LOCK_WRITER_START,
-        .l_len = QEMU_LOCK_WRITER_LEN,
-    };
+    gboolean writer = FALSE, resizer = FALSE;
     int fd;
     int err;
 
     if ((fd = openImage(path, O_RDONLY, error)) < 0)
         return -1;
     /* Refuse writers first, then look for one: a writer that comes in
-     * between sees the refusal, as QEMU checks after locking. */
+     * between sees the refusal, as QEMU checks after locking. Holders of
+     * write-unchanged (bit 2) are welcome, as with QEMU's backing files. */
     if (!lockByte(fd, F_RDLCK, QEMU_LOCK_READ) ||
         !lockByte(fd, F_RDLCK, QEMU_LOCK_UNSHARE_WRITE) ||
         !lockByte(fd, F_RDLCK, QEMU_LOCK_UNSHARE_RESIZE) ||
-        fcntl(fd, F_OFD_GETLK, &writer) < 0) {
+        !byteHeld(fd, QEMU_LOCK_WRITE, &writer) ||
+        !byteHeld(fd, QEMU_LOCK_RESIZE, &resizer)) {
         err = errno;
         close(fd);
         if (err == EAGAIN || err == EACCES)
@@ -174,7 +191,7 @@ spImageLockReader(const char *path, GError **error)
                         path, g_strerror(err));
         return -1;
     }
-    if (writer.l_type != F_UNLCK) {
+    if (writer || resizer) {
         close(fd);
         setBeingWritten(path, error);
         return -1;

@@ -38,15 +38,17 @@ descriptorFlags(const char *fd_name, int *flags)
 static gboolean
 descriptorWrites(const char *fd_name, const struct stat *file)
 {
-    g_autofree char *path = g_build_filename(FD_DIR, fd_name, NULL);
+    g_autofree char *path = NULL;
     struct stat sb;
     int flags;
 
-    /* stat() follows the descriptor to the open file, wherever it is now;
-     * a descriptor closed since the directory was read just fails. */
-    if (stat(path, &sb) < 0 || sb.st_dev != file->st_dev || sb.st_ino != file->st_ino)
+    /* The flags first: only descriptors open for writing are followed to
+     * their file, so sockets and files on a hung mount are never stat()ed
+     * for nothing. A descriptor closed meanwhile just fails. */
+    if (!descriptorFlags(fd_name, &flags) || (flags & O_ACCMODE) == O_RDONLY)
         return FALSE;
-    return descriptorFlags(fd_name, &flags) && (flags & O_ACCMODE) != O_RDONLY;
+    path = g_build_filename(FD_DIR, fd_name, NULL);
+    return stat(path, &sb) == 0 && sb.st_dev == file->st_dev && sb.st_ino == file->st_ino;
 }
 
 

@@ -183,23 +183,16 @@ createLink(const char *template_path, const char *replica_path, GError **error)
 }
 
 
-/* A full SSD tier pauses every guest that writes to it, so a copy must
- * leave this much of the tier free for the instances to grow into. */
-#define SP_REPLICA_KEEP_FREE_PERCENT 5
-
-static gboolean
-checkRoomForCopy(int src, int dst, const char *template_path,
-                 const char *replica_path, GError **error)
+gboolean
+spReplicaCheckRoom(const char *replica_path, guint64 need, const char *template_path,
+                   GError **error)
 {
-    struct stat sb;
+    g_autofree char *dir = g_path_get_dirname(replica_path);
     struct statvfs vfs;
-    guint64 need, avail, keep;
+    guint64 avail, keep;
 
-    if (fstat(src, &sb) < 0)
-        return setErrno(error, errno, "cannot stat template '%s'", template_path);
-    if (fstatvfs(dst, &vfs) < 0)
-        return setErrno(error, errno, "cannot read the free space for '%s'", replica_path);
-    need = (guint64) sb.st_blocks * 512;
+    if (statvfs(dir, &vfs) < 0)
+        return setErrno(error, errno, "cannot read the free space of '%s'", dir);
     avail = (guint64) vfs.f_bavail * vfs.f_frsize;
     keep = (guint64) vfs.f_blocks * vfs.f_frsize / 100 * SP_REPLICA_KEEP_FREE_PERCENT;
     if (need + keep <= avail)
@@ -208,7 +201,6 @@ checkRoomForCopy(int src, int dst, const char *template_path,
         g_autofree char *need_s = g_format_size(need);
         g_autofree char *avail_s = g_format_size(avail);
         g_autofree char *keep_s = g_format_size(keep);
-        g_autofree char *dir = g_path_get_dirname(replica_path);
 
         g_set_error(error, SP_ERROR, SP_ERROR_NO_SPACE,
                     "not enough space for a replica of '%s' in '%s': the copy needs %s, "
@@ -217,6 +209,18 @@ checkRoomForCopy(int src, int dst, const char *template_path,
                     template_path, dir, need_s, avail_s, SP_REPLICA_KEEP_FREE_PERCENT, keep_s);
     }
     return FALSE;
+}
+
+
+static gboolean
+checkRoomForCopy(int src, const char *template_path, const char *replica_path,
+                 GError **error)
+{
+    struct stat sb;
+
+    if (fstat(src, &sb) < 0)
+        return setErrno(error, errno, "cannot stat template '%s'", template_path);
+    return spReplicaCheckRoom(replica_path, (guint64) sb.st_blocks * 512, template_path, error);
 }
 
 
@@ -236,7 +240,7 @@ createCopy(const char *template_path, const char *replica_path,
     }
     /* A reflink shares the extents: instant and no extra space. */
     ok = ioctl(spAtomicFileFd(file), FICLONE, src) == 0 ||
-         (checkRoomForCopy(src, spAtomicFileFd(file), template_path, replica_path, error) &&
+         (checkRoomForCopy(src, template_path, replica_path, error) &&
           spFileCopySparseProgress(src, spAtomicFileFd(file), progress, opaque, error));
     close(src);
     return ok && spAtomicFileCommit(file, FALSE, error);

@@ -50,6 +50,16 @@ spTemplateStampsNew(void)
 }
 
 
+void
+spTemplateStampsSet(GHashTable *stamps, const char *name, const SpTemplateStamp *stamp)
+{
+    SpTemplateStamp *copy = g_new(SpTemplateStamp, 1);
+
+    *copy = *stamp;
+    g_hash_table_replace(stamps, g_strdup(name), copy);
+}
+
+
 static void
 parseLine(GHashTable *stamps, const char *line)
 {
@@ -72,7 +82,7 @@ parseLine(GHashTable *stamps, const char *line)
     stamp.size = size;
     stamp.mtime_sec = sec;
     stamp.mtime_nsec = nsec;
-    g_hash_table_replace(stamps, g_steal_pointer(&name), g_memdup2(&stamp, sizeof(stamp)));
+    spTemplateStampsSet(stamps, name, &stamp);
 }
 
 

@@ -230,12 +230,25 @@ testReaderKeepsWritersOut(void)
     assertLockRefused(img);
     close(fd);
 
-    /* someone holding QEMU's write permission byte */
+    /* someone holding QEMU's write, then resize permission byte; one
+     * holding only write-unchanged (102) is welcome */
     writer = open(img, O_RDWR);
     g_assert_cmpint(writer, >=, 0);
     lockByte(writer, F_RDLCK, 101);
     g_assert_cmpint(spImageLockReader(img, &error), ==, -1);
     g_assert_error(error, SP_ERROR, SP_ERROR_IN_USE);
+    g_clear_error(&error);
+    lockByte(writer, F_UNLCK, 101);
+    lockByte(writer, F_RDLCK, 103);
+    g_assert_cmpint(spImageLockReader(img, &error), ==, -1);
+    g_assert_error(error, SP_ERROR, SP_ERROR_IN_USE);
+    g_clear_error(&error);
+    lockByte(writer, F_UNLCK, 103);
+    lockByte(writer, F_RDLCK, 102);
+    fd = spImageLockReader(img, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(fd, >=, 0);
+    close(fd);
     close(writer);
     spTestTempDirFree(g_steal_pointer(&dir));
 }

@@ -18,7 +18,7 @@ addStamp(GHashTable *stamps, const char *name, guint64 ino, gint64 size,
 {
     SpTemplateStamp stamp = { ino, size, sec, nsec };
 
-    g_hash_table_replace(stamps, g_strdup(name), g_memdup2(&stamp, sizeof(stamp)));
+    spTemplateStampsSet(stamps, name, &stamp);
 }
 
 

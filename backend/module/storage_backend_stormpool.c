@@ -380,7 +380,16 @@ stormpoolStartPool(virStoragePoolObj *pool)
 
     if (!spTierLayoutCheck(stormpoolPrimary(pool), stormpoolSecondary(pool), &err))
         return stormpoolReportError(err);
-    if (stormpoolReplicaPolicy(pool, &policy) < 0)
+    return stormpoolReplicaPolicy(pool, &policy);
+}
+
+
+/* Only a real start lets replica copies into the tier run again: libvirt
+ * also refreshes a pool that was destroyed meanwhile (after an upload). */
+static int
+stormpoolStartPoolCallback(virStoragePoolObj *pool)
+{
+    if (stormpoolStartPool(pool) < 0)
         return -1;
     stormpoolReplicasAllow(stormpoolSecondary(pool));
     return 0;
@@ -485,7 +494,7 @@ static virStorageBackend virStorageBackendStormpool = {
     .type = VIR_STORAGE_POOL_STORMPOOL,
 
     .checkPool = stormpoolCheckPool,
-    .startPool = stormpoolStartPool,
+    .startPool = stormpoolStartPoolCallback,
     .buildPool = stormpoolBuildPool,
     .refreshPool = stormpoolRefreshPool,
     .stopPool = stormpoolStopPool,

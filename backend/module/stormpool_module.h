@@ -74,8 +74,10 @@ void stormpoolNoteReplicaUse(virStoragePoolObj *pool,
 
 /* stormpool_uploads.c */
 
-/* vol-upload has set up a stream into @path. */
-void stormpoolUploadStarted(const char *path);
+/* vol-upload is about to set up a stream into @path, and has (@ok) or
+ * has not. */
+void stormpoolUploadOpening(const char *path);
+void stormpoolUploadOpened(const char *path, bool ok);
 
 /* Whether an upload into @path is still being written. */
 bool stormpoolTemplateUploading(const char *path);

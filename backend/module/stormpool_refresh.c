@@ -529,7 +529,7 @@ stormpoolCollectChangedTemplates(virStoragePoolObj *pool,
         if (stormpoolTemplateUploading(vol->target.path) || stat(vol->target.path, &sb) < 0)
             continue;
         spTemplateStampFromStat(&stamp, &sb);
-        g_hash_table_insert(now, g_strdup(key), g_memdup2(&stamp, sizeof(stamp)));
+        spTemplateStampsSet(now, key, &stamp);
         if (!(old = g_hash_table_lookup(before, key)) || spTemplateStampEqual(old, &stamp))
             continue;
         change = g_new0(ChangedTemplate, 1);

@@ -19,6 +19,7 @@
 #include "stormpool/image_header.h"
 #include "stormpool/image_lock.h"
 #include "stormpool/pool_namespace.h"
+#include "stormpool/template_index.h"
 #include "stormpool_module.h"
 #include "stormpool_replicas.h"
 
@@ -112,6 +113,31 @@ stormpoolReplicaPolicy(virStoragePoolObj *pool,
 }
 
 
+/* What a flattened copy of the chain from @path down will hold at most:
+ * the data of all its files. Refresh made sure the chain stays in the
+ * primary tier; a chain that cannot be read counts what was read. */
+#define STORMPOOL_CHAIN_MAX_DEPTH 16
+
+static guint64
+stormpoolChainAllocation(const char *path)
+{
+    g_autofree char *current = g_strdup(path);
+    guint64 total = 0;
+    int depth;
+
+    for (depth = 0; current && depth < STORMPOOL_CHAIN_MAX_DEPTH; depth++) {
+        g_auto(SpImageInfo) info = { 0 };
+
+        if (!spImageInfoRead(current, &info, NULL))
+            break;
+        total += info.allocation;
+        g_free(current);
+        current = info.backing_file ? spBackingFileResolve(current, info.backing_file) : NULL;
+    }
+    return total;
+}
+
+
 /* A template with a backing file of its own is replicated flattened, so
  * that boot reads never leave the secondary tier. */
 static int
@@ -127,6 +153,9 @@ stormpoolReplicaFlatten(const char *template_path,
         virReportSystemError(errno, _("cannot create directory '%s'"), dir);
         return -1;
     }
+    if (!spReplicaCheckRoom(replica_path, stormpoolChainAllocation(template_path),
+                            template_path, &err))
+        return stormpoolReportError(err);
     if (!(file = spAtomicFileBegin(replica_path, 0600, &err)))
         return stormpoolReportError(err);
     if (stormpoolQemuImgConvert(template_path, format,

@@ -676,8 +676,7 @@ stormpoolRefreshVol(virStoragePoolObj *pool G_GNUC_UNUSED,
 }
 
 
-/* Refuse to change @template while instances depend on it, or while an
- * upload is still writing it. */
+/* Refuse to change @template while instances depend on it. */
 static int
 stormpoolCheckNoDependents(virStoragePoolObj *pool,
                            virStorageVolDef *template,
@@ -686,9 +685,6 @@ stormpoolCheckNoDependents(virStoragePoolObj *pool,
     g_autoptr(GError) err = NULL;
     g_autoptr(GPtrArray) names = NULL;
     g_autofree char *summary = NULL;
-
-    if (stormpoolCheckNotUploading(template) < 0)
-        return -1;
 
     if (!(names = spTemplateDependents(stormpoolSecondary(pool),
                                        template->target.path, &err)))
@@ -731,7 +727,8 @@ stormpoolDeleteVol(virStoragePoolObj *pool,
     virCheckFlags(0, -1);
 
     if (!stormpoolVolIsInstance(pool, vol) &&
-        stormpoolCheckNoDependents(pool, vol, STORMPOOL_CHANGE_DELETE) < 0)
+        (stormpoolCheckNotUploading(vol) < 0 ||
+         stormpoolCheckNoDependents(pool, vol, STORMPOOL_CHANGE_DELETE) < 0))
         return -1;
     if (virFileExists(vol->target.path) &&
         (lock = stormpoolLockNotInUse(vol, STORMPOOL_CHANGE_DELETE)) < 0)
@@ -807,7 +804,8 @@ stormpoolWipeVol(virStoragePoolObj *pool,
                  unsigned int flags)
 {
     if (!stormpoolVolIsInstance(pool, vol)) {
-        if (stormpoolCheckNoDependents(pool, vol, STORMPOOL_CHANGE_WIPE) < 0 ||
+        if (stormpoolCheckNotUploading(vol) < 0 ||
+            stormpoolCheckNoDependents(pool, vol, STORMPOOL_CHANGE_WIPE) < 0 ||
             stormpoolCheckNotInUse(vol, STORMPOOL_CHANGE_WIPE) < 0)
             return -1;
         stormpoolForgetTemplateStamp(pool, vol->target.path);
@@ -835,7 +833,8 @@ stormpoolResizeVol(virStoragePoolObj *pool,
                   VIR_STORAGE_VOL_RESIZE_SHRINK, -1);
 
     if (!stormpoolVolIsInstance(pool, vol) &&
-        stormpoolCheckNoDependents(pool, vol, STORMPOOL_CHANGE_RESIZE) < 0)
+        (stormpoolCheckNotUploading(vol) < 0 ||
+         stormpoolCheckNoDependents(pool, vol, STORMPOOL_CHANGE_RESIZE) < 0))
         return -1;
     /* qemu-img takes the image locks itself, so probing is enough here. */
     if (stormpoolCheckNotInUse(vol, STORMPOOL_CHANGE_RESIZE) < 0)
@@ -872,6 +871,8 @@ stormpoolUploadVol(virStoragePoolObj *pool,
                    unsigned long long len,
                    unsigned int flags)
 {
+    int rc;
+
     if (stormpoolVolIsInstance(pool, vol)) {
         virReportError(VIR_ERR_OPERATION_UNSUPPORTED,
                        _("cannot upload into instance '%s': upload fills templates; "
@@ -879,12 +880,17 @@ stormpoolUploadVol(virStoragePoolObj *pool,
                        vol->name);
         return -1;
     }
+    if (stormpoolCheckNotUploading(vol) < 0)
+        return -1;
+    /* From here on, new instances of the template are refused. */
+    stormpoolUploadOpening(vol->target.path);
     if (stormpoolCheckNoDependents(pool, vol, STORMPOOL_CHANGE_UPLOAD) < 0 ||
-        stormpoolCheckNotInUse(vol, STORMPOOL_CHANGE_UPLOAD) < 0)
+        stormpoolCheckNotInUse(vol, STORMPOOL_CHANGE_UPLOAD) < 0) {
+        stormpoolUploadOpened(vol->target.path, false);
         return -1;
+    }
     stormpoolForgetTemplateStamp(pool, vol->target.path);
-    if (virStorageBackendVolUploadLocal(pool, vol, stream, offset, len, flags) < 0)
-        return -1;
-    stormpoolUploadStarted(vol->target.path);
-    return 0;
+    rc = virStorageBackendVolUploadLocal(pool, vol, stream, offset, len, flags);
+    stormpoolUploadOpened(vol->target.path, rc == 0);
+    return rc;
 }

@@ -47,6 +47,16 @@ gboolean spReplicaCreate(const char *template_path, const char *replica_path,
                          gboolean link, SpCopyProgress progress, gpointer opaque,
                          GError **error);
 
+/* A full SSD tier pauses every guest that writes to it, so a replica
+ * must leave this much of the tier free for the instances to grow into. */
+#define SP_REPLICA_KEEP_FREE_PERCENT 5
+
+/* Whether the file system of @replica_path's directory (which must exist)
+ * has room for @need more bytes, with SP_REPLICA_KEEP_FREE_PERCENT of it
+ * left free; else SP_ERROR_NO_SPACE. Copies check it themselves. */
+gboolean spReplicaCheckRoom(const char *replica_path, guint64 need,
+                            const char *template_path, GError **error);
+
 typedef struct {
     char *template_name;
     char *identity;

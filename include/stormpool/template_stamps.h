@@ -38,6 +38,9 @@ gboolean spTemplateStampSameInode(const SpTemplateStamp *a, const SpTemplateStam
 /* template name -> SpTemplateStamp */
 GHashTable *spTemplateStampsNew(void);
 
+/* Set (a copy of) @stamp for @name. */
+void spTemplateStampsSet(GHashTable *stamps, const char *name, const SpTemplateStamp *stamp);
+
 /* The stamps saved at @path; none when the file does not exist. Lines
  * that do not parse are skipped: the file is only a memory of the past,
  * and losing one stamp costs at most one missed alarm. */

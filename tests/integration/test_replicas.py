@@ -423,7 +423,18 @@ def _():
     assert not os.path.exists(rdir) or listdir(rdir) == [], listdir(rdir)
     assert tmp_files(secondary) == []
     assert sha256(template) == digest
+    # a template with a backing file is flattened by qemu-img: the same rule
+    top = os.path.join(primary, "huge-top.qcow2")
+    make_template(top, 0, [(0x3f, 0, MiB)], backing=template)
+    virsh("pool-refresh", P_XFS)
+    virsh_fails("vol-create-as", P_XFS, "h2.qcow2", str(64 * MiB), "--format", "qcow2",
+                "--backing-vol", "huge-top.qcow2", "--backing-vol-format", "qcow2",
+                expect="not enough space for a replica of '%s'" % top)
+    rdir = replica_dir(secondary, "huge-top.qcow2")
+    assert not os.path.exists(rdir) or listdir(rdir) == [], listdir(rdir)
+    assert tmp_files(secondary) == []
     assert pool_running(P_XFS) and daemon_alive()
+    virsh("vol-delete", "--pool", P_XFS, "huge-top.qcow2")
     virsh("vol-delete", "--pool", P_XFS, "huge.qcow2")
 
 
