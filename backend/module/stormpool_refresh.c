@@ -316,15 +316,23 @@ stormpoolReplicaUnused(virStoragePoolObj *pool,
 {
     const char *paths[] = { path, NULL };
     g_autoptr(GPtrArray) dependents = NULL;
+    g_autoptr(GError) err = NULL;
     gboolean in_use = TRUE;
+    const char *reason = NULL;
 
-    if (stormpoolReplicaBusy(path) || stormpoolReplicaWanted(pool, path))
-        return false;
-    if (!spImageInUse(path, &in_use, NULL) || in_use)
-        return false;
-    if (!(dependents = spBackingDependents(stormpoolSecondary(pool), paths, NULL)))
-        return false;
-    return dependents->len == 0;
+    if (stormpoolReplicaBusy(path))
+        reason = "an instance is being built onto it, or it is being made";
+    else if (stormpoolReplicaWanted(pool, path))
+        reason = "prepare='eager' keeps the current replica of its template";
+    else if (!spImageInUse(path, &in_use, &err) || in_use)
+        reason = err ? err->message : "a QEMU process holds it";
+    else if (!(dependents = spBackingDependents(stormpoolSecondary(pool), paths, &err)))
+        reason = err->message;
+    else if (dependents->len > 0)
+        reason = "an overlay backs onto it";
+    if (reason)
+        VIR_DEBUG("keeping replica '%s': %s", path, reason);
+    return !reason;
 }
 
 

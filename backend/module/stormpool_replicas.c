@@ -327,7 +327,10 @@ stormpoolReplicaEnsureFull(const char *template_path,
     while (g_hash_table_contains(replicasInProgress, replica_path))
         g_cond_wait(&replicasCond, &replicasLock);
     if (virFileExists(replica_path)) {
-        stormpoolReplicaAddUser(replica_path, 1);
+        /* Only instance builds count; a second eager job for the same
+         * replica (queued twice by two refreshes) has nothing to release. */
+        if (users)
+            stormpoolReplicaAddUser(replica_path, 1);
         g_mutex_unlock(&replicasLock);
         return 0;
     }

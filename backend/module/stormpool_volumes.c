@@ -712,8 +712,29 @@ stormpoolCollectReplica(virStoragePoolObj *pool,
         VIR_WARN("cannot remove unused replica '%s': %s", backing_path, err->message);
         return;
     }
-    VIR_INFO("removed replica '%s' of template '%s': its last instance is gone",
+    VIR_INFO("removed replica '%s' of template '%s': nothing uses it any more",
              backing_path, name);
+}
+
+
+/* A deleted template's replicas serve no new instance, and the dependents
+ * check just found no instance on them: they go at once, not at the next
+ * refresh, so that an emptied pool can be deleted right away. */
+static void
+stormpoolCollectTemplateReplicas(virStoragePoolObj *pool,
+                                 const char *template_name)
+{
+    g_autoptr(GPtrArray) replicas = spReplicaList(stormpoolSecondary(pool), NULL);
+    guint i;
+
+    for (i = 0; replicas && i < replicas->len; i++) {
+        SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
+
+        if (STRNEQ(replica->template_name, template_name))
+            continue;
+        stormpoolCollectReplica(pool, replica->path);
+        stormpoolNoteReplicaUse(pool, replica->path, 0);
+    }
 }
 
 
@@ -739,7 +760,9 @@ stormpoolDeleteVol(virStoragePoolObj *pool,
         return -1;
     }
     stormpoolForgetTemplateStamp(pool, vol->target.path);
-    if (vol->target.backingStore && vol->target.backingStore->path) {
+    if (!stormpoolVolIsInstance(pool, vol))
+        stormpoolCollectTemplateReplicas(pool, vol->name);
+    else if (vol->target.backingStore && vol->target.backingStore->path) {
         stormpoolCollectReplica(pool, vol->target.backingStore->path);
         stormpoolNoteReplicaUse(pool, vol->target.backingStore->path, -1);
     }

@@ -779,6 +779,20 @@ else:
     suite.step(STOP_STEP)(eager_copy_stopped_by_destroy)
 
 
+@suite.step("7e. vol-delete of a template removes its unused replicas at once")
+def _():
+    small = os.path.join(eager_hdd, "small.qcow2")
+    rdir = replica_dir(eager_ssd, "small.qcow2")
+    replica = os.path.join(rdir, expected_identity(small))
+    wait_for(lambda: os.path.exists(replica), 30, "the eager replica of small.qcow2")
+    mark = log_mark()
+    virsh("vol-delete", "--pool", P_EAGER, "small.qcow2")
+    # no refresh in between: the replica and its directory are gone
+    assert not os.path.exists(rdir), listdir(rdir)
+    assert_logged(mark, "removed replica '%s'" % replica)
+    assert "small.qcow2" not in [r["template"] for r in pool_replicas(P_EAGER)[1]]
+
+
 # ---- 8. kill -9 during a replica copy --------------------------------------
 
 crash_hdd, crash_ssd = tiers("crash")
