@@ -39,13 +39,47 @@ static GHashTable *replicasUsers;
 static GHashTable *replicasStopped;
 
 
+/* Called with replicasLock held. */
+static bool
+stormpoolReplicaCopyingInto(const char *secondary)
+{
+    GHashTableIter iter;
+    gpointer path;
+
+    if (!replicasInProgress)
+        return false;
+    g_hash_table_iter_init(&iter, replicasInProgress);
+    while (g_hash_table_iter_next(&iter, &path, NULL)) {
+        g_autofree char *name = spReplicaTemplateName(secondary, path);
+
+        if (name)
+            return true;
+    }
+    return false;
+}
+
+
+/* A copy notices within one chunk (64 MiB) and removes its temporary
+ * file; waiting for that lets pool-delete find the tier as the copy
+ * leaves it. A flattening qemu-img cannot be stopped, hence the bound. */
+#define STORMPOOL_STOP_WAIT_SECONDS 5
+
 void
 stormpoolReplicasStop(const char *secondary)
 {
+    gint64 deadline = g_get_monotonic_time() + STORMPOOL_STOP_WAIT_SECONDS * G_TIME_SPAN_SECOND;
+
     g_mutex_lock(&replicasLock);
     if (!replicasStopped)
         replicasStopped = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     g_hash_table_add(replicasStopped, g_strdup(secondary));
+    while (stormpoolReplicaCopyingInto(secondary)) {
+        if (!g_cond_wait_until(&replicasCond, &replicasLock, deadline)) {
+            VIR_WARN("a replica copy into '%s' is still going on after %d s",
+                     secondary, STORMPOOL_STOP_WAIT_SECONDS);
+            break;
+        }
+    }
     g_mutex_unlock(&replicasLock);
 }
 
