@@ -184,8 +184,8 @@ createLink(const char *template_path, const char *replica_path, GError **error)
 
 
 gboolean
-spReplicaCheckRoom(const char *replica_path, guint64 need, const char *template_path,
-                   GError **error)
+spReplicaCheckRoom(const char *replica_path, guint64 need, guint64 reserved,
+                   const char *template_path, GError **error)
 {
     g_autofree char *dir = g_path_get_dirname(replica_path);
     struct statvfs vfs;
@@ -195,18 +195,20 @@ spReplicaCheckRoom(const char *replica_path, guint64 need, const char *template_
         return setErrno(error, errno, "cannot read the free space of '%s'", dir);
     avail = (guint64) vfs.f_bavail * vfs.f_frsize;
     keep = (guint64) vfs.f_blocks * vfs.f_frsize / 100 * SP_REPLICA_KEEP_FREE_PERCENT;
-    if (need + keep <= avail)
+    if (need + reserved + keep <= avail)
         return TRUE;
     {
         g_autofree char *need_s = g_format_size(need);
         g_autofree char *avail_s = g_format_size(avail);
         g_autofree char *keep_s = g_format_size(keep);
+        g_autofree char *reserved_s = g_format_size(reserved);
 
         g_set_error(error, SP_ERROR, SP_ERROR_NO_SPACE,
                     "not enough space for a replica of '%s' in '%s': the copy needs %s, "
-                    "%s are free, and %d%% of the tier (%s) is kept free for the "
-                    "instances to grow into",
-                    template_path, dir, need_s, avail_s, SP_REPLICA_KEEP_FREE_PERCENT, keep_s);
+                    "%s are free (%s of it still to be written by other replica copies), "
+                    "and %d%% of the tier (%s) is kept free for the instances to grow into",
+                    template_path, dir, need_s, avail_s, reserved_s,
+                    SP_REPLICA_KEEP_FREE_PERCENT, keep_s);
     }
     return FALSE;
 }
@@ -214,18 +216,19 @@ spReplicaCheckRoom(const char *replica_path, guint64 need, const char *template_
 
 static gboolean
 checkRoomForCopy(int src, const char *template_path, const char *replica_path,
-                 GError **error)
+                 guint64 reserved, GError **error)
 {
     struct stat sb;
 
     if (fstat(src, &sb) < 0)
         return setErrno(error, errno, "cannot stat template '%s'", template_path);
-    return spReplicaCheckRoom(replica_path, (guint64) sb.st_blocks * 512, template_path, error);
+    return spReplicaCheckRoom(replica_path, (guint64) sb.st_blocks * 512, reserved,
+                              template_path, error);
 }
 
 
 static gboolean
-createCopy(const char *template_path, const char *replica_path,
+createCopy(const char *template_path, const char *replica_path, guint64 reserved,
            SpCopyProgress progress, gpointer opaque, GError **error)
 {
     g_autoptr(SpAtomicFile) file = NULL;
@@ -240,7 +243,7 @@ createCopy(const char *template_path, const char *replica_path,
     }
     /* A reflink shares the extents: instant and no extra space. */
     ok = ioctl(spAtomicFileFd(file), FICLONE, src) == 0 ||
-         (checkRoomForCopy(src, template_path, replica_path, error) &&
+         (checkRoomForCopy(src, template_path, replica_path, reserved, error) &&
           spFileCopySparseProgress(src, spAtomicFileFd(file), progress, opaque, error));
     close(src);
     return ok && spAtomicFileCommit(file, FALSE, error);
@@ -249,13 +252,13 @@ createCopy(const char *template_path, const char *replica_path,
 
 gboolean
 spReplicaCreate(const char *template_path, const char *replica_path,
-                gboolean link, SpCopyProgress progress, gpointer opaque,
-                GError **error)
+                gboolean link, guint64 reserved, SpCopyProgress progress,
+                gpointer opaque, GError **error)
 {
     if (!makeReplicaDir(replica_path, error))
         return FALSE;
     return link ? createLink(template_path, replica_path, error)
-                : createCopy(template_path, replica_path, progress, opaque, error);
+                : createCopy(template_path, replica_path, reserved, progress, opaque, error);
 }
 
 

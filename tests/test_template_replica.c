@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/statvfs.h>
+
 #include "stormpool/error.h"
 #include "stormpool/template_replica.h"
 #include "test_helpers.h"
@@ -104,9 +106,9 @@ testCreateCopyAndLink(void)
     g_assert_no_error(error);
     g_assert_cmpuint(strlen(identity), ==, 16);
 
-    g_assert_true(spReplicaCreate(template, copy, FALSE, NULL, NULL, &error));
+    g_assert_true(spReplicaCreate(template, copy, FALSE, 0, NULL, NULL, &error));
     g_assert_no_error(error);
-    g_assert_true(spReplicaCreate(template, link, TRUE, NULL, NULL, &error));
+    g_assert_true(spReplicaCreate(template, link, TRUE, 0, NULL, NULL, &error));
     g_assert_no_error(error);
     g_assert_true(g_file_get_contents(copy, &data, NULL, NULL));
     g_assert_cmpstr(data, ==, "template data");
@@ -123,8 +125,43 @@ testCreateCopyAndLink(void)
     g_assert_cmpint(sd.st_mode & 0711, ==, 0711);
 
     /* a second replica of the same name is never overwritten */
-    g_assert_false(spReplicaCreate(template, link, TRUE, NULL, NULL, &error));
+    g_assert_false(spReplicaCreate(template, link, TRUE, 0, NULL, NULL, &error));
     g_assert_error(error, SP_ERROR, SP_ERROR_EXISTS);
+    spTestTempDirFree(g_steal_pointer(&dir));
+}
+
+
+/* The room check on the test's own file system, whatever its size: what
+ * is free decides, minus what other copies still write, minus 5 %. */
+static void
+testCheckRoom(void)
+{
+    g_autofree char *dir = spTestTempDir();
+    g_autofree char *replica = g_build_filename(dir, "0123456789abcdef", NULL);
+    g_autoptr(GError) error = NULL;
+    struct statvfs vfs;
+    guint64 avail, keep;
+
+    g_assert_cmpint(statvfs(dir, &vfs), ==, 0);
+    avail = (guint64) vfs.f_bavail * vfs.f_frsize;
+    keep = (guint64) vfs.f_blocks * vfs.f_frsize / 100 * SP_REPLICA_KEEP_FREE_PERCENT;
+    if (avail < keep + 2 * 1024 * 1024) {
+        g_test_skip("the test file system is nearly full");
+        return;
+    }
+    g_assert_true(spReplicaCheckRoom(replica, 1024 * 1024, 0, "t.qcow2", &error));
+    g_assert_no_error(error);
+    /* fits with nothing else under way, not with another copy's share */
+    g_assert_true(spReplicaCheckRoom(replica, avail - keep - 1024 * 1024, 0, "t.qcow2", &error));
+    g_assert_false(spReplicaCheckRoom(replica, avail - keep - 1024 * 1024, 2 * 1024 * 1024,
+                                      "t.qcow2", &error));
+    g_assert_error(error, SP_ERROR, SP_ERROR_NO_SPACE);
+    g_assert_nonnull(strstr(error->message, "not enough space for a replica of 't.qcow2'"));
+    g_assert_nonnull(strstr(error->message, "still to be written by other replica copies"));
+    g_clear_error(&error);
+    /* the 5 % kept free */
+    g_assert_false(spReplicaCheckRoom(replica, avail - keep / 2, 0, "t.qcow2", &error));
+    g_assert_error(error, SP_ERROR, SP_ERROR_NO_SPACE);
     spTestTempDirFree(g_steal_pointer(&dir));
 }
 
@@ -137,5 +174,6 @@ main(int argc, char **argv)
     g_test_add_func("/template-replica/policy-names", testPolicyNames);
     g_test_add_func("/template-replica/list-ignores-foreign-files", testListIgnoresForeignFiles);
     g_test_add_func("/template-replica/create-copy-and-link", testCreateCopyAndLink);
+    g_test_add_func("/template-replica/check-room", testCheckRoom);
     return g_test_run();
 }

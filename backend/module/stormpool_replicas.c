@@ -37,6 +37,83 @@ static GHashTable *replicasInProgress;
 static GHashTable *replicasUsers;
 /* Secondary tiers of stopped pools: replicas being copied there stop. */
 static GHashTable *replicasStopped;
+/* replica path -> CopyShare of a copy under way: what it has still to
+ * write is not free for another copy into the same tier. */
+static GHashTable *replicasCopying;
+
+typedef struct {
+    guint64 total;
+    guint64 done;
+} CopyShare;
+
+
+/* Called with replicasLock held. */
+static guint64
+stormpoolReplicaReservedFor(const char *replica_path)
+{
+    g_autofree char *template_dir = g_path_get_dirname(replica_path);
+    g_autofree char *root = g_path_get_dirname(template_dir);
+    GHashTableIter iter;
+    gpointer path, value;
+    guint64 reserved = 0;
+
+    if (!replicasCopying)
+        return 0;
+    g_hash_table_iter_init(&iter, replicasCopying);
+    while (g_hash_table_iter_next(&iter, &path, &value)) {
+        CopyShare *share = value;
+        g_autofree char *other_dir = g_path_get_dirname(path);
+        g_autofree char *other_root = g_path_get_dirname(other_dir);
+
+        if (STRNEQ(root, other_root) || STREQ(path, replica_path))
+            continue;
+        reserved += share->total > share->done ? share->total - share->done : 0;
+    }
+    return reserved;
+}
+
+
+/* Promise @total bytes of the tier to the copy of @replica_path; returns
+ * what other copies under way have still to write there. */
+static guint64
+stormpoolReplicaShareBegin(const char *replica_path,
+                           guint64 total)
+{
+    CopyShare *share = g_new0(CopyShare, 1);
+    guint64 reserved;
+
+    share->total = total;
+    g_mutex_lock(&replicasLock);
+    if (!replicasCopying)
+        replicasCopying = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    reserved = stormpoolReplicaReservedFor(replica_path);
+    g_hash_table_replace(replicasCopying, g_strdup(replica_path), share);
+    g_mutex_unlock(&replicasLock);
+    return reserved;
+}
+
+
+static void
+stormpoolReplicaShareProgress(const char *replica_path,
+                              guint64 done)
+{
+    CopyShare *share;
+
+    g_mutex_lock(&replicasLock);
+    if (replicasCopying && (share = g_hash_table_lookup(replicasCopying, replica_path)))
+        share->done = done;
+    g_mutex_unlock(&replicasLock);
+}
+
+
+static void
+stormpoolReplicaShareEnd(const char *replica_path)
+{
+    g_mutex_lock(&replicasLock);
+    if (replicasCopying)
+        g_hash_table_remove(replicasCopying, replica_path);
+    g_mutex_unlock(&replicasLock);
+}
 
 
 /* Called with replicasLock held. */
@@ -177,7 +254,9 @@ stormpoolChainAllocation(const char *path)
 static int
 stormpoolReplicaFlatten(const char *template_path,
                         const char *replica_path,
-                        const char *format)
+                        const char *format,
+                        guint64 need,
+                        guint64 reserved)
 {
     g_autoptr(SpAtomicFile) file = NULL;
     g_autoptr(GError) err = NULL;
@@ -187,8 +266,7 @@ stormpoolReplicaFlatten(const char *template_path,
         virReportSystemError(errno, _("cannot create directory '%s'"), dir);
         return -1;
     }
-    if (!spReplicaCheckRoom(replica_path, stormpoolChainAllocation(template_path),
-                            template_path, &err))
+    if (!spReplicaCheckRoom(replica_path, need, reserved, template_path, &err))
         return stormpoolReportError(err);
     if (!(file = spAtomicFileBegin(replica_path, 0600, &err)))
         return stormpoolReportError(err);
@@ -217,6 +295,7 @@ stormpoolReplicaProgress(guint64 done,
     CopyProgress *state = opaque;
     guint decile = total ? (guint) (done * 10 / total) : 10;
 
+    stormpoolReplicaShareProgress(state->replica_path, done);
     if (stormpoolReplicaStopped(state->replica_path)) {
         VIR_INFO("replica '%s': copy stopped after %llu of %llu bytes, its pool was stopped",
                  state->replica_path, (unsigned long long) done, (unsigned long long) total);
@@ -234,7 +313,9 @@ stormpoolReplicaProgress(guint64 done,
 static int
 stormpoolReplicaCopy(const char *template_path,
                      const char *replica_path,
-                     SpReplicaPolicy policy)
+                     SpReplicaPolicy policy,
+                     guint64 need,
+                     guint64 reserved)
 {
     g_auto(SpImageInfo) info = { 0 };
     g_autoptr(GError) err = NULL;
@@ -251,12 +332,11 @@ stormpoolReplicaCopy(const char *template_path,
              replica_path, template_path, (unsigned long long) info.file_size);
 
     if (info.backing_file) {
-        if (stormpoolReplicaFlatten(template_path, replica_path,
-                                    spImageFormatName(&info)) < 0)
+        if (stormpoolReplicaFlatten(template_path, replica_path, spImageFormatName(&info),
+                                    need, reserved) < 0)
             return -1;
-    } else if (!spReplicaCreate(template_path, replica_path,
-                                policy == SP_REPLICA_LINK,
-                                stormpoolReplicaProgress, &progress, &err)) {
+    } else if (!spReplicaCreate(template_path, replica_path, policy == SP_REPLICA_LINK,
+                                reserved, stormpoolReplicaProgress, &progress, &err)) {
         return stormpoolReportError(err);
     }
 
@@ -301,6 +381,8 @@ stormpoolReplicaMake(const char *template_path,
 {
     g_autoptr(GError) err = NULL;
     VIR_AUTOCLOSE pin = -1;
+    guint64 need, reserved;
+    int rc;
 
     if (stormpoolTemplateUploading(template_path)) {
         virReportError(VIR_ERR_OPERATION_INVALID,
@@ -319,7 +401,12 @@ stormpoolReplicaMake(const char *template_path,
     }
     if (!stormpoolReplicaMatchesTemplate(template_path, replica_path))
         return stormpoolReplicaReportChanged(template_path);
-    if (stormpoolReplicaCopy(template_path, replica_path, policy) < 0)
+    /* A hard link takes no space, so it promises none. */
+    need = policy == SP_REPLICA_LINK ? 0 : stormpoolChainAllocation(template_path);
+    reserved = stormpoolReplicaShareBegin(replica_path, need);
+    rc = stormpoolReplicaCopy(template_path, replica_path, policy, need, reserved);
+    stormpoolReplicaShareEnd(replica_path);
+    if (rc < 0)
         return -1;
     if (!stormpoolReplicaMatchesTemplate(template_path, replica_path)) {
         if (!spReplicaRemove(replica_path, &err))

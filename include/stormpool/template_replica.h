@@ -41,20 +41,23 @@ char *spReplicaTemplateName(const char *secondary, const char *path);
 
 /* Make @replica_path from @template_path, atomically: a hard link when
  * @link, else a reflink when the file system can, else a sparse copy with
- * copy_file_range, reporting to @progress (may be NULL). Creates the
- * replica directories as needed. */
+ * copy_file_range, reporting to @progress (may be NULL). A copy first
+ * checks spReplicaCheckRoom, with @reserved bytes that other copies into
+ * the same tier have still to write. Creates the replica directories as
+ * needed. */
 gboolean spReplicaCreate(const char *template_path, const char *replica_path,
-                         gboolean link, SpCopyProgress progress, gpointer opaque,
-                         GError **error);
+                         gboolean link, guint64 reserved, SpCopyProgress progress,
+                         gpointer opaque, GError **error);
 
 /* A full SSD tier pauses every guest that writes to it, so a replica
  * must leave this much of the tier free for the instances to grow into. */
 #define SP_REPLICA_KEEP_FREE_PERCENT 5
 
 /* Whether the file system of @replica_path's directory (which must exist)
- * has room for @need more bytes, with SP_REPLICA_KEEP_FREE_PERCENT of it
- * left free; else SP_ERROR_NO_SPACE. Copies check it themselves. */
-gboolean spReplicaCheckRoom(const char *replica_path, guint64 need,
+ * has room for @need more bytes besides @reserved ones promised to other
+ * copies, with SP_REPLICA_KEEP_FREE_PERCENT of it left free; else
+ * SP_ERROR_NO_SPACE. */
+gboolean spReplicaCheckRoom(const char *replica_path, guint64 need, guint64 reserved,
                             const char *template_path, GError **error);
 
 typedef struct {
