@@ -48,6 +48,22 @@ lockByte(int fd, short type, off_t offset)
 }
 
 
+/* A 1 MiB qcow2 image in a new temporary directory (@dir). */
+static char *
+makeImage(char **dir)
+{
+    char *img;
+
+    *dir = spTestTempDir();
+    img = g_build_filename(*dir, "img.qcow2", NULL);
+    {
+        const char *mk[] = { "qemu-img", "create", "-q", "-f", "qcow2", img, "1M", NULL };
+        g_assert_cmpint(spTestRun(mk, NULL, NULL), ==, 0);
+    }
+    return img;
+}
+
+
 static void
 assertLockRefused(const char *path)
 {
@@ -158,12 +174,7 @@ testExclusiveKeepsQemuOut(void)
         g_test_skip("qemu-img and qemu-io are needed");
         return;
     }
-    dir = spTestTempDir();
-    img = g_build_filename(dir, "img.qcow2", NULL);
-    {
-        const char *mk[] = { "qemu-img", "create", "-q", "-f", "qcow2", img, "1M", NULL };
-        g_assert_cmpint(spTestRun(mk, NULL, NULL), ==, 0);
-    }
+    img = makeImage(&dir);
     fd = spImageLockExclusive(img, &error);
     g_assert_no_error(error);
     g_assert_cmpint(fd, >=, 0);
@@ -197,12 +208,7 @@ testReaderKeepsWritersOut(void)
         g_test_skip("qemu-img and qemu-io are needed");
         return;
     }
-    dir = spTestTempDir();
-    img = g_build_filename(dir, "img.qcow2", NULL);
-    {
-        const char *mk[] = { "qemu-img", "create", "-q", "-f", "qcow2", img, "1M", NULL };
-        g_assert_cmpint(spTestRun(mk, NULL, NULL), ==, 0);
-    }
+    img = makeImage(&dir);
     fd = spImageLockReader(img, &error);
     g_assert_no_error(error);
     g_assert_cmpint(fd, >=, 0);

@@ -105,6 +105,15 @@ def virt_env_start():
     run([VIRT_ENV, "start"])
 
 
+def copy_step(title, func, why):
+    """A step that needs a replica copy under way: on a file system that
+    reflinks the copy is instant, and the step is skipped saying @why."""
+    if REFLINK:
+        suite.skip(title, "the file system reflinks: " + why)
+    else:
+        suite.step(title)(func)
+
+
 def qemu_io(path, *commands, fmt="qcow2"):
     argv = ["qemu-io", "-f", fmt]
     for c in commands:
@@ -772,12 +781,9 @@ def eager_copy_stopped_by_destroy():
     wait_no_replica_in_progress(eager_ssd)
 
 
-STOP_STEP = ("7d. prepare='eager': pool-destroy stops a replica copy under way; "
-             "pool-start makes it again")
-if REFLINK:
-    suite.skip(STOP_STEP, "the file system reflinks: a replica copy is instant")
-else:
-    suite.step(STOP_STEP)(eager_copy_stopped_by_destroy)
+copy_step("7d. prepare='eager': pool-destroy stops a replica copy under way; "
+          "pool-start makes it again", eager_copy_stopped_by_destroy,
+          "a replica copy is instant")
 
 
 @suite.step("7e. vol-delete of a template removes its unused replicas at once")
@@ -890,12 +896,9 @@ def crash_during_copy():
         assert pool_running(pool), "%s not running after the restart" % pool
 
 
-CRASH_STEP = ("8b. kill -9 virtstoraged while vol-create copies a replica: "
-              "no half replica, everything intact")
-if REFLINK:
-    suite.skip(CRASH_STEP, "the file system reflinks: a replica copy cannot be interrupted")
-else:
-    suite.step(CRASH_STEP)(crash_during_copy)
+copy_step("8b. kill -9 virtstoraged while vol-create copies a replica: "
+          "no half replica, everything intact", crash_during_copy,
+          "a replica copy cannot be interrupted")
 
 
 @suite.step("8c. after the crash the same vol-create succeeds on a complete replica")
@@ -952,12 +955,9 @@ def template_held_during_copy():
     virsh("vol-delete", "--pool", P_CRASH, "big2.qcow2")
 
 
-HELD_STEP = ("8d. a template is held like a backing file while its replica is copied: "
-             "qemu-img resize, qemu-io writes, vol-resize and vol-wipe of it are refused")
-if REFLINK:
-    suite.skip(HELD_STEP, "the file system reflinks: a replica copy is instant")
-else:
-    suite.step(HELD_STEP)(template_held_during_copy)
+copy_step("8d. a template is held like a backing file while its replica is copied: "
+          "qemu-img resize, qemu-io writes, vol-resize and vol-wipe of it are refused",
+          template_held_during_copy, "a replica copy is instant")
 
 
 @suite.step("9a. delete, wipe, upload and resize of a template whose instances use only its replica are refused")
