@@ -22,10 +22,8 @@ spTierName(SpTier tier)
 }
 
 
-/* Collapse repeated and trailing slashes so that string comparison of two
- * spellings of one path works; '.' and '..' are left to the caller. */
-static char *
-normalisePath(const char *path)
+char *
+spTierPathNormalise(const char *path)
 {
     GString *out = g_string_sized_new(strlen(path));
     const char *p;
@@ -56,8 +54,8 @@ isPrefixDir(const char *parent, const char *child)
 gboolean
 spTierPathsOverlap(const char *a, const char *b)
 {
-    g_autofree char *na = normalisePath(a);
-    g_autofree char *nb = normalisePath(b);
+    g_autofree char *na = spTierPathNormalise(a);
+    g_autofree char *nb = spTierPathNormalise(b);
 
     return isPrefixDir(na, nb) || isPrefixDir(nb, na);
 }
@@ -122,11 +120,15 @@ resolveTierDir(SpTier tier, const char *path, GError **error)
     char *real;
 
     if (stat(path, &sb) < 0) {
-        int err = errno;
-        g_set_error(error, SP_ERROR,
-                    err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                    "cannot access %s tier directory '%s': %s",
-                    spTierName(tier), path, g_strerror(err));
+        /* The one failure an admin meets after a typo or a lost mount:
+         * say what is missing and how to make it. */
+        if (errno == ENOENT)
+            g_set_error(error, SP_ERROR, SP_ERROR_TIER_MISSING,
+                        "%s tier directory '%s' does not exist; "
+                        "virsh pool-build creates it", spTierName(tier), path);
+        else
+            spErrorSetErrno(error, errno, "cannot access %s tier directory '%s'",
+                            spTierName(tier), path);
         return NULL;
     }
     if (!S_ISDIR(sb.st_mode)) {
@@ -136,10 +138,8 @@ resolveTierDir(SpTier tier, const char *path, GError **error)
         return NULL;
     }
     if (!(real = realpath(path, NULL))) {
-        int err = errno;
-        g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                    "cannot resolve %s tier directory '%s': %s",
-                    spTierName(tier), path, g_strerror(err));
+        spErrorSetErrno(error, errno, "cannot resolve %s tier directory '%s'",
+                        spTierName(tier), path);
         return NULL;
     }
     return real;
@@ -150,13 +150,9 @@ static gboolean
 checkAccess(SpTier tier, const char *path, int mode, const char *what,
             GError **error)
 {
-    if (access(path, mode) < 0) {
-        int err = errno;
-        g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                    "%s tier directory '%s' is not %s: %s",
-                    spTierName(tier), path, what, g_strerror(err));
-        return FALSE;
-    }
+    if (access(path, mode) < 0)
+        return spErrorSetErrno(error, errno, "%s tier directory '%s' is not %s",
+                               spTierName(tier), path, what);
     return TRUE;
 }
 
@@ -194,12 +190,8 @@ spTierUsageGet(const char *dir, SpTierUsage *usage, GError **error)
 {
     struct statvfs sb;
 
-    if (statvfs(dir, &sb) < 0) {
-        int err = errno;
-        g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                    "cannot statvfs '%s': %s", dir, g_strerror(err));
-        return FALSE;
-    }
+    if (statvfs(dir, &sb) < 0)
+        return spErrorSetErrno(error, errno, "cannot statvfs '%s'", dir);
     usage->capacity = (guint64) sb.f_frsize * sb.f_blocks;
     usage->available = (guint64) sb.f_bavail * sb.f_frsize;
     usage->allocation = (guint64) (sb.f_blocks - sb.f_bfree) * sb.f_frsize;

@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <errno.h>
 #include <glib/gstdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -106,10 +107,10 @@ testCheckMissing(Fixture *f, gconstpointer data)
 {
     g_autofree char *missing = g_build_filename(f->root, "nope", NULL);
 
-    assertCheckFails(missing, f->secondary, SP_ERROR_NOT_FOUND,
-                     "cannot access primary tier directory");
-    assertCheckFails(f->primary, missing, SP_ERROR_NOT_FOUND,
-                     "cannot access secondary tier directory");
+    assertCheckFails(missing, f->secondary, SP_ERROR_TIER_MISSING,
+                     "primary tier directory '");
+    assertCheckFails(f->primary, missing, SP_ERROR_TIER_MISSING,
+                     "' does not exist; virsh pool-build creates it");
 }
 
 
@@ -166,7 +167,9 @@ testUsage(Fixture *f, gconstpointer data)
     g_assert_cmpuint(usage.allocation, <=, usage.capacity);
 
     g_assert_false(spTierUsageGet("/nonexistent/stormpool", &usage, &error));
-    g_assert_error(error, SP_ERROR, SP_ERROR_IO);
+    g_assert_error(error, SP_ERROR, SP_ERROR_NOT_FOUND);
+    g_assert_cmpint(spErrorErrno(error), ==, ENOENT);
+    g_assert_cmpstr(spErrorWhat(error), ==, "cannot statvfs '/nonexistent/stormpool'");
 }
 
 

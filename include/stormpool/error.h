@@ -27,6 +27,23 @@ typedef enum {
     SP_ERROR_XML,           /* malformed stormpool namespace XML */
     SP_ERROR_NO_SPACE,      /* a tier without room for what was asked */
     SP_ERROR_CANCELLED,     /* stopped on request (a pool being stopped) */
+    SP_ERROR_TIER_MISSING,  /* a tier directory of the pool does not exist */
+    SP_ERROR_CHANGED,       /* a file changed under the operation: retry */
+    SP_ERROR_INVALID_STATE, /* the operation does not fit the volume's state */
 } SpErrorCode;
+
+/* Set @error from a failed system call: "MESSAGE: strerror(@errnum)",
+ * SP_ERROR_NOT_FOUND for ENOENT, SP_ERROR_NO_SPACE for ENOSPC and EDQUOT,
+ * SP_ERROR_IO otherwise. The error keeps @errnum and MESSAGE, so that the
+ * libvirt adapter can report it as a system error. Returns FALSE. */
+gboolean spErrorSetErrno(GError **error, int errnum, const char *format, ...)
+    G_GNUC_PRINTF(3, 4);
+
+/* The errno an error of spErrorSetErrno carries, else 0. */
+int spErrorErrno(const GError *error);
+
+/* What failed, without the strerror() text: the message given to
+ * spErrorSetErrno, or the whole message of any other error. */
+const char *spErrorWhat(const GError *error);
 
 G_END_DECLS

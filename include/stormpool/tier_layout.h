@@ -23,6 +23,11 @@ typedef struct {
 
 const char *spTierName(SpTier tier);
 
+/* @path with repeated and trailing slashes collapsed, so that string
+ * comparison of two spellings of one path works; '.' and '..' are left
+ * to the caller. */
+char *spTierPathNormalise(const char *path);
+
 /* Whether one of two absolute paths equals or contains the other, judged
  * on the normalised strings alone (the directories need not exist). */
 gboolean spTierPathsOverlap(const char *a, const char *b);
@@ -32,7 +37,8 @@ gboolean spTierPathsOverlap(const char *a, const char *b);
 gboolean spTierLayoutValidatePaths(const char *primary, const char *secondary,
                                    GError **error);
 
-/* Check the tiers of a pool being started: both exist and are directories,
+/* Check the tiers of a pool being started: both exist (else
+ * SP_ERROR_TIER_MISSING) and are directories,
  * after resolving symlinks they are neither the same nor nested, the
  * primary is readable and the secondary writable. */
 gboolean spTierLayoutCheck(const char *primary, const char *secondary,

@@ -1,0 +1,103 @@
+/*
+ * pool_private.h: what the files of the SpPool object share
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "stormpool/header_cache.h"
+#include "stormpool/pool.h"
+
+struct _SpPool {
+    gatomicrefcount refs;
+    char *primary;
+    char *secondary;
+
+    /* Configuration from the XML, and the live status refresh fills in;
+     * volume builds change the status without libvirt's pool lock. */
+    GMutex status_lock;
+    SpPoolNamespace *ns;
+
+    /* Headers refresh has read, reused while the files are unchanged. */
+    SpHeaderCache *headers;
+
+    /* The replica registry, keyed by replica path. */
+    GMutex replicas_lock;
+    GCond replicas_cond;
+    GHashTable *in_progress;    /* replicas being made */
+    GHashTable *users;          /* -> instances being built onto it (guint) */
+    GHashTable *copying;        /* -> SpCopyShare of a copy under way */
+    gboolean stopped;           /* copies stop, queued ones are dropped */
+
+    /* vol-upload streams under way, keyed by template path. */
+    GMutex uploads_lock;
+    GHashTable *uploads;
+
+    /* Orders the reads and writes of the template stamps file. */
+    GMutex stamps_lock;
+};
+
+/* pool_replicas.c */
+
+/* Make sure the replica @replica_path of @template_path exists, making it
+ * if needed; concurrent callers for one replica wait for the one making
+ * it. On success the caller is a user of the replica, which keeps it from
+ * garbage collection until spPoolReplicaRelease(). */
+gboolean spPoolReplicaEnsure(SpPool *pool, const char *template_path,
+                             const char *replica_path, GError **error);
+void spPoolReplicaRelease(SpPool *pool, const char *replica_path);
+
+/* Start making @replica_path in the background (prepare='eager'). */
+void spPoolReplicaPrepare(SpPool *pool, const char *template_path,
+                          const char *replica_path);
+
+/* Whether a replica inside directory @dir is being made right now. */
+gboolean spPoolReplicaDirBusy(SpPool *pool, const char *dir);
+
+/* Whether garbage collection may remove the replica at @path. */
+gboolean spPoolReplicaUnused(SpPool *pool, const char *path);
+
+/* Remove the replica at @path if nothing uses it any more. */
+void spPoolCollectReplica(SpPool *pool, const char *path);
+
+/* Stop the copies into the pool, waiting a little for them to clean up. */
+void spPoolReplicasStop(SpPool *pool);
+void spPoolReplicasAllow(SpPool *pool);
+
+/* What a flattened copy of the chain from @path down holds at most. */
+guint64 spPoolChainAllocation(const char *path);
+
+/* pool_uploads.c */
+
+void spPoolUploadSet(SpPool *pool, const char *path, gboolean open);
+gboolean spPoolTemplateUploading(SpPool *pool, const char *path);
+
+/* pool_refresh.c */
+
+/* The pool changed the template at @path itself: the next refresh must
+ * not report it as changed behind libvirt's back. */
+void spPoolForgetTemplateStamp(SpPool *pool, const char *path);
+
+/* Keep pool-dumpxml's replica status current between refreshes: @delta
+ * instances more or fewer back onto @backing_path, if it is a replica. */
+void spPoolNoteReplicaUse(SpPool *pool, const char *backing_path, int delta);
+
+/* Whether prepare='eager' keeps the replica at @replica_path. */
+gboolean spPoolReplicaWanted(SpPool *pool, const char *replica_path);
+
+/* pool_uploads.c: checks before a volume changes */
+
+gboolean spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
+                                 SpChange change, GError **error);
+gboolean spPoolCheckNotInUse(const char *name, const char *path, SpChange change,
+                             GError **error);
+int spPoolLockNotInUse(const char *name, const char *path, SpChange change,
+                       GError **error);
+gboolean spPoolCheckTemplateChange(SpPool *pool, const char *name, const char *path,
+                                   SpChange change, GError **error);
+
+/* pool_stamps.c: report the templates of @templates (name -> SpVolume)
+ * that changed since the last refresh, naming the instances of @volumes
+ * whose data is at risk. */
+void spPoolCheckTemplateStamps(SpPool *pool, GPtrArray *volumes, GHashTable *templates);

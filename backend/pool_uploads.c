@@ -1,0 +1,200 @@
+/*
+ * pool_uploads.c: templates that vol-upload is still writing
+ *
+ * The storage driver's upload returns as soon as the stream is set up;
+ * the data then arrives through a descriptor of the daemon's own, with no
+ * image lock and no callback for the backend when it ends. Instances and
+ * replicas made from a template in that state would read it half
+ * written, so the pool remembers where uploads went and asks the kernel
+ * whether the daemon still has the file open for writing.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "pool_private.h"
+#include "stormpool/error.h"
+#include "stormpool/image_lock.h"
+#include "stormpool/own_writers.h"
+#include "stormpool/template_index.h"
+
+typedef enum {
+    UPLOAD_NONE,
+    UPLOAD_OPENING,         /* the stream's descriptor is being opened */
+    UPLOAD_OPEN,            /* streaming, as long as the descriptor is open */
+} UploadState;
+
+
+static UploadState
+uploadState(SpPool *pool, const char *path)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+
+    return GPOINTER_TO_INT(g_hash_table_lookup(pool->uploads, path));
+}
+
+
+static void
+uploadForget(SpPool *pool, const char *path, UploadState state)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+
+    if (GPOINTER_TO_INT(g_hash_table_lookup(pool->uploads, path)) == (int) state)
+        g_hash_table_remove(pool->uploads, path);
+}
+
+
+void
+spPoolUploadSet(SpPool *pool, const char *path, gboolean open)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+
+    g_hash_table_insert(pool->uploads, g_strdup(path),
+                        GINT_TO_POINTER(open ? UPLOAD_OPEN : UPLOAD_OPENING));
+}
+
+
+gboolean
+spPoolTemplateUploading(SpPool *pool, const char *path)
+{
+    g_autoptr(GError) err = NULL;
+    gboolean writing = FALSE;
+    UploadState state = uploadState(pool, path);
+
+    if (state != UPLOAD_OPEN)
+        return state == UPLOAD_OPENING;
+
+    /* The scan reads /proc without the lock held. When it cannot tell,
+     * the upload is taken to go on: a refusal can be retried, a
+     * half-written template copied into replicas cannot be undone. */
+    if (!spProcessWritesFile(path, &writing, &err)) {
+        if (g_error_matches(err, SP_ERROR, SP_ERROR_NOT_FOUND)) {
+            uploadForget(pool, path, UPLOAD_OPEN);
+            return FALSE;
+        }
+        g_warning("cannot tell whether an upload into '%s' goes on: %s", path, err->message);
+        return TRUE;
+    }
+    if (!writing)
+        uploadForget(pool, path, UPLOAD_OPEN);
+    return writing;
+}
+
+
+static const char *const changeVerbs[] = {
+    [SP_CHANGE_DELETE] = "delete",
+    [SP_CHANGE_WIPE] = "wipe",
+    [SP_CHANGE_RESIZE] = "resize",
+    [SP_CHANGE_UPLOAD] = "upload into",
+};
+
+/* How many dependents an error message names before "and N more". */
+#define DEPENDENTS_LISTED 5
+
+/* Refuse to change a template while instances depend on it. */
+gboolean
+spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
+                        SpChange change, GError **error)
+{
+    g_autoptr(GPtrArray) names = NULL;
+    g_autofree char *summary = NULL;
+
+    if (!(names = spTemplateDependents(pool->secondary, path, error)))
+        return FALSE;
+    if (names->len == 0)
+        return TRUE;
+    summary = spTemplateDependentsSummary(names, DEPENDENTS_LISTED);
+    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                "cannot %s template '%s': %u instance(s) depend on it: %s",
+                changeVerbs[change], name, names->len, summary);
+    return FALSE;
+}
+
+
+static gboolean
+reportInUse(const char *name, SpChange change, GError **error)
+{
+    g_clear_error(error);
+    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                "cannot %s '%s': it is in use by a running guest or "
+                "another QEMU process (its image is locked)", changeVerbs[change], name);
+    return FALSE;
+}
+
+
+/* libvirt's storage driver knows nothing of domains, so a volume in use
+ * is recognised the way QEMU itself protects images: by its image locks.
+ * That also covers a QEMU started by hand. A volume that is gone is not
+ * in use. */
+gboolean
+spPoolCheckNotInUse(const char *name, const char *path, SpChange change, GError **error)
+{
+    g_autoptr(GError) err = NULL;
+    gboolean in_use = FALSE;
+
+    if (!spImageInUse(path, &in_use, &err)) {
+        if (g_error_matches(err, SP_ERROR, SP_ERROR_NOT_FOUND))
+            return TRUE;
+        g_propagate_error(error, g_steal_pointer(&err));
+        return FALSE;
+    }
+    return !in_use || reportInUse(name, change, error);
+}
+
+
+/* Like spPoolCheckNotInUse, but keeps QEMU out until the returned
+ * descriptor is closed, for changes that must not race a guest start. */
+int
+spPoolLockNotInUse(const char *name, const char *path, SpChange change, GError **error)
+{
+    int fd;
+
+    if ((fd = spImageLockExclusive(path, error)) >= 0)
+        return fd;
+    if (g_error_matches(*error, SP_ERROR, SP_ERROR_IN_USE))
+        reportInUse(name, change, error);
+    return -1;
+}
+
+
+/* Checks before a change of the template at @path: no upload under way,
+ * no instance depending on it. */
+gboolean
+spPoolCheckTemplateChange(SpPool *pool, const char *name, const char *path,
+                          SpChange change, GError **error)
+{
+    return spPoolCheckNotUploading(pool, name, path, error) &&
+           spPoolCheckNoDependents(pool, name, path, change, error);
+}
+
+
+gboolean
+spPoolUploadBegin(SpPool *pool, const char *name, const char *path, GError **error)
+{
+    if (spPoolIsInstance(pool, path)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_STATE,
+                    "cannot upload into instance '%s': upload fills templates; "
+                    "an instance's data comes from its guest", name);
+        return FALSE;
+    }
+    if (!spPoolCheckNotUploading(pool, name, path, error))
+        return FALSE;
+    /* From here on, new instances of the template are refused. */
+    spPoolUploadSet(pool, path, FALSE);
+    if (!spPoolCheckNoDependents(pool, name, path, SP_CHANGE_UPLOAD, error) ||
+        !spPoolCheckNotInUse(name, path, SP_CHANGE_UPLOAD, error)) {
+        uploadForget(pool, path, UPLOAD_OPENING);
+        return FALSE;
+    }
+    spPoolForgetTemplateStamp(pool, path);
+    return TRUE;
+}
+
+
+void
+spPoolUploadOpened(SpPool *pool, const char *path, gboolean ok)
+{
+    if (ok)
+        spPoolUploadSet(pool, path, TRUE);
+    else
+        uploadForget(pool, path, UPLOAD_OPENING);
+}

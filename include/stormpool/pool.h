@@ -1,0 +1,195 @@
+/*
+ * pool.h: a stormpool pool, what it holds and what can be done with it
+ *
+ * One SpPool per pool definition: its two tiers, its settings from the
+ * pool XML, and everything that is known about it while it runs (the
+ * replicas being made and who waits for them, the uploads under way, the
+ * live status shown by pool-dumpxml). The libvirt module turns each
+ * storage driver callback into one call of this API and each GError into
+ * a libvirt error; nothing here calls back into libvirt.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+#include <libxml/tree.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "stormpool/image_header.h"
+#include "stormpool/pool_namespace.h"
+#include "stormpool/template_replica.h"
+#include "stormpool/tier_layout.h"
+
+G_BEGIN_DECLS
+
+typedef struct _SpPool SpPool;
+
+/* ---- the object --------------------------------------------------------- */
+
+/* A pool from its <pool> element: the tiers named by <source><dir> and
+ * <target><path>, and the stormpool namespace (spPoolNamespaceParse). */
+SpPool *spPoolNewFromXml(xmlNodePtr pool, GError **error);
+
+/* A pool from its parts; @policy and @eager as <stormpool:replica> says. */
+SpPool *spPoolNew(const char *primary, const char *secondary,
+                  SpReplicaPolicy policy, gboolean eager);
+
+/* Background replica copies hold a reference while they run. */
+SpPool *spPoolRef(SpPool *pool);
+void spPoolUnref(SpPool *pool);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpPool, spPoolUnref)
+
+const char *spPoolPrimary(const SpPool *pool);
+const char *spPoolSecondary(const SpPool *pool);
+
+/* The namespace elements of pool-dumpxml (spPoolNamespaceFormat). */
+GPtrArray *spPoolFormatXml(SpPool *pool);
+
+/* ---- the pool ------------------------------------------------------------ */
+
+/* Whether both tier directories exist. */
+gboolean spPoolTiersExist(SpPool *pool);
+
+/* Check the tiers (spTierLayoutCheck) and the replica policy. */
+gboolean spPoolCheck(SpPool *pool, GError **error);
+
+/* spPoolCheck, then let replica copies run (again). */
+gboolean spPoolStart(SpPool *pool, GError **error);
+
+/* Stop the replica copies (waiting a few seconds for them to clean up),
+ * drop the queued ones, and forget the live status. */
+void spPoolStop(SpPool *pool);
+
+/* Remove the pool's own files and both tier directories, which must be
+ * empty otherwise: pool-delete never removes a volume. */
+gboolean spPoolDeleteTiers(SpPool *pool, GError **error);
+
+/* The policy in force: 'auto' resolved to link or copy, and 'link'
+ * refused when the tiers are on different file systems. */
+gboolean spPoolReplicaPolicy(SpPool *pool, SpReplicaPolicy *policy, GError **error);
+
+/* ---- refresh ------------------------------------------------------------- */
+
+/* A volume as refresh found it in a tier. */
+typedef struct {
+    char *name;
+    char *path;
+    SpTier tier;
+    struct stat sb;
+    SpImageInfo info;       /* qcow2 or raw, never OTHER */
+    char *backing_path;     /* the resolved backing file, or NULL */
+} SpVolume;
+
+void spVolumeFree(SpVolume *volume);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpVolume, spVolumeFree)
+
+/* Read the volume at @path (no symlink), refusing images stormpool does
+ * not handle (SP_ERROR_UNSUPPORTED). */
+SpVolume *spVolumeRead(const char *path, SpTier tier, GError **error);
+
+/* Scan both tiers and bring the pool's own state up to date: volumes,
+ * stale temporary files, template stamps, replicas (made eagerly, or
+ * removed when unused) and the live status. Returns the volumes, the
+ * templates first; files that are no volume of the pool are skipped
+ * with a warning. @usage receives the usage of the secondary tier. */
+GPtrArray *spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error);
+
+/* ---- volumes ------------------------------------------------------------- */
+
+/* Whether @path is an instance (a file of the secondary tier). */
+gboolean spPoolIsInstance(SpPool *pool, const char *path);
+
+/* The path of a new volume @name: an instance (with a backing store) in
+ * the secondary tier, a template in the primary tier. */
+char *spPoolVolumePath(SpPool *pool, const char *name, gboolean instance);
+
+/* Names are unique across both tiers, also for files that appeared
+ * behind libvirt's back since the last refresh. */
+gboolean spPoolCheckNameFree(SpPool *pool, const char *name, GError **error);
+
+/* The template an instance backs onto at @backing_path (the template
+ * itself or one of its replicas), or NULL. */
+char *spPoolBackingTemplateName(SpPool *pool, const char *backing_path);
+
+/* If @path is a replica of this pool, its template's name. */
+char *spPoolReplicaTemplateName(SpPool *pool, const char *path);
+
+/* Where a new instance of the template at @template_path backs onto
+ * under the pool's policy: the template, or its current replica. This is
+ * the one place that says which replica is current. */
+char *spPoolInstanceBacking(SpPool *pool, const char *template_path, GError **error);
+
+/* Refuse a template that vol-upload is still writing. */
+gboolean spPoolCheckNotUploading(SpPool *pool, const char *name, const char *path,
+                                 GError **error);
+
+/* A volume about to be written. */
+typedef struct {
+    const char *name;
+    const char *path;
+    SpImageFormat format;       /* RAW or QCOW2 */
+    guint64 capacity;
+    const char *backing_path;   /* instances: template or replica */
+    const char *backing_format; /* "qcow2" or "raw", with backing_path */
+    mode_t mode;
+    uid_t uid;                  /* (uid_t) -1 and (gid_t) -1 keep ours */
+    gid_t gid;
+} SpNewVolume;
+
+/* The volume a new one is made from (vol-create-from, vol-clone). */
+typedef struct {
+    const char *name;
+    const char *path;
+    SpImageFormat format;
+    guint64 capacity;
+    const char *backing_path;   /* or NULL */
+} SpSourceVolume;
+
+/* Write @vol: an empty template, or an instance whose replica is made
+ * first when it is missing (waiting for one being made). */
+gboolean spPoolCreateVolume(SpPool *pool, const SpNewVolume *vol, GError **error);
+
+/* Write @vol from @src: a template gets @src's data, flattened; an
+ * instance of the template @src is a fresh instance; an instance of an
+ * instance is a copy of its overlay. A source a guest writes is refused. */
+gboolean spPoolCreateVolumeFrom(SpPool *pool, const SpNewVolume *vol,
+                                const SpSourceVolume *src, GError **error);
+
+/* What would change a template, for refusals that say what was refused. */
+typedef enum {
+    SP_CHANGE_DELETE,
+    SP_CHANGE_WIPE,
+    SP_CHANGE_RESIZE,
+    SP_CHANGE_UPLOAD,
+} SpChange;
+
+/* Delete the volume at @path; a template only without dependents, any
+ * volume only when no QEMU has it open. Replicas nothing uses any more go
+ * with it: those of a template, or @backing of an instance. */
+gboolean spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
+                            const char *backing, GError **error);
+
+/* Before libvirt wipes the template at @path: no dependents, no upload,
+ * no QEMU, and no alarm at the next refresh. */
+gboolean spPoolPrepareTemplateWipe(SpPool *pool, const char *name, const char *path,
+                                   GError **error);
+
+/* Wiping an instance returns it to its template's pristine state. */
+gboolean spPoolResetInstance(SpPool *pool, const char *name, const char *path,
+                             GError **error);
+
+/* Grow the volume at @path to @capacity bytes. */
+gboolean spPoolResizeVolume(SpPool *pool, const char *name, const char *path,
+                            SpImageFormat format, guint64 capacity, GError **error);
+
+/* vol-upload into the template at @path is about to open its stream:
+ * checks, and from now on new instances of it are refused. Call
+ * spPoolUploadOpened once the stream is (@ok) or is not set up. */
+gboolean spPoolUploadBegin(SpPool *pool, const char *name, const char *path,
+                           GError **error);
+void spPoolUploadOpened(SpPool *pool, const char *path, gboolean ok);
+
+G_END_DECLS
