@@ -39,16 +39,6 @@ struct _SpAtomicFile {
 };
 
 
-static gboolean
-atomicFileSetIoError(GError **error, int err, const char *what,
-                     const char *path)
-{
-    g_set_error(error, SP_ERROR, SP_ERROR_IO, "%s '%s': %s",
-                what, path, g_strerror(err));
-    return FALSE;
-}
-
-
 /* The basename only tells an administrator what a stale temporary file
  * was for, so cut it rather than fail on names close to NAME_MAX. */
 static char *
@@ -84,22 +74,19 @@ atomicFileCreateTmp(SpAtomicFile *file, mode_t mode, GError **error)
         if (file->fd >= 0)
             break;
         if (errno != EEXIST)
-            return atomicFileSetIoError(error, errno,
-                                        "cannot create a temporary file for",
-                                        file->path);
+            return spErrorSetErrno(error, errno,
+                                   "cannot create a temporary file for '%s'", file->path);
     }
     if (file->fd < 0)
-        return atomicFileSetIoError(error, EEXIST,
-                                    "cannot create a temporary file for",
-                                    file->path);
+        return spErrorSetErrno(error, EEXIST,
+                               "cannot create a temporary file for '%s'", file->path);
 
     file->tmp_exists = TRUE;
     file->tmp_path = g_build_filename(file->dir, file->tmp_name, NULL);
 
     /* open() applied the umask; callers ask for a mode on purpose. */
     if (fchmod(file->fd, mode) < 0)
-        return atomicFileSetIoError(error, errno, "cannot set the mode of",
-                                    file->tmp_path);
+        return spErrorSetErrno(error, errno, "cannot set the mode of '%s'", file->tmp_path);
     return TRUE;
 }
 
@@ -128,11 +115,8 @@ spAtomicFileBegin(const char *path, mode_t mode, GError **error)
      * the fsync on the same directory even if its path changes. */
     file->dir_fd = open(file->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (file->dir_fd < 0) {
-        int err = errno;
-
-        g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                    "cannot open directory '%s' to create '%s': %s",
-                    file->dir, path, g_strerror(err));
+        spErrorSetErrno(error, errno, "cannot open directory '%s' to create '%s'",
+                        file->dir, path);
         return NULL;
     }
 
@@ -215,8 +199,7 @@ atomicFileMove(SpAtomicFile *file, gboolean replace, GError **error)
                         "'%s' already exists", file->path);
             return FALSE;
         }
-        return atomicFileSetIoError(error, err, "cannot rename to",
-                                    file->path);
+        return spErrorSetErrno(error, err, "cannot rename to '%s'", file->path);
     }
     return TRUE;
 }
@@ -230,21 +213,18 @@ atomicFileCommitSteps(SpAtomicFile *file, gboolean replace, GError **error)
     /* The data must be on disk before the name points to it, or a crash
      * could leave a complete-looking name over missing data. */
     if (fdatasync(fd) < 0)
-        return atomicFileSetIoError(error, errno, "cannot flush",
-                                    file->tmp_path);
+        return spErrorSetErrno(error, errno, "cannot flush '%s'", file->tmp_path);
     file->fd = -1;
     /* Network file systems may report a failed write-back only here. */
     if (close(fd) < 0)
-        return atomicFileSetIoError(error, errno, "cannot close",
-                                    file->tmp_path);
+        return spErrorSetErrno(error, errno, "cannot close '%s'", file->tmp_path);
 
     if (!atomicFileMove(file, replace, error))
         return FALSE;
 
     /* The new directory entry is only durable once the directory is. */
     if (fsync(file->dir_fd) < 0)
-        return atomicFileSetIoError(error, errno, "cannot flush directory",
-                                    file->dir);
+        return spErrorSetErrno(error, errno, "cannot flush directory '%s'", file->dir);
     return TRUE;
 }
 

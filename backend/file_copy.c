@@ -11,16 +11,6 @@
 #include "stormpool/error.h"
 #include "stormpool/file_copy.h"
 
-static gboolean
-setIoError(GError **error, const char *what)
-{
-    int err = errno;
-
-    g_set_error(error, SP_ERROR, SP_ERROR_IO, "%s: %s", what, g_strerror(err));
-    return FALSE;
-}
-
-
 /* Fallback for file systems where copy_file_range refuses the pair. */
 static gboolean
 copyRangeByReadWrite(int src_fd, int dst_fd, off_t offset, off_t len,
@@ -36,7 +26,7 @@ copyRangeByReadWrite(int src_fd, int dst_fd, off_t offset, off_t len,
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0)
-            return setIoError(error, "cannot read source image");
+            return spErrorSetErrno(error, errno, "cannot read source image");
         if (got == 0) {
             g_set_error(error, SP_ERROR, SP_ERROR_IO,
                         "source image shrank while copying");
@@ -47,7 +37,7 @@ copyRangeByReadWrite(int src_fd, int dst_fd, off_t offset, off_t len,
             if (put < 0 && errno == EINTR)
                 continue;
             if (put < 0)
-                return setIoError(error, "cannot write image copy");
+                return spErrorSetErrno(error, errno, "cannot write image copy");
             off += put;
         }
         offset += got;
@@ -73,7 +63,7 @@ copyRange(int src_fd, int dst_fd, off_t offset, off_t len, GError **error)
                       errno == EOPNOTSUPP))
             return copyRangeByReadWrite(src_fd, dst_fd, offset, len, error);
         if (n < 0)
-            return setIoError(error, "cannot copy image data");
+            return spErrorSetErrno(error, errno, "cannot copy image data");
         if (n == 0) {
             g_set_error(error, SP_ERROR, SP_ERROR_IO,
                         "source image shrank while copying");
@@ -103,7 +93,7 @@ spFileCopySparseProgress(int src_fd, int dst_fd,
     off_t data = 0;
 
     if (fstat(src_fd, &sb) < 0)
-        return setIoError(error, "cannot stat source image");
+        return spErrorSetErrno(error, errno, "cannot stat source image");
 
     while (data < sb.st_size) {
         off_t hole;
@@ -112,9 +102,9 @@ spFileCopySparseProgress(int src_fd, int dst_fd,
         if (data < 0 && errno == ENXIO)
             break;                      /* only a hole is left */
         if (data < 0)
-            return setIoError(error, "cannot find data in source image");
+            return spErrorSetErrno(error, errno, "cannot find data in source image");
         if ((hole = lseek(src_fd, data, SEEK_HOLE)) < 0)
-            return setIoError(error, "cannot find hole in source image");
+            return spErrorSetErrno(error, errno, "cannot find hole in source image");
         while (data < hole) {
             off_t len = MIN(hole - data, (off_t) COPY_CHUNK);
 
@@ -127,7 +117,7 @@ spFileCopySparseProgress(int src_fd, int dst_fd,
     }
 
     if (ftruncate(dst_fd, sb.st_size) < 0)
-        return setIoError(error, "cannot set size of image copy");
+        return spErrorSetErrno(error, errno, "cannot set size of image copy");
     if (progress && !progress(sb.st_size, sb.st_size, opaque))
         return setCancelled(error);
     return TRUE;

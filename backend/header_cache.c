@@ -99,10 +99,7 @@ statFile(int dirfd, const char *dir, const char *name, struct stat *sb,
          GError **error)
 {
     if (fstatat(dirfd, name, sb, AT_SYMLINK_NOFOLLOW) < 0) {
-        int err = errno;
-        g_set_error(error, SP_ERROR, err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                    "image '%s/%s': cannot stat: %s", dir, name, g_strerror(err));
-        return FALSE;
+        return spErrorSetErrno(error, errno, "image '%s/%s': cannot stat", dir, name);
     }
     if (S_ISLNK(sb->st_mode)) {
         g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
@@ -185,17 +182,12 @@ readFile(int dirfd, const char *dir, const char *name, struct stat *sb,
     gboolean ok;
 
     if (fd < 0) {
-        int err = errno;
-        g_set_error(error, SP_ERROR, err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                    "image '%s/%s': cannot open: %s", dir, name, g_strerror(err));
-        return FALSE;
+        return spErrorSetErrno(error, errno, "image '%s/%s': cannot open", dir, name);
     }
     /* The stamps kept are those of the file that was read. */
     if (fstat(fd, sb) < 0) {
-        int err = errno;
+        spErrorSetErrno(error, errno, "image '%s/%s': cannot stat", dir, name);
         close(fd);
-        g_set_error(error, SP_ERROR, SP_ERROR_IO, "image '%s/%s': cannot stat: %s",
-                    dir, name, g_strerror(err));
         return FALSE;
     }
     ok = spImageInfoReadFdStat(fd, sb, info, error);

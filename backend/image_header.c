@@ -185,11 +185,9 @@ imageReadAt(int fd, guint8 *buf, gsize len, guint64 offset, GError **error)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            int err = errno;
-            g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                        "cannot read image header at offset %" G_GUINT64_FORMAT ": %s",
-                        offset + done, g_strerror(err));
-            return FALSE;
+            return spErrorSetErrno(error, errno,
+                                   "cannot read image header at offset %" G_GUINT64_FORMAT,
+                                   offset + done);
         }
         /* The length came from fstat(), so only a concurrent truncate gets
          * us here; the bytes we would parse are gone. */
@@ -739,10 +737,7 @@ imageReadInfo(int fd, const struct stat *sbp, SpImageInfo *info, GError **error)
     if (sbp) {
         sb = *sbp;
     } else if (fstat(fd, &sb) < 0) {
-        int err = errno;
-        g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                    "cannot stat image: %s", g_strerror(err));
-        return FALSE;
+        return spErrorSetErrno(error, errno, "cannot stat image");
     }
     if (!S_ISREG(sb.st_mode)) {
         g_set_error_literal(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
@@ -807,15 +802,11 @@ spImageInfoRead(const char *path, SpImageInfo *info, GError **error)
      * then refused as not a regular file. */
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
-        int err = errno;
-
-        if (err == ELOOP)
+        if (errno == ELOOP)
             g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
                         "image '%s' is a symbolic link, not a regular file", path);
         else
-            g_set_error(error, SP_ERROR,
-                        err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                        "cannot open image '%s': %s", path, g_strerror(err));
+            spErrorSetErrno(error, errno, "cannot open image '%s'", path);
         return FALSE;
     }
 

@@ -38,11 +38,7 @@ openImage(const char *path, int mode, GError **error)
     int fd = open(path, mode | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 
     if (fd < 0) {
-        int err = errno;
-        g_set_error(error, SP_ERROR,
-                    err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                    "cannot open '%s' to check its image locks: %s",
-                    path, g_strerror(err));
+        spErrorSetErrno(error, errno, "cannot open '%s' to check its image locks", path);
     }
     return fd;
 }
@@ -64,11 +60,8 @@ probeLocks(const char *path, off_t start, off_t len, gboolean *locked,
     if ((fd = openImage(path, O_RDONLY, error)) < 0)
         return FALSE;
     if (fcntl(fd, F_OFD_GETLK, &fl) < 0) {
-        int err = errno;
+        spErrorSetErrno(error, errno, "cannot check the image locks of '%s'", path);
         close(fd);
-        g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                    "cannot check the image locks of '%s': %s",
-                    path, g_strerror(err));
         return FALSE;
     }
     close(fd);
@@ -115,8 +108,7 @@ spImageLockExclusive(const char *path, GError **error)
                         "'%s' is in use: a running guest or another QEMU "
                         "process holds its image lock", path);
         } else {
-            g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                        "cannot lock '%s': %s", path, g_strerror(err));
+            spErrorSetErrno(error, err, "cannot lock '%s'", path);
         }
         return -1;
     }
@@ -187,8 +179,7 @@ spImageLockReader(const char *path, GError **error)
         if (err == EAGAIN || err == EACCES)
             setBeingWritten(path, error);
         else
-            g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot lock '%s': %s",
-                        path, g_strerror(err));
+            spErrorSetErrno(error, err, "cannot lock '%s'", path);
         return -1;
     }
     if (writer || resizer) {

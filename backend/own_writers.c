@@ -61,10 +61,7 @@ spProcessWritesFile(const char *path, gboolean *writing, GError **error)
     const char *name;
 
     if (stat(path, &file) < 0) {
-        int saved = errno;
-        g_set_error(error, SP_ERROR, saved == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                    "cannot stat '%s': %s", path, g_strerror(saved));
-        return FALSE;
+        return spErrorSetErrno(error, errno, "cannot stat '%s'", path);
     }
     if (!(dir = g_dir_open(FD_DIR, 0, &err))) {
         g_set_error(error, SP_ERROR, SP_ERROR_IO,

@@ -439,11 +439,7 @@ qcow2PwriteAll(int fd, const void *data, size_t len, off_t offset,
         if (done < 0 && errno == EINTR)
             continue;
         if (done < 0) {
-            int err = errno;
-
-            g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                        "cannot write qcow2 image: %s", g_strerror(err));
-            return FALSE;
+            return spErrorSetErrno(error, errno, "cannot write qcow2 image");
         }
         p += done;
         len -= done;
@@ -494,11 +490,7 @@ spQcow2WriteFd(int fd, const SpQcow2Spec *spec, GError **error)
 
     /* Holes must read as zeros: old content would become metadata. */
     if (fstat(fd, &st) < 0) {
-        int err = errno;
-
-        g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                    "cannot stat qcow2 image: %s", g_strerror(err));
-        return FALSE;
+        return spErrorSetErrno(error, errno, "cannot stat qcow2 image");
     }
     if (st.st_size != 0) {
         g_set_error(error, SP_ERROR, SP_ERROR_INVALID_ARG,
@@ -508,12 +500,8 @@ spQcow2WriteFd(int fd, const SpQcow2Spec *spec, GError **error)
 
     /* The zero L1 table and the unused refcounts become holes. */
     if (ftruncate(fd, layout.file_size) < 0) {
-        int err = errno;
-
-        g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                    "cannot size qcow2 image to %" G_GUINT64_FORMAT
-                    " bytes: %s", layout.file_size, g_strerror(err));
-        return FALSE;
+        return spErrorSetErrno(error, errno, "cannot size qcow2 image to %" G_GUINT64_FORMAT
+                               " bytes", layout.file_size);
     }
 
     return qcow2PwriteAll(fd, header->data, header->len, 0, error) &&

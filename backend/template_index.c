@@ -117,12 +117,10 @@ spBackingDependents(const char *secondary_dir, const char * const *backing_paths
         InodeKey key;
 
         if (stat(backing_paths[i], &sb) < 0) {
-            int err = errno;
             /* A file that is gone has no dependents to protect. */
-            if (err == ENOENT)
+            if (errno == ENOENT)
                 continue;
-            g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot stat '%s': %s",
-                        backing_paths[i], g_strerror(err));
+            spErrorSetErrno(error, errno, "cannot stat '%s'", backing_paths[i]);
             return NULL;
         }
         key.dev = sb.st_dev;

@@ -50,17 +50,6 @@ spReplicaPolicyParse(const char *name, SpReplicaPolicy *policy)
 }
 
 
-static gboolean
-setErrno(GError **error, int err, const char *fmt, const char *path)
-{
-    g_autofree char *what = g_strdup_printf(fmt, path);
-
-    g_set_error(error, SP_ERROR, err == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                "%s: %s", what, g_strerror(err));
-    return FALSE;
-}
-
-
 char *
 spReplicaIdentity(const char *template_path, GError **error)
 {
@@ -69,7 +58,7 @@ spReplicaIdentity(const char *template_path, GError **error)
     g_autofree char *digest = NULL;
 
     if (stat(template_path, &sb) < 0) {
-        setErrno(error, errno, "cannot stat template '%s'", template_path);
+        spErrorSetErrno(error, errno, "cannot stat template '%s'", template_path);
         return NULL;
     }
     key = g_strdup_printf("%ju:%ju:%jd:%jd.%09ld",
@@ -136,7 +125,7 @@ makeReplicaDir(const char *replica_path, GError **error)
     /* Hidden, but traversable: QEMU may run as another user, and libvirt
      * hands it the replica file (chowning files, never directories). */
     if (g_mkdir_with_parents(dir, 0711) < 0)
-        return setErrno(error, errno, "cannot create replica directory '%s'", dir);
+        return spErrorSetErrno(error, errno, "cannot create replica directory '%s'", dir);
     /* New directories must survive a power loss with the overlays that
      * will back onto their files. */
     return !fresh || (fsyncDir(dir, error) && fsyncDir(root, error));
@@ -151,11 +140,11 @@ fsyncDir(const char *path, GError **error)
     int rc;
 
     if (fd < 0)
-        return setErrno(error, errno, "cannot open directory '%s'", dir);
+        return spErrorSetErrno(error, errno, "cannot open directory '%s'", dir);
     rc = fsync(fd);
     close(fd);
     if (rc < 0)
-        return setErrno(error, errno, "cannot fsync directory '%s'", dir);
+        return spErrorSetErrno(error, errno, "cannot fsync directory '%s'", dir);
     return TRUE;
 }
 
@@ -177,7 +166,7 @@ createLink(const char *template_path, const char *replica_path, GError **error)
                         "are on different file systems", template_path, replica_path);
             return FALSE;
         }
-        return setErrno(error, err, "cannot link replica '%s'", replica_path);
+        return spErrorSetErrno(error, err, "cannot link replica '%s'", replica_path);
     }
     return fsyncDir(replica_path, error);
 }
@@ -192,7 +181,7 @@ spReplicaCheckRoom(const char *replica_path, guint64 need, guint64 reserved,
     guint64 avail, keep;
 
     if (statvfs(dir, &vfs) < 0)
-        return setErrno(error, errno, "cannot read the free space of '%s'", dir);
+        return spErrorSetErrno(error, errno, "cannot read the free space of '%s'", dir);
     avail = (guint64) vfs.f_bavail * vfs.f_frsize;
     keep = (guint64) vfs.f_blocks * vfs.f_frsize / 100 * SP_REPLICA_KEEP_FREE_PERCENT;
     if (need + reserved + keep <= avail)
@@ -221,7 +210,7 @@ checkRoomForCopy(int src, const char *template_path, const char *replica_path,
     struct stat sb;
 
     if (fstat(src, &sb) < 0)
-        return setErrno(error, errno, "cannot stat template '%s'", template_path);
+        return spErrorSetErrno(error, errno, "cannot stat template '%s'", template_path);
     return spReplicaCheckRoom(replica_path, (guint64) sb.st_blocks * 512, reserved,
                               template_path, error);
 }
@@ -236,7 +225,7 @@ createCopy(const char *template_path, const char *replica_path, guint64 reserved
     gboolean ok;
 
     if ((src = open(template_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-        return setErrno(error, errno, "cannot open template '%s'", template_path);
+        return spErrorSetErrno(error, errno, "cannot open template '%s'", template_path);
     if (!(file = spAtomicFileBegin(replica_path, 0600, error))) {
         close(src);
         return FALSE;
@@ -342,7 +331,7 @@ static gboolean
 removeEmptyDir(const char *dir, GError **error)
 {
     if (rmdir(dir) < 0 && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT)
-        return setErrno(error, errno, "cannot remove replica directory '%s'", dir);
+        return spErrorSetErrno(error, errno, "cannot remove replica directory '%s'", dir);
     return TRUE;
 }
 
@@ -354,7 +343,7 @@ spReplicaRemove(const char *replica_path, GError **error)
     g_autofree char *root = NULL;
 
     if (unlink(replica_path) < 0 && errno != ENOENT)
-        return setErrno(error, errno, "cannot remove replica '%s'", replica_path);
+        return spErrorSetErrno(error, errno, "cannot remove replica '%s'", replica_path);
     /* Directories go with their last replica, so an emptied pool can be
      * deleted; non-empty ones stay. */
     if (!removeEmptyDir(dir, error))

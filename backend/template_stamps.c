@@ -153,9 +153,7 @@ spTemplateStampsSave(const char *path, GHashTable *stamps, GError **error)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot write template stamps '%s': %s",
-                        path, g_strerror(errno));
-            return FALSE;
+            return spErrorSetErrno(error, errno, "cannot write template stamps '%s'", path);
         }
         done += n;
     }

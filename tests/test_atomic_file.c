@@ -317,7 +317,7 @@ testMissingDirectory(void)
     g_autoptr(SpAtomicFile) file = spAtomicFileBegin(path, 0600, &error);
 
     g_assert_null(file);
-    g_assert_error(error, SP_ERROR, SP_ERROR_IO);
+    g_assert_error(error, SP_ERROR, SP_ERROR_NOT_FOUND);
     g_assert_nonnull(strstr(error->message, path));
     g_assert_nonnull(strstr(error->message, g_strerror(ENOENT)));
     g_assert_cmpuint(countEntries(dir), ==, 0);
