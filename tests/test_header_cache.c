@@ -21,7 +21,7 @@ typedef struct {
 
 
 static void
-setUp(Fixture *f, gconstpointer data)
+setUp(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     f->dir = spTestTempDir();
     f->dirfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -30,7 +30,7 @@ setUp(Fixture *f, gconstpointer data)
 
 
 static void
-tearDown(Fixture *f, gconstpointer data)
+tearDown(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     close(f->dirfd);
     spTestTempDirFree(f->dir);
@@ -64,7 +64,7 @@ makeQcow2(Fixture *f, const char *name, const char *backing)
 
 
 static void
-testHitWhileUnchanged(Fixture *f, gconstpointer data)
+testHitWhileUnchanged(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(SpHeaderCache) cache = spHeaderCacheNew(0);
     g_auto(SpImageInfo) first = { 0 };
@@ -86,7 +86,7 @@ testHitWhileUnchanged(Fixture *f, gconstpointer data)
 /* A rewrite of the header that keeps the size and puts the mtime back
  * still changes the ctime: the cache must read the file again. */
 static void
-testMissAfterChange(Fixture *f, gconstpointer data)
+testMissAfterChange(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(SpHeaderCache) cache = spHeaderCacheNew(0);
     g_autofree char *path = g_build_filename(f->dir, "pc.qcow2", NULL);
@@ -126,7 +126,7 @@ testMissAfterChange(Fixture *f, gconstpointer data)
 
 
 static void
-testRacyFilesNotKept(Fixture *f, gconstpointer data)
+testRacyFilesNotKept(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(SpHeaderCache) cache = spHeaderCacheNew(SP_HEADER_CACHE_RACY_SECONDS);
     g_autofree char *path = g_build_filename(f->dir, "raw.img", NULL);
@@ -141,7 +141,7 @@ testRacyFilesNotKept(Fixture *f, gconstpointer data)
 
 
 static void
-testSweep(Fixture *f, gconstpointer data)
+testSweep(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(SpHeaderCache) cache = spHeaderCacheNew(0);
     g_autofree char *a = g_build_filename(f->dir, "a.img", NULL);
@@ -169,7 +169,7 @@ testSweep(Fixture *f, gconstpointer data)
 
 
 static void
-testRefused(Fixture *f, gconstpointer data)
+testRefused(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(SpHeaderCache) cache = spHeaderCacheNew(0);
     g_autofree char *link = g_build_filename(f->dir, "link.img", NULL);

@@ -32,7 +32,7 @@ qemuImg(const char *backing, const char *format, const char *path)
 
 
 static void
-fixtureSetUp(Fixture *f, gconstpointer data)
+fixtureSetUp(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     f->root = spTestTempDir();
     f->primary = g_build_filename(f->root, "hdd", NULL);
@@ -46,7 +46,7 @@ fixtureSetUp(Fixture *f, gconstpointer data)
 
 
 static void
-fixtureTearDown(Fixture *f, gconstpointer data)
+fixtureTearDown(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     spTestTempDirFree(f->root);
     g_free(f->primary);
@@ -75,7 +75,7 @@ joinNames(GPtrArray *names)
 
 
 static void
-testDependents(Fixture *f, gconstpointer data)
+testDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(GError) error = NULL;
     g_autoptr(GPtrArray) names = NULL;
@@ -120,7 +120,7 @@ testDependents(Fixture *f, gconstpointer data)
 
 
 static void
-testMissingTemplate(Fixture *f, gconstpointer data)
+testMissingTemplate(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(GError) error = NULL;
     g_autofree char *gone = g_build_filename(f->primary, "gone.qcow2", NULL);
@@ -132,7 +132,7 @@ testMissingTemplate(Fixture *f, gconstpointer data)
 
 
 static void
-testMissingSecondary(Fixture *f, gconstpointer data)
+testMissingSecondary(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(GError) error = NULL;
     g_autofree char *missing = g_build_filename(f->root, "nope", NULL);

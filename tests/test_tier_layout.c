@@ -21,7 +21,7 @@ typedef struct {
 
 
 static void
-fixtureSetUp(Fixture *f, gconstpointer data)
+fixtureSetUp(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     f->root = spTestTempDir();
     f->primary = g_build_filename(f->root, "hdd", NULL);
@@ -32,7 +32,7 @@ fixtureSetUp(Fixture *f, gconstpointer data)
 
 
 static void
-fixtureTearDown(Fixture *f, gconstpointer data)
+fixtureTearDown(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     spTestTempDirFree(f->root);
     g_free(f->primary);
@@ -93,7 +93,7 @@ testValidatePaths(void)
 
 
 static void
-testCheckGood(Fixture *f, gconstpointer data)
+testCheckGood(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(GError) error = NULL;
 
@@ -103,7 +103,7 @@ testCheckGood(Fixture *f, gconstpointer data)
 
 
 static void
-testCheckMissing(Fixture *f, gconstpointer data)
+testCheckMissing(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autofree char *missing = g_build_filename(f->root, "nope", NULL);
 
@@ -115,7 +115,7 @@ testCheckMissing(Fixture *f, gconstpointer data)
 
 
 static void
-testCheckNotDirectory(Fixture *f, gconstpointer data)
+testCheckNotDirectory(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autofree char *file = g_build_filename(f->root, "file", NULL);
 
@@ -126,7 +126,7 @@ testCheckNotDirectory(Fixture *f, gconstpointer data)
 
 
 static void
-testCheckSymlinkAlias(Fixture *f, gconstpointer data)
+testCheckSymlinkAlias(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autofree char *alias = g_build_filename(f->root, "alias", NULL);
     g_autofree char *inner = g_build_filename(f->primary, "inner", NULL);
@@ -142,7 +142,7 @@ testCheckSymlinkAlias(Fixture *f, gconstpointer data)
 
 
 static void
-testCheckSecondaryNotWritable(Fixture *f, gconstpointer data)
+testCheckSecondaryNotWritable(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     if (geteuid() == 0) {
         /* root passes access(W_OK) on a mode 0555 directory; the
@@ -156,7 +156,7 @@ testCheckSecondaryNotWritable(Fixture *f, gconstpointer data)
 
 
 static void
-testUsage(Fixture *f, gconstpointer data)
+testUsage(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     SpTierUsage usage = { 0 };
     g_autoptr(GError) error = NULL;
