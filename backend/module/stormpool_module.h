@@ -1,6 +1,13 @@
 /*
  * stormpool_module.h: what the files of the stormpool backend module share
  *
+ * The module is libvirt's side of a stormpool pool: each storage driver
+ * callback parses libvirt's structures, calls the core (stormpool/pool.h)
+ * and turns the outcome back into libvirt's structures and errors. Calls
+ * go down only: storage_backend_stormpool.c (the backend table) calls
+ * stormpool_pool.c and stormpool_volumes.c, which call
+ * stormpool_translate.c.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
@@ -9,93 +16,53 @@
 #include "internal.h"
 #include "storage_backend.h"
 #include "virstorageobj.h"
+#include "virxml.h"
 
-#include "stormpool/header_cache.h"
-#include "stormpool/image_header.h"
+#include "stormpool/pool.h"
 
-/* storage_backend_stormpool.c: errors, tiers, volume metadata, status */
+/* stormpool_translate.c: from the core to libvirt and back */
 
-/* Report @err as a libvirt error of the matching kind; returns -1. */
+/* The SpPool of a pool: its namespace data, made when its XML was parsed. */
+SpPool *stormpoolPoolOf(virStoragePoolObj *obj);
+
+/* Report @err as a libvirt error of the kind of what failed; returns -1. */
 int stormpoolReportError(const GError *err);
 
-const char *stormpoolPrimary(virStoragePoolObj *pool);
-const char *stormpoolSecondary(virStoragePoolObj *pool);
+/* Fill @vol from what the core read of its file. */
+int stormpoolVolUpdate(virStorageVolDef *vol, const SpVolume *volume);
 
-bool stormpoolVolIsInstance(virStoragePoolObj *pool,
-                            virStorageVolDef *vol);
+/* The core's view of a libvirt volume definition. */
+SpImageFormat stormpoolImageFormat(int format);
+void stormpoolNewVolume(virStorageVolDef *vol, SpNewVolume *out);
 
-/* The name of the template behind @backing_path (the template itself or
- * one of its replicas), or NULL when it is neither. */
-char *stormpoolBackingTemplateName(virStoragePoolObj *pool,
-                                   const char *backing_path);
+/* Hand the core's log messages on to libvirt's log. */
+void stormpoolLogInit(void);
 
-/* qemu-img, for what converts or moves data; never for new images. */
-int stormpoolQemuImgConvert(const char *src, const char *src_format,
-                            const char *dst, const char *dst_format);
-int stormpoolQemuImgResize(const char *path, const char *format,
-                           unsigned long long capacity);
+extern virXMLNamespace stormpoolXMLNamespace;
 
-/* The daemon-wide cache of the headers refresh has read. */
-SpHeaderCache *stormpoolHeaderCache(void);
+/* stormpool_pool.c: the pool callbacks */
 
-int stormpoolVolUpdateFromFile(virStorageVolDef *vol,
-                               int dirfd,
-                               const char *dir,
-                               SpImageInfo *info);
-
-int stormpoolStartPool(virStoragePoolObj *pool);
-
-/* Orders changes of the namespace's live status, which volume builds make
- * without the pool lock, with refresh and formatting. */
-void stormpoolStatusLock(void);
-void stormpoolStatusUnlock(void);
-
-/* stormpool_refresh.c */
-
-int stormpoolRefreshPool(virStoragePoolObj *pool);
-
-/* Whether @replica_path is the replica that prepare='eager' keeps ready. */
-bool stormpoolReplicaWanted(virStoragePoolObj *pool,
-                            const char *replica_path);
-
-/* The pool itself changed the template at @path (allowed when nothing
- * depends on it): the next refresh must not report it as changed behind
- * libvirt's back. */
-void stormpoolForgetTemplateStamp(virStoragePoolObj *pool,
-                                  const char *path);
-
-/* Whether garbage collection may remove the replica at @path. */
-bool stormpoolReplicaUnused(virStoragePoolObj *pool,
-                            const char *path);
-
-void stormpoolNoteReplicaUse(virStoragePoolObj *pool,
-                             const char *backing_path,
-                             int delta);
-
-/* stormpool_uploads.c */
-
-/* vol-upload is about to set up a stream into @path, and has (@ok) or
- * has not. */
-void stormpoolUploadOpening(const char *path);
-void stormpoolUploadOpened(const char *path, bool ok);
-
-/* Whether an upload into @path is still being written. */
-bool stormpoolTemplateUploading(const char *path);
+int stormpoolCheckPool(virStoragePoolObj *obj, bool *isActive);
+int stormpoolStartPool(virStoragePoolObj *obj);
+int stormpoolBuildPool(virStoragePoolObj *obj, unsigned int flags);
+int stormpoolRefreshPool(virStoragePoolObj *obj);
+int stormpoolStopPool(virStoragePoolObj *obj);
+int stormpoolDeletePool(virStoragePoolObj *obj, unsigned int flags);
 
 /* stormpool_volumes.c: the volume callbacks */
 
-int stormpoolCreateVol(virStoragePoolObj *pool, virStorageVolDef *vol);
-int stormpoolBuildVol(virStoragePoolObj *pool, virStorageVolDef *vol,
+int stormpoolCreateVol(virStoragePoolObj *obj, virStorageVolDef *vol);
+int stormpoolBuildVol(virStoragePoolObj *obj, virStorageVolDef *vol,
                       unsigned int flags);
-int stormpoolBuildVolFrom(virStoragePoolObj *pool, virStorageVolDef *vol,
+int stormpoolBuildVolFrom(virStoragePoolObj *obj, virStorageVolDef *vol,
                           virStorageVolDef *inputvol, unsigned int flags);
-int stormpoolRefreshVol(virStoragePoolObj *pool, virStorageVolDef *vol);
-int stormpoolDeleteVol(virStoragePoolObj *pool, virStorageVolDef *vol,
+int stormpoolRefreshVol(virStoragePoolObj *obj, virStorageVolDef *vol);
+int stormpoolDeleteVol(virStoragePoolObj *obj, virStorageVolDef *vol,
                        unsigned int flags);
-int stormpoolWipeVol(virStoragePoolObj *pool, virStorageVolDef *vol,
+int stormpoolWipeVol(virStoragePoolObj *obj, virStorageVolDef *vol,
                      unsigned int algorithm, unsigned int flags);
-int stormpoolResizeVol(virStoragePoolObj *pool, virStorageVolDef *vol,
+int stormpoolResizeVol(virStoragePoolObj *obj, virStorageVolDef *vol,
                        unsigned long long capacity, unsigned int flags);
-int stormpoolUploadVol(virStoragePoolObj *pool, virStorageVolDef *vol,
+int stormpoolUploadVol(virStoragePoolObj *obj, virStorageVolDef *vol,
                        virStreamPtr stream, unsigned long long offset,
                        unsigned long long len, unsigned int flags);
