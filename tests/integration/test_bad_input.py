@@ -121,6 +121,22 @@ def _():
     refused("pc.qcow2", "64M", "--format", "qed", expect="unsupported volume format 'qed'")
 
 
+@suite.step("vol-create-as --prealloc-metadata is refused with the reason, nothing is left")
+def _():
+    reason = ("stormpool volumes cannot have preallocated metadata: an instance is a thin "
+              "qcow2 overlay of its template, and a template gets its data from vol-upload "
+              "or vol-create-from")
+    for args in (["pc.qcow2", "64M", "--format", "qcow2", "--backing-vol", "base.qcow2"],
+                 ["tpl.qcow2", "64M", "--format", "qcow2"]):
+        err = virsh_fails("vol-create-as", POOL, *args, "--prealloc-metadata",
+                          expect="Operation not supported: " + reason)
+        assert "unsupported flags" not in err, err
+        assert_unchanged()
+    virsh_fails("vol-clone", "--pool", POOL, "inst.qcow2", "clone.qcow2",
+                "--prealloc-metadata", expect=reason)
+    assert_unchanged()
+
+
 @suite.step("a backing volume of another pool is refused")
 def _():
     other = "sp-bad-input-dir"
@@ -210,8 +226,16 @@ def _():
     suite.cleanup_pool("sp-bad-start")
     virsh("pool-define-as", "sp-bad-start", "stormpool", "--source-path",
           os.path.join(base, "hdd"), "--target", os.path.join(base, "ssd"))
-    virsh_fails("pool-start", "sp-bad-start",
-                expect="cannot access primary tier directory '%s/hdd'" % base)
+    # a pool error that says what is missing, not "Storage volume not found"
+    err = virsh_fails("pool-start", "sp-bad-start",
+                      expect="Requested operation is not valid: primary tier directory "
+                             "'%s/hdd' does not exist; virsh pool-build creates it" % base)
+    assert "Storage volume not found" not in err, err
+    os.makedirs(os.path.join(base, "hdd"))
+    err = virsh_fails("pool-start", "sp-bad-start",
+                      expect="secondary tier directory '%s/ssd' does not exist" % base)
+    assert "Storage volume not found" not in err, err
+    os.rmdir(os.path.join(base, "hdd"))
     os.makedirs(os.path.join(base, "hdd"))
     with open(os.path.join(base, "ssd"), "w") as f:
         f.write("a file")
