@@ -405,6 +405,66 @@ testResetInstance(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+typedef struct {
+    SpPool *pool;
+    const char *template_path;
+    const char *replica_path;
+    gboolean ok;
+} EnsureCall;
+
+
+static gpointer
+ensureThread(gpointer data)
+{
+    EnsureCall *call = data;
+    g_autoptr(GError) err = NULL;
+
+    call->ok = spPoolReplicaEnsure(call->pool, call->template_path, call->replica_path, &err);
+    g_assert_no_error(err);
+    return NULL;
+}
+
+
+/* Concurrent builds onto one replica wait for the one making it; each is
+ * a user, which keeps the replica from garbage collection until released. */
+static void
+testReplicaRegistry(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
+    g_autofree char *replica = NULL;
+    g_autoptr(GError) err = NULL;
+    EnsureCall calls[4];
+    GThread *threads[G_N_ELEMENTS(calls)];
+    const char *made;
+    size_t i;
+
+    createTemplate(pool, "t.qcow2", 64 * MiB);
+    replica = spPoolInstanceBacking(pool, template, &err);
+    for (i = 0; i < G_N_ELEMENTS(calls); i++) {
+        calls[i] = (EnsureCall) { pool, template, replica, FALSE };
+        threads[i] = g_thread_new("ensure", ensureThread, &calls[i]);
+    }
+    for (i = 0; i < G_N_ELEMENTS(calls); i++) {
+        g_thread_join(threads[i]);
+        g_assert_true(calls[i].ok);
+    }
+    made = strstr(f->log->str, "making copy replica");
+    g_assert_nonnull(made);
+    g_assert_null(strstr(made + 1, "making copy replica"));
+    g_assert_nonnull(strstr(f->log->str, "made in"));
+    g_assert_false(spPoolReplicaUnused(pool, replica));
+    for (i = 0; i < G_N_ELEMENTS(calls) - 1; i++)
+        spPoolReplicaRelease(pool, replica);
+    g_assert_false(spPoolReplicaUnused(pool, replica));
+    spPoolReplicaRelease(pool, replica);
+    g_assert_true(spPoolReplicaUnused(pool, replica));
+    /* nothing is being made: a stop returns at once */
+    spPoolReplicasStop(pool);
+    g_assert_false(spPoolReplicaDirBusy(pool, f->secondary));
+}
+
+
 static void
 testChainAllocation(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
@@ -473,6 +533,7 @@ main(int argc, char **argv)
     ADD("stamps", testStamps);
     ADD("refresh-skips", testRefreshSkips);
     ADD("reset-instance", testResetInstance);
+    ADD("replica-registry", testReplicaRegistry);
     ADD("chain-allocation", testChainAllocation);
     return g_test_run();
 }

@@ -16,7 +16,8 @@
 
 #define VIR_FROM_THIS VIR_FROM_STORAGE
 
-VIR_LOG_INIT("storage.storage_backend_stormpool.pool");
+/* make bench-create raises this category to info for the refresh split. */
+VIR_LOG_INIT("storage.storage_backend_stormpool.refresh");
 
 
 int

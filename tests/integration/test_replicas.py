@@ -45,7 +45,7 @@ STORAGED_LOG = os.path.join(TOP, "_build", "prefix", "var", "log", "libvirt",
                             "virtstoraged.log")
 STORAGED_PID = os.path.join(TOP, "_build", "prefix", "var", "run", "virtstoraged.pid")
 VIRT_ADMIN = os.path.join(TOP, "_build", "prefix", "bin", "virt-admin")
-MODULE_CATEGORY = "storage.storage_backend_stormpool.replicas"
+MODULE_CATEGORY = "storage.storage_backend_stormpool"
 TIME_LIMIT = 300
 
 P_AUTO = "spr-rep-auto"
