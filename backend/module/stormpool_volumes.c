@@ -212,13 +212,15 @@ stormpoolCreateVol(virStoragePoolObj *obj,
 
 
 /* New volumes are written empty in milliseconds, or copied from their
- * source: there is no metadata to preallocate. */
+ * source: there is no metadata to preallocate. The error is that of a
+ * flag the backend does not take, which clients such as virt-install
+ * answer by trying again without it. */
 static int
 stormpoolRefusePrealloc(unsigned int flags)
 {
     if (!(flags & VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA))
         return 0;
-    virReportError(VIR_ERR_OPERATION_UNSUPPORTED, "%s",
+    virReportError(VIR_ERR_INVALID_ARG, "%s",
                    _("stormpool volumes cannot have preallocated metadata: an instance "
                      "is a thin qcow2 overlay of its template, and a template gets its "
                      "data from vol-upload or vol-create-from"));

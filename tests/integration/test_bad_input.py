@@ -129,7 +129,7 @@ def _():
     for args in (["pc.qcow2", "64M", "--format", "qcow2", "--backing-vol", "base.qcow2"],
                  ["tpl.qcow2", "64M", "--format", "qcow2"]):
         err = virsh_fails("vol-create-as", POOL, *args, "--prealloc-metadata",
-                          expect="Operation not supported: " + reason)
+                          expect="invalid argument: " + reason)
         assert "unsupported flags" not in err, err
         assert_unchanged()
     virsh_fails("vol-clone", "--pool", POOL, "inst.qcow2", "clone.qcow2",
