@@ -86,7 +86,7 @@ void spPoolNoteReplicaUse(SpPool *pool, const char *backing_path, int delta);
 /* Whether prepare='eager' keeps the replica at @replica_path. */
 gboolean spPoolReplicaWanted(SpPool *pool, const char *replica_path);
 
-/* pool_uploads.c: checks before a volume changes */
+/* pool_checks.c: checks before a volume changes */
 
 gboolean spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
                                  SpChange change, GError **error);
