@@ -28,7 +28,7 @@ import libvirt
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.join(TOP, "_build", "bench", "create")
-STORAGED_LOG = os.path.join(TOP, "_build", "prefix", "var", "log", "libvirt",
+STORAGED_LOG = os.path.join(os.environ["STORMPOOL_PREFIX"], "var", "log", "libvirt",
                             "virtstoraged.log")
 GiB = 1024 ** 3
 

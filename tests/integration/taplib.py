@@ -15,6 +15,9 @@ import tempfile
 import traceback
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The private libvirt of the version under test, _build/prefix-<version>
+# (tools/virt-env exec sets it).
+PREFIX = os.environ["STORMPOOL_PREFIX"]
 TEST_TMP = os.path.join(TOP, "_build", "test-tmp")
 
 

@@ -9,7 +9,7 @@ import os
 import re
 import subprocess
 
-from taplib import (Suite, daemon_alive, listdir, make_tmpdir, qemu_img_info,
+from taplib import (PREFIX, Suite, daemon_alive, listdir, make_tmpdir, qemu_img_info,
                     run, sha256, virsh, virsh_fails, vol_names, TOP)
 
 XMLDIR = os.path.join(TOP, "test-xml")
@@ -195,7 +195,7 @@ def _():
     path = os.path.join(root, "live.xml")
     with open(path, "w") as f:
         f.write(xml)
-    rng = os.path.join(TOP, "_build", "prefix", "share", "libvirt", "schemas",
+    rng = os.path.join(PREFIX, "share", "libvirt", "schemas",
                        "stormpool-pool.rng")
     run(["xmllint", "--noout", "--relaxng", rng, path])
     run(["virt-xml-validate", path, "storagepool"])
@@ -330,7 +330,7 @@ def _():
     virsh("pool-refresh", POOL)
     assert vol_names(POOL) == ["base.qcow2", "inst.qcow2"], vol_names(POOL)
     assert "running" in virsh("pool-info", POOL)
-    log = os.path.join(TOP, "_build", "prefix", "var", "log", "libvirt", "virtstoraged.log")
+    log = os.path.join(PREFIX, "var", "log", "libvirt", "virtstoraged.log")
     with open(log, errors="replace") as f:
         text = f.read()
     assert "skipping '%s'" % vmdk in text

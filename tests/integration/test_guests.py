@@ -20,7 +20,7 @@ import re
 import subprocess
 import time
 
-from taplib import (Suite, daemon_alive, define_pool, listdir, make_tmpdir, qemu_img_info,
+from taplib import (PREFIX, Suite, daemon_alive, define_pool, listdir, make_tmpdir, qemu_img_info,
                     run, sha256, virsh, virsh_fails, vol_names, TOP)
 
 POOL = "spg-guests"
@@ -41,8 +41,8 @@ IN_USE = "it is in use by a running guest or another QEMU process"
 # child of the virtio-blk-pci proxy (HMP 'info block' prints it as
 # "Attached to: /machine/peripheral/virtio-disk0/virtio-backend").
 QEMU_IO_DEVICE = "virtio-disk0/virtio-backend"
-LOGDIR = os.path.join(TOP, "_build", "prefix", "var", "log", "libvirt")
-QEMU_RUNDIR = os.path.join(TOP, "_build", "prefix", "var", "run", "libvirt", "qemu")
+LOGDIR = os.path.join(PREFIX, "var", "log", "libvirt")
+QEMU_RUNDIR = os.path.join(PREFIX, "var", "run", "libvirt", "qemu")
 MiB = 1024 * 1024
 
 suite = Suite("guests")

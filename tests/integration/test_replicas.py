@@ -27,7 +27,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 
-from taplib import (Suite, backing_template, daemon_alive, listdir, make_tmpdir,
+from taplib import (PREFIX, Suite, backing_template, daemon_alive, listdir, make_tmpdir,
                     qemu_img_info, replica_dir, run, sha256, virsh, virsh_fails,
                     vol_names, define_pool, TOP)
 try:
@@ -41,10 +41,10 @@ NS = "urn:stormpool:pool:1.0"
 REPLICAS = ".stormpool-replicas"
 TMP_PREFIX = ".stormpool-tmp-"
 VIRT_ENV = os.path.join(TOP, "tools", "virt-env")
-STORAGED_LOG = os.path.join(TOP, "_build", "prefix", "var", "log", "libvirt",
+STORAGED_LOG = os.path.join(PREFIX, "var", "log", "libvirt",
                             "virtstoraged.log")
-STORAGED_PID = os.path.join(TOP, "_build", "prefix", "var", "run", "virtstoraged.pid")
-VIRT_ADMIN = os.path.join(TOP, "_build", "prefix", "bin", "virt-admin")
+STORAGED_PID = os.path.join(PREFIX, "var", "run", "virtstoraged.pid")
+VIRT_ADMIN = os.path.join(PREFIX, "bin", "virt-admin")
 MODULE_CATEGORY = "storage.storage_backend_stormpool"
 TIME_LIMIT = 300
 
