@@ -65,6 +65,7 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 suite = Suite("virt-manager-gui")
+print("# virt-manager of %s" % os.path.relpath(VM_TREE, TOP))
 root = make_tmpdir("spv-gui-")
 suite.cleanup_dir(root)
 primary = os.path.join(root, "hdd", "templates")

@@ -57,6 +57,7 @@ VIRT_INSTALL_TIMEOUT = 180
 SUITE_TIMEOUT = 900
 
 suite = Suite("virtinst")
+print("# virtinst of %s" % os.path.relpath(VM_TREE, TOP))
 watchdog = start_watchdog(suite, SUITE_TIMEOUT)
 root = make_tmpdir("spv-vi-")
 suite.cleanup_dir(root)
