@@ -1,6 +1,6 @@
 """virt-manager manages stormpool pools: an end-to-end test in a real window.
 
-The patched virt-manager (_build/virt-manager/src, tools/build-virt-manager)
+The patched virt-manager (_build/virt-manager-VERSION/src, tools/build-virt-manager)
 runs under Xvfb, with a private D-Bus session bus (which starts the AT-SPI
 accessibility bus) and private XDG config/data/cache/runtime directories,
 connected to the private daemons (qemu:///system). The test drives it
@@ -38,7 +38,10 @@ import time
 from taplib import (Suite, make_tmpdir, qemu_img_info, run, sha256,
                     start_watchdog, template_data_paths, virsh, vol_names, TOP)
 
-VM_TREE = os.path.join(TOP, "_build", "virt-manager", "src")
+# The patched tree of the virt-manager that goes with LIBVIRT
+VM_TREE = subprocess.check_output(
+    [os.path.join(TOP, "tools", "build-virt-manager"), "--tree"],
+    text=True).strip()
 ARTIFACTS = os.path.join(TOP, "_build", "check-logs", "virt-manager")
 # The cropped screenshots for the documentation go next to the test's
 # artifacts; STORMPOOL_UPDATE_DOCS=1 writes them into docs/ instead, so
@@ -62,6 +65,7 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 suite = Suite("virt-manager-gui")
+print("# virt-manager of %s" % os.path.relpath(VM_TREE, TOP))
 root = make_tmpdir("spv-gui-")
 suite.cleanup_dir(root)
 primary = os.path.join(root, "hdd", "templates")

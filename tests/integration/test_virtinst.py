@@ -1,7 +1,8 @@
 """virtinst knows stormpool pools: the patched virt-manager tree's library.
 
-The tests import virtinst from the patched tree (_build/virt-manager/src,
-made by tools/build-virt-manager) by sys.path, as virt-manager's own test
+The tests import virtinst from the patched tree (_build/virt-manager-VERSION/src
+of the virt-manager that goes with LIBVIRT, made by tools/build-virt-manager)
+by sys.path, as virt-manager's own test
 suite does with its checkout, and drive it against the private daemons:
 
   * StoragePool builds a stormpool pool's XML (source dir + target path),
@@ -33,7 +34,10 @@ import xml.etree.ElementTree as ET
 from taplib import (Suite, listdir, make_tmpdir, qemu_img_info, run, sha256,
                     start_watchdog, template_data_paths, virsh, vol_names, TOP)
 
-VM_TREE = os.path.join(TOP, "_build", "virt-manager", "src")
+# The patched tree of the virt-manager that goes with LIBVIRT
+VM_TREE = subprocess.check_output(
+    [os.path.join(TOP, "tools", "build-virt-manager"), "--tree"],
+    text=True).strip()
 sys.path.insert(0, VM_TREE)
 
 import libvirt  # noqa: E402  (Debian's binding, the private libvirt.so.0)
@@ -53,6 +57,7 @@ VIRT_INSTALL_TIMEOUT = 180
 SUITE_TIMEOUT = 900
 
 suite = Suite("virtinst")
+print("# virtinst of %s" % os.path.relpath(VM_TREE, TOP))
 watchdog = start_watchdog(suite, SUITE_TIMEOUT)
 root = make_tmpdir("spv-vi-")
 suite.cleanup_dir(root)
