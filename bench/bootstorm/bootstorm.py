@@ -213,6 +213,7 @@ class Bench:
             size = desc["virtual_size"]
         os.sync()
         workload = Workload(name, template, reads, size, desc)
+        desc["distinct_bytes"] = workload.distinct
         log("trace %s: %d reads, %.1f MiB requested, %.1f MiB distinct, template %s"
             % (name, len(reads), sum(l for _, l in reads) / MiB, workload.distinct / MiB,
                template))

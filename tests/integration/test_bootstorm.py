@@ -116,7 +116,8 @@ def _():
     for trace in TRACES:
         hdd, wb, mem = storm("hdd", trace), storm("hdd-wb", trace), storm("hdd-wb-mem", trace)
         assert wb["cache"] == "writeback" and hdd["cache"] == "none", (wb, hdd)
-        assert wb["hdd_bytes"] < hdd["hdd_bytes"], (trace, wb["hdd_bytes"], hdd["hdd_bytes"])
+        # fewer IOs on the HDD (readahead may read more bytes than O_DIRECT)
+        assert wb["hdd_reads"] < hdd["hdd_reads"], (trace, wb["hdd_reads"], hdd["hdd_reads"])
         assert mem["mem_limit"] and mem["hdd_bytes"] > 0, mem
 
 
