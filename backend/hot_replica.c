@@ -114,6 +114,8 @@ runQemuIo(const char *qemu_io, const char *path, const SpRange *first, guint cou
 {
     g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
     g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+    g_autoptr(GError) spawn_error = NULL;
     int status = 0;
     guint i;
 
@@ -128,15 +130,17 @@ runQemuIo(const char *qemu_io, const char *path, const SpRange *first, guint cou
     }
     g_ptr_array_add(argv, g_strdup(path));
     g_ptr_array_add(argv, NULL);
-    if (!g_spawn_sync(NULL, (char **) argv->pdata, NULL,
-                      G_SPAWN_SEARCH_PATH | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
-                      &out, NULL, &status, error))
+    if (!g_spawn_sync(NULL, (char **) argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
+                      &out, &err, &status, &spawn_error)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot run '%s' to copy a hot set: %s",
+                    (char *) argv->pdata[0], spawn_error->message);
         return FALSE;
+    }
     if (!g_spawn_check_wait_status(status, NULL) || strstr(out, "failed") ||
-        strstr(out, "rror")) {
+        strstr(out, "rror") || *g_strstrip(err)) {
         g_set_error(error, SP_ERROR, SP_ERROR_IO,
                     "copying the hot set into '%s' with qemu-io failed: %s", path,
-                    *out ? g_strstrip(out) : "no output");
+                    *err ? err : *out ? g_strstrip(out) : "no output");
         return FALSE;
     }
     return TRUE;

@@ -380,6 +380,18 @@ testHotReplicaFailuresLeaveNothing(void)
     g_assert_error(error, SP_ERROR, SP_ERROR_IO);
     g_clear_error(&error);
     g_assert_cmpuint(countEntries(rdir), ==, 0);
+    /* qemu-io's own complaint reaches the error; a missing binary is an
+     * SP_ERROR too */
+    g_assert_false(spHotReplicaCreate(tmpl, "qcow2", set, replica, "qemu-img", &error));
+    g_assert_error(error, SP_ERROR, SP_ERROR_IO);
+    g_assert_nonnull(strstr(error->message, "with qemu-io failed: qemu-img: "));
+    g_clear_error(&error);
+    g_assert_false(spHotReplicaCreate(tmpl, "qcow2", set, replica, "/nonexistent/qemu-io",
+                                      &error));
+    g_assert_error(error, SP_ERROR, SP_ERROR_IO);
+    g_assert_true(g_str_has_prefix(error->message, "cannot run '/nonexistent/qemu-io'"));
+    g_clear_error(&error);
+    g_assert_cmpuint(countEntries(rdir), ==, 0);
     /* a hot set of another disk size */
     g_assert_false(spHotReplicaCreate(tmpl, "qcow2", wrong, replica, NULL, &error));
     g_assert_error(error, SP_ERROR, SP_ERROR_INVALID_ARG);
