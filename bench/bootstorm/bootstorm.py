@@ -2,27 +2,39 @@
 """The boot-storm benchmark: N desktops of one template boot at once.
 
 Usage: bench/bootstorm/run [--quick] [--n 1,5,10,20,40] [--out DIR]
-                           [--iops 200] [--bps 150000000] [--no-reflink]
-                           [--check-targets]
+                           [--traces synthetic,real] [--iops 200] [--bps 150000000]
+                           [--ssd-iops 50000] [--ssd-bps 500000000]
+                           [--mem-fraction 0.25] [--no-reflink] [--check-targets]
 
 Two loop-device filesystems are the tiers: "HDD" (primary) read through a
-blkio throttle (200 read IOPS, 150 MB/s by default), "SSD" (secondary) not.
-A qcow2 template with scattered data lives on the HDD. For each
-configuration
-  hdd   a plain libvirt dir pool on the HDD: template and overlays there
-  none  stormpool, instances on the SSD backing onto the template on the HDD
-  copy  stormpool <stormpool:replica policy='copy'/>: instances back onto a
-        replica of the template in the SSD tier
-and each N, N instances are made with vol-create-as and replayed at once by
-qemu-io with O_DIRECT on the whole chain (-t none), each process in the
-throttled cgroup, caches dropped before. Reported per run: makespan, p50/p95
-per-instance boot time, per tier the read IOs and bytes from
-/sys/block/loopN/stat; for copy also the replica's creation time against
-`cp --sparse=always` of the same file between the same filesystems, and on a
-reflink-capable XFS. Writes results.md, results.json and PNG plots to --out
-(default _build/bench/bootstorm) and prints the table and the targets.
+blkio throttle (200 read IOPS, 150 MB/s by default), "SSD" (secondary)
+through one of a SATA SSD (50k IOPS, 500 MB/s). Two traces, each with its
+own template on the HDD:
+  synthetic  a seeded trace over a 2 GiB template with scattered data
+  real       the boot of a real Debian guest (tools/build-guest-image),
+             recorded from QEMU's block trace points (bench/bootstorm/guest.py)
+For each trace, configuration and N, N instances are made with vol-create-as
+and replayed at once by qemu-io, each process in the throttled cgroup,
+caches dropped before:
+  hdd         a plain libvirt dir pool on the HDD, cache=none (O_DIRECT)
+  hdd-wb      the same instances, cache=writeback: the host page cache
+              shares the template's blocks between the replays
+  hdd-wb-mem  the same, the replays' memory cgroup capped at their own
+              memory plus --mem-fraction of the trace's distinct bytes
+              (a host whose RAM belongs to its guests)
+  none        stormpool, instances on the SSD backing onto the template
+  copy        stormpool <stormpool:replica policy='copy'/> (SSD tier)
+  hot, hot-ram, copy-ram  slots for the hot policy and the RAM tier (not
+              in the module yet: reported as "slot")
+  floor       the CPU floor: template and instances in RAM (tmpfs)
+Reported per run: makespan, p50/p95 per-instance boot time, per tier the
+read IOs and bytes (/sys/block/loopN/stat); per configuration the fast-tier
+(or RAM) bytes per template and the time from a new template to its first
+storm-proof instance. Writes results.md, results.json and PNG plots to
+--out (default _build/bench/bootstorm) and prints the table and targets.
 
---quick: N = 2, a small template and trace, small filesystems (make check).
+--quick: N = 2, the small synthetic template and the first 300 reads of the
+real trace, small filesystems (make check).
 --check-targets: exit 1 if a target fails (default: report only).
 Run as root, through bench/bootstorm/run (it points virsh at the private
 daemons of tools/virt-env and starts them if needed).
@@ -39,13 +51,16 @@ import subprocess
 import sys
 import time
 
+import guest
 import pools
 import report
 import trace
-from tiers import Cleanup, Throttle, Tier, allocated, drop_caches, sh
+from tiers import Cleanup, MemoryLimit, Throttle, Tier, allocated, drop_caches, sh
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEMPLATE = "base.qcow2"
+REAL_TEMPLATE = "debian.qcow2"
+QUICK_REAL_READS = 300
 SAMPLE_INTERVAL = 0.5
 STORM_TIMEOUT = 900
 TARGET_N = 20
@@ -53,10 +68,25 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 
 CONFIGS = [
-    ("hdd", "all on HDD (dir pool)"),
-    ("none", "stormpool, replica none"),
-    ("copy", "stormpool, replica copy"),
+    ("hdd", "dir pool on HDD, cache=none"),
+    ("hdd-wb", "dir pool on HDD, cache=writeback (page cache)"),
+    ("hdd-wb-mem", "dir pool on HDD, writeback, page cache capped"),
+    ("none", "stormpool none, SSD tier"),
+    ("copy", "stormpool copy, SSD tier"),
+    ("hot", "stormpool hot, SSD tier"),
+    ("hot-ram", "stormpool hot, RAM tier"),
+    ("copy-ram", "stormpool copy, RAM tier"),
+    ("floor", "CPU floor: all in RAM"),
 ]
+# Configurations the module cannot run yet: the lead fills these slots
+# once the core's hot policy and RAM tier are wired into the module.
+SLOTS = {
+    "hot": "slot: policy 'hot' is in the core (backend/hot_replica.c), not yet in the module",
+    "hot-ram": "slot: the RAM tier is in the core (backend/ram_tier.c), not yet in the module",
+    "copy-ram": "slot: the RAM tier is in the core (backend/ram_tier.c), not yet in the module",
+}
+# The page-cache configurations replay the hdd pool's instances.
+SAME_INSTANCES = {"hdd-wb": "hdd", "hdd-wb-mem": "hdd"}
 
 
 def log(msg):
@@ -76,6 +106,13 @@ def parse_args(argv):
     ap.add_argument("--iops", type=int, default=200, help="HDD read IOPS limit")
     ap.add_argument("--bps", type=int, default=150 * 1000 * 1000,
                     help="HDD read bytes/s limit")
+    ap.add_argument("--ssd-iops", type=int, default=50000, help="SSD read IOPS limit")
+    ap.add_argument("--ssd-bps", type=int, default=500 * 1000 * 1000,
+                    help="SSD read bytes/s limit")
+    ap.add_argument("--mem-fraction", type=float, default=0.25,
+                    help="hdd-wb-mem: page cache cap as a fraction of the trace's distinct bytes")
+    ap.add_argument("--traces", default="synthetic,real",
+                    help="comma-separated traces: synthetic, real (default both)")
     ap.add_argument("--no-reflink", action="store_true", help="skip the XFS reflink variant")
     ap.add_argument("--check-targets", action="store_true",
                     help="exit 1 if a target fails")
@@ -84,7 +121,29 @@ def parse_args(argv):
     args.ns = sorted({int(x) for x in (args.n or default_n).split(",") if x.strip()})
     if not args.ns or min(args.ns) < 1 or max(args.ns) > 99:
         ap.error("--n takes counts between 1 and 99")
+    args.trace_names = [t for t in args.traces.split(",") if t]
+    if not args.trace_names or set(args.trace_names) - {"synthetic", "real"}:
+        ap.error("--traces takes synthetic and/or real")
+    if not 0 < args.mem_fraction <= 1:
+        ap.error("--mem-fraction takes a fraction in (0, 1]")
     return args
+
+
+class Workload:
+    """One trace with its template on the HDD tier."""
+
+    def __init__(self, name, template, reads, virtual_size, describe):
+        self.name = name
+        self.template = template
+        self.templates = os.path.dirname(template)
+        self.template_name = os.path.basename(template)
+        self.reads = reads                      # [(offset, length)]
+        self.virtual_size = virtual_size
+        self.describe = describe
+        self.distinct = guest.distinct_bytes(reads)
+        self.commands = []
+        for offset, length in reads:
+            self.commands += ["-c", "read -q %d %d" % (offset, length)]
 
 
 class Bench:
@@ -93,9 +152,10 @@ class Bench:
         self.profile = trace.QUICK if args.quick else trace.FULL
         self.tag = "spb-bootstorm-%d" % os.getpid()
         self.work = os.path.join(TOP, "_build", "bench", "bootstorm-work-%d" % os.getpid())
+        self.ram = "/dev/shm/%s" % self.tag
         self.cleanup = Cleanup()
         self.replays = []                  # live qemu-io processes
-        self.results = {"configs": {}, "replica": None, "reflink": None}
+        self.results = {"traces": {}, "reflink": None}
 
     # --- setup -----------------------------------------------------------
 
@@ -104,7 +164,10 @@ class Bench:
         self.cleanup.push("remove %s" % self.work, remove_workdir, self.work)
         self.logs = os.path.join(self.work, "logs")
         os.makedirs(self.logs)
-        fs_size = 256 * MiB if self.args.quick else 4 * GiB
+        os.makedirs(self.ram)
+        self.cleanup.push("remove %s" % self.ram, shutil.rmtree, self.ram)
+        fs_size = (1 * GiB if "real" in self.args.trace_names else 256 * MiB) \
+            if self.args.quick else 6 * GiB
         self.hdd = Tier("HDD", os.path.join(self.work, "hdd.img"),
                         os.path.join(self.work, "hdd"), fs_size, "ext4", self.cleanup)
         self.ssd = Tier("SSD", os.path.join(self.work, "ssd.img"),
@@ -112,42 +175,90 @@ class Bench:
         self.tiers = [self.hdd, self.ssd]
         self.throttle = Throttle(self.tag, self.cleanup)
         self.throttle.limit(self.hdd.majmin, self.args.iops, self.args.bps)
+        self.throttle.limit(self.ssd.majmin, self.args.ssd_iops, self.args.ssd_bps)
+        self.memory = MemoryLimit(self.tag, self.cleanup)
         self.cleanup.push("kill qemu-io replays", self.kill_replays)
-        log("tiers: HDD %s on %s (throttled %d IOPS, %.0f MB/s, cgroup v%d), SSD %s on %s"
-            % (self.hdd.device, self.hdd.mountpoint, self.args.iops, self.args.bps / 1e6,
-               self.throttle.version, self.ssd.device, self.ssd.mountpoint))
-        self.templates = self.hdd.path("templates")
-        os.makedirs(self.templates)
-        self.template = os.path.join(self.templates, TEMPLATE)
-        self.make_template()
-        self.trace = trace.boot_trace(self.profile)
-        self.commands = []
-        for cmd in trace.read_commands(self.trace):
-            self.commands += ["-c", cmd]
-        self.replica_ok = pools.replica_supported(self.tag + "-probe", self.templates,
+        log("tiers: HDD %s on %s (%d IOPS, %.0f MB/s), SSD %s on %s (%d IOPS, %.0f MB/s), "
+            "blkio cgroup v%d" % (self.hdd.device, self.hdd.mountpoint, self.args.iops,
+                                  self.args.bps / 1e6, self.ssd.device, self.ssd.mountpoint,
+                                  self.args.ssd_iops, self.args.ssd_bps / 1e6,
+                                  self.throttle.version))
+        self.workloads = [self.make_workload(name) for name in self.args.trace_names]
+        self.replica_ok = pools.replica_supported(self.tag + "-probe", self.hdd.mountpoint,
                                                   self.ssd.path("probe"), self.work)
         log("replica policy %s" % ("available" if self.replica_ok else "not available"))
+        self.process_rss = self.measure_process_memory()
 
-    def make_template(self):
+    def make_workload(self, name):
+        templates = self.hdd.path("templates-" + name)
+        os.makedirs(templates)
+        if name == "synthetic":
+            template = os.path.join(templates, TEMPLATE)
+            self.make_template(template)
+            reads = [(off, length) for _, off, length in trace.boot_trace(self.profile)]
+            desc = trace.describe(self.profile, trace.boot_trace(self.profile))
+            size = self.profile.virtual_size
+        else:
+            image = guest.template_path()
+            trace_file = guest.cached_trace(image)
+            template = os.path.join(templates, REAL_TEMPLATE)
+            sh("cp", "--sparse=always", image, template)
+            reads = guest.load(trace_file)
+            full = guest.describe(reads, template)
+            if self.args.quick:
+                reads = reads[:QUICK_REAL_READS]
+            desc = guest.describe(reads, template)
+            desc["full_trace"] = full
+            desc["trace_file"] = trace_file
+            size = desc["virtual_size"]
+        os.sync()
+        workload = Workload(name, template, reads, size, desc)
+        desc["distinct_bytes"] = workload.distinct
+        log("trace %s: %d reads, %.1f MiB requested, %.1f MiB distinct, template %s"
+            % (name, len(reads), sum(l for _, l in reads) / MiB, workload.distinct / MiB,
+               template))
+        return workload
+
+    def make_template(self, template):
         p = self.profile
         start = time.monotonic()
-        sh("qemu-img", "create", "-q", "-f", "qcow2", self.template, str(p.virtual_size))
+        sh("qemu-img", "create", "-q", "-f", "qcow2", template, str(p.virtual_size))
         argv = ["qemu-io", "-f", "qcow2"]
         for cmd in trace.write_commands(p):
             argv += ["-c", cmd]
-        out = sh(*(argv + [self.template]))
+        out = sh(*(argv + [template]))
         if "failed" in out:
             raise RuntimeError("writing the template: " + out[-2000:])
-        os.sync()
         log("template %s: %d MiB virtual, %d MiB data in %d extents (%.1f s)"
-            % (self.template, p.virtual_size // MiB, allocated(self.template) // MiB,
+            % (template, p.virtual_size // MiB, allocated(template) // MiB,
                p.extents + 2, time.monotonic() - start))
+
+    def measure_process_memory(self):
+        """The memory one replay process needs by itself (no page cache:
+        O_DIRECT), for the memory-pressure cap."""
+        w = self.workloads[0]
+        probe = os.path.join(self.work, "probe.qcow2")
+        sh("qemu-img", "create", "-q", "-f", "qcow2", "-b", w.template, "-F", "qcow2", probe)
+        self.memory.set_limit(None)
+        subprocess.run(["qemu-io", "-r", "-t", "none", "-f", "qcow2"] +
+                              w.commands[:200] + [probe], stdout=subprocess.DEVNULL,
+                              preexec_fn=self.memory.join_self, check=True)
+        rss = self.memory.max_usage()
+        os.unlink(probe)
+        log("one replay process: %.1f MiB of memory (cgroup max usage, O_DIRECT)" % (rss / MiB))
+        return rss
 
     # --- one storm -------------------------------------------------------
 
-    def storm(self, paths, label):
+    def storm(self, w, paths, label, cache="none", mem_limit=None):
         """Replay the boot trace on every path at once; measure."""
         drop_caches(self.tiers)
+        self.memory.set_limit(mem_limit)
+
+        def join():
+            self.throttle.join_self()
+            self.memory.join_self()
+
         before = [t.stat() for t in self.tiers]
         samples = [(0.0, before)]
         t0 = time.monotonic()
@@ -157,9 +268,9 @@ class Bench:
                 out = open(os.path.join(self.logs, "%s-%02d.log" % (label, i + 1)), "w")
                 started = time.monotonic()
                 proc = subprocess.Popen(
-                    ["qemu-io", "-r", "-t", "none", "-f", "qcow2"] + self.commands + [path],
+                    ["qemu-io", "-r", "-t", cache, "-f", "qcow2"] + w.commands + [path],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    preexec_fn=self.throttle.join_self)
+                    preexec_fn=join)
                 out.close()
                 self.replays.append(proc)
                 runs.append({"proc": proc, "start": started, "end": None, "log": out.name})
@@ -172,6 +283,8 @@ class Bench:
         times = sorted(r["end"] - r["start"] for r in runs)
         return {
             "n": len(paths),
+            "cache": cache,
+            "mem_limit": mem_limit,
             "makespan": max(r["end"] for r in runs) - t0,
             "p50": percentile(times, 50),
             "p95": percentile(times, 95),
@@ -216,66 +329,110 @@ class Bench:
 
     # --- configurations --------------------------------------------------
 
-    def make_pool(self, config):
-        name = "%s-%s" % (self.tag, config)
+    def make_pool(self, w, config):
+        name = "%s-%s-%s" % (self.tag, w.name, config)
         if config == "hdd":
-            return pools.Pool.dir_pool(name, self.templates, self.cleanup)
+            return pools.Pool.dir_pool(name, w.templates, self.cleanup)
+        if config == "floor":
+            templates = os.path.join(self.ram, w.name)
+            os.makedirs(templates)
+            self.cleanup.push("remove %s" % templates, shutil.rmtree, templates)
+            sh("cp", "--sparse=always", w.template, templates)
+            return pools.Pool.dir_pool(name, templates, self.cleanup)
         policy = config if self.replica_ok else None   # no element = today's 'none'
-        return pools.Pool.stormpool(name, self.templates, self.ssd.path("lab-" + config),
+        return pools.Pool.stormpool(name, w.templates,
+                                    self.ssd.path("lab-%s-%s" % (w.name, config)),
                                     policy, self.work, self.cleanup)
 
-    def run_config(self, config, label):
-        entry = {"label": label, "status": "ok", "runs": []}
-        self.results["configs"][config] = entry
-        if config == "copy" and not self.replica_ok:
-            entry["status"] = "skipped: replica policy not available"
-            log("[copy] " + entry["status"])
-            return
-        pool = self.make_pool(config)
-        size = self.profile.virtual_size
+    def mem_limit(self, w, n):
+        """Room for the replays themselves plus a fraction of the trace's
+        distinct bytes for the page cache."""
+        return int(n * self.process_rss * 1.25 + self.args.mem_fraction * w.distinct)
+
+    def run_workload(self, w):
+        entries = {}
+        self.results["traces"][w.name] = {"trace": w.describe, "configs": entries}
+        for config, label in CONFIGS:
+            entries[config] = {"label": label, "status": "ok", "runs": []}
+            if config in SLOTS:
+                entries[config]["status"] = SLOTS[config]
+            elif config == "copy" and not self.replica_ok:
+                entries[config]["status"] = "skipped: replica policy not available"
+        for config, _ in CONFIGS:
+            if config in SAME_INSTANCES or entries[config]["status"] != "ok":
+                continue
+            self.run_config(w, config, entries)
+
+    def run_config(self, w, config, entries):
+        pool = self.make_pool(w, config)
+        entry = entries[config]
         if config == "copy":
-            self.results["replica"] = self.measure_replica(pool, size)
+            entry["replica"] = self.measure_replica(w, pool)
+        followers = [c for c, base in SAME_INSTANCES.items() if base == config]
         for n in self.args.ns:
-            paths = pool.grow_to(n, TEMPLATE, size)
-            self.check_backing(config, paths)
-            run = self.storm(paths, "%s-n%02d" % (config, n))
-            entry["runs"].append(run)
-            log("[%s] N=%-2d makespan %7.2f s  p50 %6.2f s  p95 %6.2f s  HDD %5d reads %8.1f MiB"
-                "  SSD %5d reads %8.1f MiB" % (config, n, run["makespan"], run["p50"], run["p95"],
-                                               run["hdd_reads"], run["hdd_bytes"] / MiB,
-                                               run["ssd_reads"], run["ssd_bytes"] / MiB))
+            paths = pool.grow_to(n, w.template_name, w.virtual_size)
+            self.check_backing(w, config, paths)
+            self.record(w, config, entry, paths, n, "none", None)
+            for follower in followers:
+                limit = self.mem_limit(w, n) if follower == "hdd-wb-mem" else None
+                self.record(w, follower, entries[follower], paths, n, "writeback", limit)
         entry["vol_create_median"] = statistics.median(s for _, _, s in pool.instances)
+        entry["fast_tier_bytes"] = self.fast_tier_bytes(w, config, entry)
+        entry["storm_proof_after_s"] = entry.get("replica", {}).get("first_vol_create_s") \
+            if config == "copy" else None
+        for follower in followers:
+            entries[follower]["fast_tier_bytes"] = 0        # the page cache is not kept
+            entries[follower]["storm_proof_after_s"] = None
         pool.remove()
 
-    def check_backing(self, config, paths):
+    def fast_tier_bytes(self, w, config, entry):
+        if config == "copy":
+            return entry["replica"]["replica_allocated"]
+        if config == "floor":
+            return allocated(os.path.join(self.ram, w.name, w.template_name))
+        return 0
+
+    def record(self, w, config, entry, paths, n, cache, limit):
+        run = self.storm(w, paths, "%s-%s-n%02d" % (w.name, config, n), cache, limit)
+        entry["runs"].append(run)
+        log("[%s %s] N=%-2d makespan %7.2f s  p50 %6.2f s  p95 %6.2f s  HDD %5d reads %8.1f MiB"
+            "  SSD %5d reads %8.1f MiB%s" % (w.name, config, n, run["makespan"], run["p50"],
+                                            run["p95"], run["hdd_reads"], run["hdd_bytes"] / MiB,
+                                            run["ssd_reads"], run["ssd_bytes"] / MiB,
+                                            "  (memory cap %.0f MiB)" % (limit / MiB)
+                                            if limit else ""))
+
+    def check_backing(self, w, config, paths):
         """The chains are what the configuration means: copy backs onto a
-        replica in the SSD tier, hdd and none onto the template itself."""
+        replica in the SSD tier, the others onto the template itself."""
+        template = w.template if config != "floor" else \
+            os.path.join(self.ram, w.name, w.template_name)
         for path in paths:
             backing = pools.backing_file(path)
             if config == "copy":
                 ok = is_under(backing, self.ssd.mountpoint)
             else:
-                ok = bool(backing) and os.path.realpath(backing) == os.path.realpath(self.template)
+                ok = bool(backing) and os.path.realpath(backing) == os.path.realpath(template)
             if not ok:
                 raise RuntimeError("%s: %s backs onto %s, not %s" % (
                     config, path, backing,
-                    "a replica in " + self.ssd.mountpoint if config == "copy" else self.template))
+                    "a replica in " + self.ssd.mountpoint if config == "copy" else template))
 
     # --- replica creation against cp ------------------------------------
 
-    def measure_replica(self, pool, size):
+    def measure_replica(self, w, pool):
         drop_caches(self.tiers)
         hdd0 = self.hdd.stat()
-        path, first = pool.create_instance("pc01.qcow2", TEMPLATE, size)
+        path, first = pool.create_instance("pc01.qcow2", w.template_name, w.virtual_size)
         hdd1 = self.hdd.stat()
         replica = pools.backing_file(path)
-        overlay = pool.create_instance("pc02.qcow2", TEMPLATE, size)[1]
-        data = allocated(self.template)
+        overlay = pool.create_instance("pc02.qcow2", w.template_name, w.virtual_size)[1]
+        data = allocated(w.template)
         seconds = max(first - overlay, 1e-6)
-        cp = timed_copy(self.template, self.ssd.path("cp-test.qcow2"), ["--sparse=always"],
+        cp = timed_copy(w.template, self.ssd.path("cp-test.qcow2"), ["--sparse=always"],
                         self.tiers)
         result = {
-            "template": self.template,
+            "template": w.template,
             "replica": replica,
             "replica_in_secondary": is_under(replica, self.ssd.mountpoint),
             "replica_allocated": allocated(replica) if replica and os.path.exists(replica) else None,
@@ -289,9 +446,9 @@ class Bench:
             "cp_MBps": data / 1e6 / cp,
             "ratio": cp / seconds,
         }
-        log("[copy] replica %s: %.2f s (%.0f MB/s); cp --sparse=always %.2f s (%.0f MB/s);"
-            " ratio %.2f" % (replica, seconds, result["replica_MBps"], cp, result["cp_MBps"],
-                             result["ratio"]))
+        log("[%s copy] replica %s: %.2f s (%.0f MB/s); cp --sparse=always %.2f s (%.0f MB/s);"
+            " ratio %.2f" % (w.name, replica, seconds, result["replica_MBps"], cp,
+                             result["cp_MBps"], result["ratio"]))
         return result
 
     def reflink_variant(self):
@@ -307,18 +464,19 @@ class Bench:
                    512 * MiB if self.args.quick else 2 * GiB, "xfs", self.cleanup)
         templates = xfs.path("templates")
         os.makedirs(templates)
-        template = os.path.join(templates, TEMPLATE)
-        sh("cp", "--reflink=never", "--sparse=always", self.template, template)
+        w = self.workloads[0]
+        template = os.path.join(templates, w.template_name)
+        sh("cp", "--reflink=never", "--sparse=always", w.template, template)
         os.sync()
         pool = pools.Pool.stormpool(self.tag + "-reflink", templates, xfs.path("lab"), "copy",
                                     self.work, self.cleanup)
-        size = self.profile.virtual_size
+        size = w.virtual_size
         drop_caches([xfs])
         free0 = free_bytes(xfs.mountpoint)
-        path, first = pool.create_instance("pc01.qcow2", TEMPLATE, size)
+        path, first = pool.create_instance("pc01.qcow2", w.template_name, size)
         used = free0 - free_bytes(xfs.mountpoint)
         replica = pools.backing_file(path)
-        overlay = pool.create_instance("pc02.qcow2", TEMPLATE, size)[1]
+        overlay = pool.create_instance("pc02.qcow2", w.template_name, size)[1]
         pool.remove()
         seconds = max(first - overlay, 1e-6)
         full = timed_copy(template, xfs.path("cp-never.qcow2"),
@@ -326,6 +484,7 @@ class Bench:
         clone = timed_copy(template, xfs.path("cp-always.qcow2"), ["--reflink=always"], [xfs])
         result = {
             "status": "ok",
+            "trace": w.name,
             "replica": replica,
             "replica_s": seconds,
             "space_used_bytes": used,
@@ -342,8 +501,8 @@ class Bench:
     def run(self):
         started = time.monotonic()
         self.setup()
-        for config, label in CONFIGS:
-            self.run_config(config, label)
+        for w in self.workloads:
+            self.run_workload(w)
         self.results["reflink"] = self.reflink_variant()
         self.results["targets"] = evaluate_targets(self.results, self.args.ns)
         self.results["meta"] = self.meta(time.monotonic() - started)
@@ -356,17 +515,24 @@ class Bench:
             "ns": self.args.ns,
             "iops": self.args.iops,
             "bps": self.args.bps,
+            "ssd_iops": self.args.ssd_iops,
+            "ssd_bps": self.args.ssd_bps,
+            "mem_fraction": self.args.mem_fraction,
+            "process_memory": self.process_rss,
+            "traces": self.args.trace_names,
             "cgroup": "v%d" % self.throttle.version,
             "loop_direct_io": {t.name: t.direct_io for t in self.tiers},
             "kernel": platform.release(),
             "qemu": qemu,
             "cpus": os.cpu_count(),
-            "trace": trace.describe(self.profile, self.trace),
             "elapsed_s": elapsed,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "workdir": self.work,
-            "pools": ["%s-%s" % (self.tag, c) for c, _ in CONFIGS] + [self.tag + "-reflink"],
+            "pools": ["%s-%s-%s" % (self.tag, w.name, c) for w in self.workloads
+                      for c, _ in CONFIGS] + [self.tag + "-reflink"],
             "cgroup_path": self.throttle.path,
+            "memory_cgroup_path": self.memory.path,
+            "ram_dir": self.ram,
         }
 
 
@@ -402,8 +568,8 @@ def free_bytes(path):
     return st.f_bfree * st.f_frsize
 
 
-def run_at(results, config, n):
-    for run in results["configs"].get(config, {}).get("runs", []):
+def run_at(configs, config, n):
+    for run in configs.get(config, {}).get("runs", []):
         if run["n"] == n:
             return run
     return None
@@ -411,31 +577,16 @@ def run_at(results, config, n):
 
 def evaluate_targets(results, ns):
     n = TARGET_N if TARGET_N in ns else max(ns)
-    copy, none = run_at(results, "copy", n), run_at(results, "none", n)
-    replica = results.get("replica")
     targets = []
 
     def add(name, ok, detail):
         status = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
         targets.append({"name": name, "status": status, "detail": detail})
 
-    skip = results["configs"].get("copy", {}).get("status", "not run")
-    if copy is None:
-        add("copy N=%d: zero primary-tier reads during the storm" % n, None, skip)
-        add("copy N=%d: makespan >= 5x better than none" % n, None, skip)
-    else:
-        add("copy N=%d: zero primary-tier reads during the storm" % n,
-            copy["hdd_reads"] == 0, "%d reads, %d bytes from the HDD"
-            % (copy["hdd_reads"], copy["hdd_bytes"]))
-        speedup = none["makespan"] / copy["makespan"]
-        add("copy N=%d: makespan >= 5x better than none" % n, speedup >= 5,
-            "none %.2f s / copy %.2f s = %.1fx" % (none["makespan"], copy["makespan"], speedup))
-    if replica is None:
-        add("replica creation >= 80% of cp --sparse=always throughput", None, skip)
-    else:
-        add("replica creation >= 80% of cp --sparse=always throughput", replica["ratio"] >= 0.8,
-            "replica %.0f MB/s, cp %.0f MB/s: %.0f%%" % (replica["replica_MBps"],
-                                                       replica["cp_MBps"], 100 * replica["ratio"]))
+    for trace_name, tr in results["traces"].items():
+        configs = tr["configs"]
+        copy_targets(add, trace_name, configs, n)
+        slot_targets(add, trace_name, configs, n)
     reflink = results.get("reflink") or {}
     if reflink.get("status") == "ok":
         near = reflink["replica_s"] <= 0.2 * reflink["cp_never_s"] and \
@@ -447,6 +598,49 @@ def evaluate_targets(results, ns):
         add("reflink: replica near-instant and sharing blocks", None,
             reflink.get("status", "not run"))
     return targets
+
+
+def copy_targets(add, trace_name, configs, n):
+    copy, none = run_at(configs, "copy", n), run_at(configs, "none", n)
+    skip = configs.get("copy", {}).get("status", "not run")
+    prefix = "%s, copy N=%d: " % (trace_name, n)
+    if copy is None:
+        add(prefix + "zero primary-tier reads during the storm", None, skip)
+        add(prefix + "makespan >= 5x better than none", None, skip)
+    else:
+        add(prefix + "zero primary-tier reads during the storm",
+            copy["hdd_reads"] == 0, "%d reads, %d bytes from the HDD"
+            % (copy["hdd_reads"], copy["hdd_bytes"]))
+        speedup = none["makespan"] / copy["makespan"]
+        add(prefix + "makespan >= 5x better than none", speedup >= 5,
+            "none %.2f s / copy %.2f s = %.1fx" % (none["makespan"], copy["makespan"], speedup))
+    replica = configs.get("copy", {}).get("replica")
+    name = "%s: replica creation >= 80%% of cp --sparse=always throughput" % trace_name
+    if replica is None:
+        add(name, None, skip)
+    else:
+        add(name, replica["ratio"] >= 0.8,
+            "replica %.0f MB/s, cp %.0f MB/s: %.0f%%" % (replica["replica_MBps"],
+                                                       replica["cp_MBps"], 100 * replica["ratio"]))
+
+
+def slot_targets(add, trace_name, configs, n):
+    """The issue's targets for hot replicas and the RAM tier: SKIP until the
+    module runs those configurations."""
+    names = [
+        ("hot-ram", "hot in RAM N=%d: makespan no worse than the warm page cache's" % n),
+        ("hot-ram", "hot in RAM N=%d: within 1.3x of the CPU floor" % n),
+        ("hot-ram", "hot in RAM N=%d: >= 5x better than the page cache under memory "
+                    "pressure" % n),
+        ("hot-ram", "hot in RAM N=%d: zero primary-tier reads during the storm" % n),
+        ("hot", "hot replica size <= 1.25x the trace's distinct bytes"),
+        ("hot", "hot: new template to first storm-proof instance <= 1/10 of copy's"),
+        ("hot", "hot on the SSD tier N=%d: makespan within 1.2x of copy's" % n),
+    ]
+    for config, name in names:
+        entry = configs.get(config, {})
+        if entry.get("status") != "ok":
+            add("%s, %s" % (trace_name, name), None, entry.get("status", "not run"))
 
 
 def remove_workdir(path):
@@ -461,7 +655,8 @@ def main(argv):
     args = parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("bootstorm: run as root (loop devices, mounts, cgroups)")
-    for tool in ("qemu-io", "qemu-img", "virsh", "losetup", "mkfs.ext4", "blockdev"):
+    for tool in ("qemu-io", "qemu-img", "qemu-system-x86_64", "virsh", "losetup", "mkfs.ext4",
+                 "blockdev"):
         if not shutil.which(tool):
             sys.exit("bootstorm: %s not found (run through bench/bootstorm/run)" % tool)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

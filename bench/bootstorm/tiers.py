@@ -169,3 +169,56 @@ def cgroup2_root():
 
 def allocated(path):
     return os.stat(path).st_blocks * 512
+
+
+class MemoryLimit:
+    """A cgroup v1 memory cgroup: its member processes and the page cache
+    they bring in are charged to it, and reclaimed beyond @limit."""
+
+    ROOT = "/sys/fs/cgroup/memory"
+
+    def __init__(self, name, cleanup):
+        if not os.path.exists(os.path.join(self.ROOT, "memory.limit_in_bytes")):
+            raise RuntimeError("no cgroup v1 memory controller at %s" % self.ROOT)
+        self.path = os.path.join(self.ROOT, name)
+        os.mkdir(self.path)
+        cleanup.push("rmdir cgroup %s" % self.path, self.remove)
+        self.procs = os.path.join(self.path, "cgroup.procs")
+
+    def _write(self, name, value):
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(str(value))
+
+    def _read(self, name):
+        with open(os.path.join(self.path, name)) as f:
+            return f.read()
+
+    def set_limit(self, limit):
+        self._write("memory.limit_in_bytes", -1)
+        self._write("memory.force_empty", 0)        # drop what earlier runs left charged
+        if limit is not None:
+            self._write("memory.limit_in_bytes", int(limit))
+        self._write("memory.max_usage_in_bytes", 0)
+
+    def max_usage(self):
+        return int(self._read("memory.max_usage_in_bytes"))
+
+    def stat(self, key):
+        for line in self._read("memory.stat").splitlines():
+            k, v = line.split()
+            if k == key:
+                return int(v)
+        return 0
+
+    def join_self(self):
+        with open(self.procs, "w") as f:
+            f.write(str(os.getpid()))
+
+    def remove(self):
+        for attempt in range(40):
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError:
+                time.sleep(0.25)
+        os.rmdir(self.path)

@@ -1,11 +1,13 @@
 """The boot-storm benchmark keeps working: bench/bootstorm/run --quick.
 
-Runs the small variant (N = 2, a tiny template and trace, small loop-device
-filesystems) into a temporary directory and checks that it wrote the table
-and the plots, that the numbers are sane (a throttled HDD is read in the
-configurations that read the template there, never in the replica one) and
-that it left nothing behind: no pool, loop device, mount, cgroup or work
-directory.
+Runs the small variant (N = 2, a tiny synthetic template and trace, the
+first reads of the real guest's boot trace, small loop-device filesystems)
+into a temporary directory and checks that it wrote the table and the
+plots, that the numbers are sane (a throttled HDD is read in the
+configurations that read the template there, less with the page cache,
+never in the replica one or the CPU floor) and that it left nothing behind:
+no pool, loop device, mount, cgroup, RAM directory or work directory. The
+first run builds the real guest and records its boot trace (cached).
 """
 
 import json
@@ -16,7 +18,7 @@ import time
 from taplib import Suite, make_tmpdir, run, TOP
 
 RUN = os.path.join(TOP, "bench", "bootstorm", "run")
-TIMEOUT = 120
+TIMEOUT = 2400      # the first run builds the guest image and records its trace
 
 suite = Suite("bootstorm")
 out = make_tmpdir("bootstorm-")
@@ -28,8 +30,11 @@ def results():
     return state["results"]
 
 
-def storm(config):
-    entry = results()["configs"][config]
+TRACES = ("synthetic", "real")
+
+
+def storm(config, trace="synthetic"):
+    entry = results()["traces"][trace]["configs"][config]
     assert entry["status"] == "ok", entry["status"]
     runs = entry["runs"]
     assert [r["n"] for r in runs] == [2], runs
@@ -49,17 +54,32 @@ def _():
         state["results"] = json.load(f)
 
 
-@suite.step("the table is printed and written to results.md, with the targets")
+@suite.step("the table is printed and written to results.md, with both traces and the targets")
 def _():
     text = state["output"]
-    assert "| config | N | makespan s |" in text, text
+    assert "| trace | config | N | makespan s |" in text, text
     with open(os.path.join(out, "results.md")) as f:
         md = f.read()
-    for config in ("hdd", "none", "copy"):
-        assert "| %s | " % config in md, md
+    for trace in TRACES:
+        for config in ("hdd", "hdd-wb", "hdd-wb-mem", "none", "copy", "hot", "hot-ram",
+                       "copy-ram", "floor"):
+            assert "| %s | %s | " % (trace, config) in md, (trace, config, md)
     assert "zero primary-tier reads" in md and "cp --sparse=always" in md, md
+    assert "new template -> first storm-proof instance" in md, md
     statuses = {t["status"] for t in results()["targets"]}
     assert statuses <= {"PASS", "FAIL", "SKIP"}, statuses
+
+
+@suite.step("the real trace: its figures are reported (reads, distinct bytes, fraction)")
+def _():
+    t = results()["traces"]["real"]["trace"]
+    full = t["full_trace"]
+    assert t["reads"] == min(300, full["reads"]), t
+    assert 0 < t["distinct_bytes"] <= t["read_bytes"], t
+    assert 0 < full["fraction_of_virtual"] < 0.5, full
+    assert full["distinct_bytes"] < full["data_bytes"], full
+    assert os.path.exists(t["trace_file"]), t
+    assert "trace real: %d reads" % t["reads"] in state["output"]
 
 
 @suite.step("the PNG plots exist and are referenced by results.md")
@@ -74,34 +94,61 @@ def _():
         assert "](%s)" % name in md, name
 
 
-@suite.step("hdd and none read the template on the throttled HDD tier")
+@suite.step("hdd and none read the template on the throttled HDD tier, for both traces")
 def _():
-    trace = results()["meta"]["trace"]
-    for config in ("hdd", "none"):
-        r = storm(config)
-        assert r["hdd_reads"] > 0 and r["hdd_bytes"] >= 2 * trace["read_bytes"], (config, r)
-        assert 0 < r["p50"] <= r["p95"] <= r["makespan"] + 1e-6, (config, r)
-    # The throttle acts: 2 x the trace's IOs at most ~200/s (+ a burst allowance).
-    none = storm("none")
-    assert none["makespan"] >= 0.5 * none["hdd_reads"] / results()["meta"]["iops"], none
-    # none keeps the overlays on the SSD: the SSD is read (headers), the HDD
-    # carries the template's bytes.
-    assert none["ssd_reads"] > 0, none
+    meta = results()["meta"]
+    for trace in TRACES:
+        reads = results()["traces"][trace]["trace"]
+        for config in ("hdd", "none"):
+            r = storm(config, trace)
+            assert r["hdd_reads"] > 0 and r["hdd_bytes"] >= reads["distinct_bytes"], \
+                (trace, config, r)
+            assert 0 < r["p50"] <= r["p95"] <= r["makespan"] + 1e-6, (config, r)
+        # The throttle acts: 2 x the trace's IOs at most ~200/s (+ a burst allowance).
+        none = storm("none", trace)
+        assert none["makespan"] >= 0.5 * none["hdd_reads"] / meta["iops"], none
+        assert none["ssd_reads"] > 0, none
 
 
-@suite.step("copy: the storm reads nothing from the HDD (or the policy is unavailable)")
+@suite.step("the page cache: writeback shares the template's blocks between the replays; "
+            "under a memory cap it runs too")
 def _():
-    entry = results()["configs"]["copy"]
-    if entry["status"].startswith("skipped"):
-        assert entry["status"] == "skipped: replica policy not available", entry
-        print("# copy: %s" % entry["status"])
-        return
-    r = storm("copy")
-    assert r["hdd_reads"] == 0 and r["hdd_bytes"] == 0, r
-    assert r["ssd_bytes"] >= 2 * results()["meta"]["trace"]["read_bytes"], r
-    rep = results()["replica"]
-    assert rep["replica_in_secondary"], rep
-    assert rep["replica_s"] > 0 and rep["cp_s"] > 0, rep
+    for trace in TRACES:
+        hdd, wb, mem = storm("hdd", trace), storm("hdd-wb", trace), storm("hdd-wb-mem", trace)
+        assert wb["cache"] == "writeback" and hdd["cache"] == "none", (wb, hdd)
+        # fewer IOs on the HDD (readahead may read more bytes than O_DIRECT)
+        assert wb["hdd_reads"] < hdd["hdd_reads"], (trace, wb["hdd_reads"], hdd["hdd_reads"])
+        assert mem["mem_limit"] and mem["hdd_bytes"] > 0, mem
+
+
+@suite.step("copy reads nothing from the HDD; the CPU floor reads no tier at all")
+def _():
+    for trace in TRACES:
+        entry = results()["traces"][trace]["configs"]["copy"]
+        if entry["status"].startswith("skipped"):
+            assert entry["status"] == "skipped: replica policy not available", entry
+            print("# copy: %s" % entry["status"])
+        else:
+            r = storm("copy", trace)
+            assert r["hdd_reads"] == 0 and r["hdd_bytes"] == 0, r
+            assert r["ssd_bytes"] > 0, r
+            rep = entry["replica"]
+            assert rep["replica_in_secondary"], rep
+            assert rep["replica_s"] > 0 and rep["cp_s"] > 0, rep
+            assert entry["fast_tier_bytes"] == rep["replica_allocated"] > 0, entry
+            assert entry["storm_proof_after_s"] == rep["first_vol_create_s"], entry
+        floor = storm("floor", trace)
+        assert floor["hdd_bytes"] == 0 and floor["ssd_bytes"] == 0, floor
+
+
+@suite.step("hot, hot-ram and copy-ram are marked as slots, their targets SKIP")
+def _():
+    for trace in TRACES:
+        for config in ("hot", "hot-ram", "copy-ram"):
+            status = results()["traces"][trace]["configs"][config]["status"]
+            assert status.startswith("slot: "), status
+    hot = [t for t in results()["targets"] if "hot" in t["name"]]
+    assert hot and all(t["status"] == "SKIP" for t in hot), hot
 
 
 @suite.step("nothing is left behind: pools, loop devices, mounts, cgroup, work directory")
@@ -111,6 +158,8 @@ def _():
     assert not set(meta["pools"]) & set(pools), pools
     assert not os.path.exists(meta["workdir"]), meta["workdir"]
     assert not os.path.exists(meta["cgroup_path"]), meta["cgroup_path"]
+    assert not os.path.exists(meta["memory_cgroup_path"]), meta["memory_cgroup_path"]
+    assert not os.path.exists(meta["ram_dir"]), meta["ram_dir"]
     loops = run(["losetup", "-a"])[1]
     assert meta["workdir"] not in loops, loops
     with open("/proc/mounts") as f:

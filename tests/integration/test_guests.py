@@ -7,7 +7,9 @@ checks the chain libvirt reports, where guest writes land, that stormpool
 refuses to delete/wipe/resize an instance a running guest holds (and that a
 stock dir pool does not), 20 guests of one template at once, virt-install
 on a stormpool volume, stateless (<transient/>) desktops and the reset of an
-instance with vol-wipe.
+instance with vol-wipe. A real Debian guest (tools/build-guest-image) then
+boots to its ready marker from an instance on a copy replica, and writes
+into its instance only.
 
 Every name this suite creates starts with "spg-"; every domain is destroyed
 and undefined, the pools removed and the directories deleted even when a
@@ -15,6 +17,7 @@ step fails.
 """
 
 import concurrent.futures
+import json
 import os
 import re
 import subprocess
@@ -737,6 +740,103 @@ def _():
     virsh_fails("vol-wipe", "--pool", POOL, "pc02.qcow2", expect=IN_USE)
     virsh("destroy", DOM_VI)
     virsh("undefine", DOM_VI)
+
+
+# ---- a real guest ---------------------------------------------------------
+# The Debian template of tools/build-guest-image (bootloader, kernel and
+# initrd read from the template, systemd to multi-user.target) boots under
+# TCG from a stormpool instance backed by a copy replica.
+
+REAL_POOL = "spg-guests-real"
+DOM_REAL = "spg-guests-debian"
+REAL_BOOT_LIMIT = 900       # seconds; a TCG boot on 2 shared cores
+BUILD_LIMIT = 1500          # seconds to build the guest image if not cached
+GUEST_MARKER = "STORMPOOL-GUEST-READY boot=1"
+real_primary = os.path.join(root, "real", "hdd")
+real_secondary = os.path.join(root, "real", "ssd")
+real_template = os.path.join(real_primary, "debian.qcow2")
+real_console = os.path.join(root, "real", "console.log")
+
+
+def real_domain_xml():
+    return """<domain type='qemu'>
+  <name>%s</name>
+  <memory unit='MiB'>512</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+%s
+    <serial type='file'><source path='%s'/><target port='0'/></serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+""" % (DOM_REAL, volume_disk(REAL_POOL, "debian-pc01.qcow2"), real_console)
+
+
+def data_at_top(path):
+    """Bytes of guest data the image @path holds itself (not its backing)."""
+    rc, out, err = run(["qemu-img", "map", "-U", "--output=json", path])
+    return sum(e["length"] for e in json.loads(out) if e.get("data") and e["depth"] == 0)
+
+
+@step("a real Debian guest boots (TCG) from a stormpool instance on a copy replica "
+      "to its ready marker", doms=[DOM_REAL])
+def _():
+    rc, out, err = run_timeout([os.path.join(TOP, "tools", "build-guest-image")], BUILD_LIMIT)
+    image = out.strip()
+    os.makedirs(real_primary)
+    run(["cp", "--sparse=always", image, real_template])
+    suite.cleanup_pool(REAL_POOL)
+    define_pool(REAL_POOL, real_primary, real_secondary, replica="policy='copy'")
+    virsh("pool-build", REAL_POOL)
+    virsh("pool-start", REAL_POOL)
+    virsh("vol-create-as", REAL_POOL, "debian-pc01.qcow2", "2G", "--format", "qcow2",
+          "--backing-vol", "debian.qcow2", "--backing-vol-format", "qcow2")
+    pc = os.path.join(real_secondary, "debian-pc01.qcow2")
+    replica = qemu_img_info(pc)["backing-filename"]
+    assert replica.startswith(real_secondary + "/.stormpool-replicas/"), replica
+    state["real"] = {"instance": pc, "replica": replica,
+                     "template_sha": sha256(real_template), "replica_sha": sha256(replica),
+                     "instance_data": data_at_top(pc)}
+    suite.cleanup(undefine_domain, DOM_REAL)
+    path = os.path.join(root, DOM_REAL + ".xml")
+    with open(path, "w") as f:
+        f.write(real_domain_xml())
+    virsh("define", path)
+    start = time.monotonic()
+    virsh("start", DOM_REAL)
+    text = ""
+    while GUEST_MARKER not in text:
+        assert time.monotonic() - start < REAL_BOOT_LIMIT, \
+            "no ready marker after %d s; console:\n%s" % (REAL_BOOT_LIMIT, text[-3000:])
+        assert domstate(DOM_REAL) == "running", "the guest stopped; console:\n" + text[-3000:]
+        time.sleep(1)
+        with open(real_console, errors="replace") as f:
+            text = f.read()
+    print("# the Debian guest booted to its ready marker in %.1f s (TCG)"
+          % (time.monotonic() - start))
+    assert "stormpool-guest login:" in text, text[-3000:]
+    virsh("destroy", DOM_REAL)
+
+
+@step("the guest wrote into its instance only: template and replica unchanged "
+      "(sha256), the instance holds the guest's writes", doms=[DOM_REAL])
+def _():
+    real = state["real"]
+    assert sha256(real_template) == real["template_sha"]
+    assert sha256(real["replica"]) == real["replica_sha"]
+    written = data_at_top(real["instance"])
+    assert written > real["instance_data"], (written, real["instance_data"])
+    run(["qemu-img", "check", "-q", real["instance"]])
+    virsh("undefine", DOM_REAL)
+    virsh("vol-delete", "--pool", REAL_POOL, "debian-pc01.qcow2")
+    virsh("vol-delete", "--pool", REAL_POOL, "debian.qcow2")
+    virsh("pool-destroy", REAL_POOL)
+    virsh("pool-undefine", REAL_POOL)
 
 
 @step("the template's sha256 never changed; teardown leaves nothing behind")
