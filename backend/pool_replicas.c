@@ -266,6 +266,29 @@ pinTemplate(SpPool *pool, const char *template_path, GError **error)
 }
 
 
+/* What the tier must have room for, checked and promised before the
+ * replica's data is written. A hard link takes no space. */
+static gboolean
+build(SpPool *pool, const char *template_path, const char *replica_path,
+      SpReplicaPolicy policy, GError **error)
+{
+    guint64 need, reserved;
+    gboolean ok;
+
+    if (policy == SP_REPLICA_HOT) {
+        reserved = shareBegin(pool, replica_path, 0);
+        ok = spPoolHotReplicaMake(pool, template_path, replica_path, reserved, error);
+    } else {
+        need = policy == SP_REPLICA_LINK ? 0 : spPoolChainAllocation(template_path);
+        reserved = shareBegin(pool, replica_path, need);
+        ok = spPoolRamTierMakeRoom(pool, need + reserved, error) &&
+             copy(pool, template_path, replica_path, policy, need, reserved, error);
+    }
+    shareEnd(pool, replica_path);
+    return ok;
+}
+
+
 /* A writer that ignores image locks (cp, dd, a vol-upload stream) is
  * caught by the template's identity, checked before and after. */
 static gboolean
@@ -274,7 +297,6 @@ make(SpPool *pool, const char *template_path, const char *replica_path,
 {
     g_autoptr(GError) err = NULL;
     int pin;
-    guint64 need, reserved;
     gboolean ok;
 
     if ((pin = pinTemplate(pool, template_path, error)) < 0)
@@ -283,11 +305,7 @@ make(SpPool *pool, const char *template_path, const char *replica_path,
         close(pin);
         return reportChanged(template_path, error);
     }
-    /* A hard link takes no space, so it promises none. */
-    need = policy == SP_REPLICA_LINK ? 0 : spPoolChainAllocation(template_path);
-    reserved = shareBegin(pool, replica_path, need);
-    ok = copy(pool, template_path, replica_path, policy, need, reserved, error);
-    shareEnd(pool, replica_path);
+    ok = build(pool, template_path, replica_path, policy, error);
     if (ok && !matchesTemplate(template_path, replica_path)) {
         if (!spReplicaRemove(replica_path, &err))
             g_warning("%s", err->message);
@@ -365,6 +383,14 @@ spPoolReplicaEnsure(SpPool *pool, const char *template_path,
 }
 
 
+gboolean
+spPoolReplicaRebuild(SpPool *pool, const char *template_path,
+                     const char *replica_path, GError **error)
+{
+    return ensure(pool, template_path, replica_path, FALSE, error);
+}
+
+
 void
 spPoolReplicaRelease(SpPool *pool, const char *replica_path)
 {
@@ -407,27 +433,49 @@ spPoolReplicaDirBusy(SpPool *pool, const char *dir)
 /* Refresh only lists the overlays it accepted, so the last word is the
  * inode-based scan of every file in the tier; and a QEMU holding the
  * replica open, or an instance being built onto it, keeps it too. */
-gboolean
-spPoolReplicaUnused(SpPool *pool, const char *path)
+static const char *
+usersReason(SpPool *pool, const char *path, GError **error)
 {
     const char *paths[] = { path, NULL };
     g_autoptr(GPtrArray) dependents = NULL;
-    g_autoptr(GError) err = NULL;
     gboolean in_use = TRUE;
-    const char *reason = NULL;
 
     if (replicaBusy(pool, path))
-        reason = "an instance is being built onto it, or it is being made";
-    else if (spPoolReplicaWanted(pool, path))
-        reason = "prepare='eager' keeps the current replica of its template";
-    else if (!spImageInUse(path, &in_use, &err) || in_use)
-        reason = err ? err->message : "a QEMU process holds it";
-    else if (!(dependents = spBackingDependents(pool->secondary, paths, &err)))
-        reason = err->message;
-    else if (dependents->len > 0)
-        reason = "an overlay backs onto it";
+        return "an instance is being built onto it, or it is being made";
+    if (!spImageInUse(path, &in_use, error))
+        return "its image locks cannot be read";
+    if (in_use)
+        return "a QEMU process holds it";
+    if (!(dependents = spBackingDependents(pool->secondary, paths, error)))
+        return "its dependents cannot be read";
+    if (dependents->len > 0)
+        return "an overlay backs onto it";
+    return NULL;
+}
+
+
+gboolean
+spPoolReplicaHasUsers(SpPool *pool, const char *path)
+{
+    g_autoptr(GError) err = NULL;
+
+    return usersReason(pool, path, &err) != NULL;
+}
+
+
+gboolean
+spPoolReplicaUnused(SpPool *pool, const char *path)
+{
+    g_autoptr(GError) err = NULL;
+    const char *reason = NULL;
+
+    if (spPoolReplicaWanted(pool, path))
+        reason = "the pool keeps the current replica of its template ready";
+    else
+        reason = usersReason(pool, path, &err);
     if (reason)
-        g_debug("keeping replica '%s': %s", path, reason);
+        g_debug("keeping replica '%s': %s%s%s", path, reason, err ? ": " : "",
+                err ? err->message : "");
     return !reason;
 }
 
@@ -438,7 +486,7 @@ void
 spPoolCollectReplica(SpPool *pool, const char *path)
 {
     g_autoptr(GError) err = NULL;
-    g_autofree char *name = spReplicaTemplateName(pool->secondary, path);
+    g_autofree char *name = spPoolReplicaNameOf(pool, path);
 
     if (!name || !spPoolReplicaUnused(pool, path))
         return;
