@@ -235,6 +235,19 @@ removeTier(SpTier tier, const char *path, GError **error)
 }
 
 
+/* The RAM tier holds only replicas; pool-start made it. */
+static gboolean
+removeRamTier(SpPool *pool, GError **error)
+{
+    const char *tier = pool->ns->replica_tier;
+
+    if (tier && rmdir(tier) < 0 && errno != ENOENT)
+        return spErrorSetErrno(error, errno, "cannot remove the replica tier directory '%s'",
+                               tier);
+    return TRUE;
+}
+
+
 gboolean
 spPoolDeleteTiers(SpPool *pool, GError **error)
 {
@@ -245,6 +258,8 @@ spPoolDeleteTiers(SpPool *pool, GError **error)
         return spErrorSetErrno(error, errno, "cannot remove '%s'", stamps);
     /* Like a dir pool: rmdir refuses directories that still hold files,
      * so pool-delete never destroys a template or an instance. */
+    if (!removeRamTier(pool, error))
+        return FALSE;
     return removeTier(SP_TIER_SECONDARY, pool->secondary, error) &&
            removeTier(SP_TIER_PRIMARY, pool->primary, error);
 }

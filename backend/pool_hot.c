@@ -112,7 +112,7 @@ spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity,
 
 gboolean
 spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replica_path,
-                     guint64 reserved, GError **error)
+                     guint64 reserved, gboolean evict_wanted, GError **error)
 {
     g_autofree char *name = g_path_get_basename(template_path);
     g_autofree char *identity = g_path_get_basename(replica_path);
@@ -127,7 +127,7 @@ spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replic
         g_prefix_error(error, "cannot make the hot replica of template '%s': ", name);
         return FALSE;
     }
-    if (!spPoolRamTierMakeRoom(pool, spHotReplicaSize(set) + reserved, error) ||
+    if (!spPoolRamTierMakeRoom(pool, spHotReplicaSize(set) + reserved, evict_wanted, error) ||
         !spHotReplicaCreate(template_path, spImageFormatName(&info), set, replica_path,
                             NULL, error))
         return FALSE;
@@ -140,21 +140,24 @@ spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replic
 
 /* ---- the RAM tier ----------------------------------------------------------- */
 
+/* Instance builds touch a replica's atime (pool_volumes.c), so the
+ * atime says when it was last built upon. */
 static SpRamReplica *
-ramReplica(SpPool *pool, const SpReplicaInfo *info)
+ramReplica(SpPool *pool, const SpReplicaInfo *info, gboolean evict_wanted)
 {
     struct stat sb;
     gint64 last_used = 0;
+    gboolean kept = spPoolReplicaHasUsers(pool, info->path) ||
+                    (!evict_wanted && spPoolReplicaWanted(pool, info->path));
 
     if (stat(info->path, &sb) == 0)
         last_used = MAX(sb.st_atime, sb.st_mtime);
-    return spRamReplicaNew(info->path, info->allocation,
-                           spPoolReplicaHasUsers(pool, info->path) ? 1 : 0, last_used);
+    return spRamReplicaNew(info->path, info->allocation, kept ? 1 : 0, last_used);
 }
 
 
 gboolean
-spPoolRamTierMakeRoom(SpPool *pool, guint64 need, GError **error)
+spPoolRamTierMakeRoom(SpPool *pool, guint64 need, gboolean evict_wanted, GError **error)
 {
     const char *tier = pool->ns->replica_tier;
     g_autoptr(GPtrArray) infos = NULL;
@@ -170,7 +173,7 @@ spPoolRamTierMakeRoom(SpPool *pool, guint64 need, GError **error)
         return FALSE;
     replicas = g_ptr_array_new_with_free_func((GDestroyNotify) spRamReplicaFree);
     for (i = 0; i < infos->len; i++)
-        g_ptr_array_add(replicas, ramReplica(pool, g_ptr_array_index(infos, i)));
+        g_ptr_array_add(replicas, ramReplica(pool, g_ptr_array_index(infos, i), evict_wanted));
     evicted = g_ptr_array_new_with_free_func(g_free);
     if (!spRamTierMakeRoom(tier, pool->ns->replica_cap, need, replicas, evicted, error))
         return FALSE;
@@ -220,4 +223,5 @@ spPoolCollectHotSets(SpPool *pool)
 
         collectTemplateHotSets(pool, dir, name);
     }
+    rmdir(root);                /* only when empty: pool-delete needs it gone */
 }

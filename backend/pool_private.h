@@ -71,16 +71,20 @@ gboolean spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *
                            GError **error);
 
 /* Make the hot replica @replica_path of @template_path from its stored
- * hot set, within the RAM tier's cap. */
+ * hot set, within the RAM tier's cap (spPoolRamTierMakeRoom). */
 gboolean spPoolHotReplicaMake(SpPool *pool, const char *template_path,
-                              const char *replica_path, guint64 reserved, GError **error);
+                              const char *replica_path, guint64 reserved,
+                              gboolean evict_wanted, GError **error);
 
 /* Hot sets of identities no template has any more. */
 void spPoolCollectHotSets(SpPool *pool);
 
 /* Make room for @need bytes in the RAM tier (nothing without one):
- * unused replicas go, least recently used first, or SP_ERROR_NO_SPACE. */
-gboolean spPoolRamTierMakeRoom(SpPool *pool, guint64 need, GError **error);
+ * unused replicas go, least recently used first, or SP_ERROR_NO_SPACE.
+ * Replicas the pool keeps ready (spPoolReplicaWanted) count as unused
+ * only if @evict_wanted. */
+gboolean spPoolRamTierMakeRoom(SpPool *pool, guint64 need, gboolean evict_wanted,
+                               GError **error);
 
 /* pool_replicas.c */
 

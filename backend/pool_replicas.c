@@ -266,22 +266,34 @@ pinTemplate(SpPool *pool, const char *template_path, GError **error)
 }
 
 
+/* Why a replica is made. A background preparation never evicts another
+ * replica the pool keeps ready from the RAM tier: two eager replicas
+ * that do not fit together would evict each other at every refresh. */
+typedef enum {
+    PURPOSE_INSTANCE,       /* an instance is built onto it: a user */
+    PURPOSE_REBUILD,        /* instances name it, it is missing */
+    PURPOSE_PREPARE,        /* prepare='eager', or a hot set just learned */
+} Purpose;
+
+
 /* What the tier must have room for, checked and promised before the
  * replica's data is written. A hard link takes no space. */
 static gboolean
 build(SpPool *pool, const char *template_path, const char *replica_path,
-      SpReplicaPolicy policy, GError **error)
+      SpReplicaPolicy policy, Purpose purpose, GError **error)
 {
+    gboolean evict_wanted = purpose != PURPOSE_PREPARE;
     guint64 need, reserved;
     gboolean ok;
 
     if (policy == SP_REPLICA_HOT) {
         reserved = shareBegin(pool, replica_path, 0);
-        ok = spPoolHotReplicaMake(pool, template_path, replica_path, reserved, error);
+        ok = spPoolHotReplicaMake(pool, template_path, replica_path, reserved,
+                                  evict_wanted, error);
     } else {
         need = policy == SP_REPLICA_LINK ? 0 : spPoolChainAllocation(template_path);
         reserved = shareBegin(pool, replica_path, need);
-        ok = spPoolRamTierMakeRoom(pool, need + reserved, error) &&
+        ok = spPoolRamTierMakeRoom(pool, need + reserved, evict_wanted, error) &&
              copy(pool, template_path, replica_path, policy, need, reserved, error);
     }
     shareEnd(pool, replica_path);
@@ -293,7 +305,7 @@ build(SpPool *pool, const char *template_path, const char *replica_path,
  * caught by the template's identity, checked before and after. */
 static gboolean
 make(SpPool *pool, const char *template_path, const char *replica_path,
-     SpReplicaPolicy policy, GError **error)
+     SpReplicaPolicy policy, Purpose purpose, GError **error)
 {
     g_autoptr(GError) err = NULL;
     int pin;
@@ -305,7 +317,7 @@ make(SpPool *pool, const char *template_path, const char *replica_path,
         close(pin);
         return reportChanged(template_path, error);
     }
-    ok = build(pool, template_path, replica_path, policy, error);
+    ok = build(pool, template_path, replica_path, policy, purpose, error);
     if (ok && !matchesTemplate(template_path, replica_path)) {
         if (!spReplicaRemove(replica_path, &err))
             g_warning("%s", err->message);
@@ -355,8 +367,9 @@ claim(SpPool *pool, const char *replica_path, gboolean user)
 
 static gboolean
 ensure(SpPool *pool, const char *template_path, const char *replica_path,
-       gboolean user, GError **error)
+       Purpose purpose, GError **error)
 {
+    gboolean user = purpose == PURPOSE_INSTANCE;
     g_autoptr(GMutexLocker) locker = NULL;
     SpReplicaPolicy policy;
     gboolean ok;
@@ -364,7 +377,7 @@ ensure(SpPool *pool, const char *template_path, const char *replica_path,
     if (claim(pool, replica_path, user))
         return TRUE;
     ok = spPoolReplicaPolicy(pool, &policy, error) &&
-         make(pool, template_path, replica_path, policy, error);
+         make(pool, template_path, replica_path, policy, purpose, error);
 
     locker = g_mutex_locker_new(&pool->replicas_lock);
     g_hash_table_remove(pool->in_progress, replica_path);
@@ -379,7 +392,7 @@ gboolean
 spPoolReplicaEnsure(SpPool *pool, const char *template_path,
                     const char *replica_path, GError **error)
 {
-    return ensure(pool, template_path, replica_path, TRUE, error);
+    return ensure(pool, template_path, replica_path, PURPOSE_INSTANCE, error);
 }
 
 
@@ -387,7 +400,7 @@ gboolean
 spPoolReplicaRebuild(SpPool *pool, const char *template_path,
                      const char *replica_path, GError **error)
 {
-    return ensure(pool, template_path, replica_path, FALSE, error);
+    return ensure(pool, template_path, replica_path, PURPOSE_REBUILD, error);
 }
 
 
@@ -525,7 +538,7 @@ prepareWorker(gpointer data, gpointer opaque G_GNUC_UNUSED)
 
     /* Jobs queued for a pool that has been stopped since are dropped. */
     if (!replicasStopped(job->pool) &&
-        !ensure(job->pool, job->template_path, job->replica_path, FALSE, &err) &&
+        !ensure(job->pool, job->template_path, job->replica_path, PURPOSE_PREPARE, &err) &&
         !g_error_matches(err, SP_ERROR, SP_ERROR_CANCELLED))
         g_critical("cannot prepare replica of template '%s': %s",
                    job->template_path, err->message);

@@ -266,6 +266,7 @@ spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
     spPoolForgetTemplateStamp(pool, path);
     if (!instance) {
         collectTemplateReplicas(pool, name);
+        spPoolCollectHotSets(pool);
     } else if (backing) {
         spPoolCollectReplica(pool, backing);
         spPoolNoteReplicaUse(pool, backing, -1);
