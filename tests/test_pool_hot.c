@@ -15,6 +15,7 @@
 #include "stormpool/error.h"
 #include "stormpool/hot_set.h"
 #include "stormpool/image_header.h"
+#include "stormpool/image_lock.h"
 #include "stormpool/template_replica.h"
 #include "test_helpers.h"
 
@@ -203,6 +204,7 @@ testLearn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *old_identity = NULL;
     g_autofree char *old_set = NULL;
     g_autoptr(GError) err = NULL;
+    int held;
 
     if (!haveQemu())
         return;
@@ -216,8 +218,15 @@ testLearn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     refresh(pool);
     g_assert_null(strstr(f->log->str, "learned"));
 
-    /* the admin's copy-on-read boot reads 2 MiB of the template */
+    /* the admin's copy-on-read boot reads 2 MiB of the template; while
+     * QEMU still holds the instance its boot may not be over */
     bootWithCopyOnRead(learner, 2);
+    held = spImageLockReader(learner, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(held, >=, 0);
+    refresh(pool);
+    g_assert_null(strstr(f->log->str, "learned"));
+    close(held);
     second = mustCreateInstance(pool, "a.qcow2", template);
     g_assert_nonnull(strstr(f->log->str, "learned the hot set of template"));
     g_assert_true(g_str_has_prefix(second, f->secondary));
@@ -391,6 +400,62 @@ testRamCap(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+static void
+waitForLog(Fixture *f, const char *text)
+{
+    gint64 deadline = g_get_monotonic_time() + 30 * G_TIME_SPAN_SECOND;
+
+    while (!strstr(f->log->str, text) && g_get_monotonic_time() < deadline)
+        g_usleep(20000);
+    if (!strstr(f->log->str, text))
+        g_error("'%s' not logged in:\n%s", text, f->log->str);
+}
+
+
+/* Eager replicas that do not fit together do not evict each other (they
+ * would at every refresh); an instance build may evict a kept one. */
+static void
+testRamEagerNoChurn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = NULL;
+    g_autofree char *replica_xml = g_strdup_printf(
+        "<stormpool:replica policy='copy' prepare='eager' tier='%s' cap='6M'/>", f->ram);
+    g_autofree char *t1 = NULL;
+    g_autofree char *t2 = NULL;
+    g_autofree char *r1 = NULL;
+    g_autofree char *r2 = NULL;
+    g_autofree char *backing = NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (!haveQemu())
+        return;
+    pool = newPool(f, replica_xml);
+    t1 = createTemplate(pool, "t1.qcow2", 16 * MiB, 3);
+    t2 = createTemplate(pool, "t2.qcow2", 16 * MiB, 3);
+    r1 = spPoolCurrentReplica(pool, t1, &err);
+    r2 = spPoolCurrentReplica(pool, t2, &err);
+    g_assert_no_error(err);
+    refresh(pool);
+    waitForLog(f, "is capped at 6.0 MiB");
+    spPoolReplicasStop(pool);
+    /* exactly one of them was made, the other refused */
+    g_assert_true(g_file_test(r1, G_FILE_TEST_EXISTS) != g_file_test(r2, G_FILE_TEST_EXISTS));
+    g_assert_null(strstr(f->log->str, "evicted"));
+    spPoolReplicasAllow(pool);
+    if (g_file_test(r1, G_FILE_TEST_EXISTS)) {
+        backing = mustCreateInstance(pool, "i.qcow2", t2);
+        g_assert_cmpstr(backing, ==, r2);
+        g_assert_false(g_file_test(r1, G_FILE_TEST_EXISTS));
+    } else {
+        backing = mustCreateInstance(pool, "i.qcow2", t1);
+        g_assert_cmpstr(backing, ==, r1);
+        g_assert_false(g_file_test(r2, G_FILE_TEST_EXISTS));
+    }
+    g_assert_nonnull(strstr(f->log->str, "evicted unused replica"));
+    spPoolReplicasStop(pool);
+}
+
+
 /* A template's instances on a RAM-tier replica protect it. */
 static void
 testRamProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
@@ -428,6 +493,7 @@ main(int argc, char **argv)
     ADD("learn-at-refresh", testLearnAtRefresh);
     ADD("ram-rebuild", testRamRebuild);
     ADD("ram-cap", testRamCap);
+    ADD("ram-eager-no-churn", testRamEagerNoChurn);
     ADD("ram-protects", testRamProtects);
     return g_test_run();
 }
