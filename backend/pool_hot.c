@@ -110,6 +110,22 @@ spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity,
 }
 
 
+/* In the RAM tier the cap counts; in the secondary tier, as for full
+ * copies, the room the instances need to grow into. */
+static gboolean
+checkRoom(SpPool *pool, const char *template_path, const char *replica_path, guint64 need,
+          guint64 reserved, gboolean evict_wanted, GError **error)
+{
+    g_autofree char *dir = g_path_get_dirname(replica_path);
+
+    if (pool->ns->replica_tier)
+        return spPoolRamTierMakeRoom(pool, need + reserved, evict_wanted, error);
+    if (g_mkdir_with_parents(dir, 0711) < 0)
+        return spErrorSetErrno(error, errno, "cannot create directory '%s'", dir);
+    return spReplicaCheckRoom(replica_path, need, reserved, template_path, error);
+}
+
+
 gboolean
 spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replica_path,
                      guint64 reserved, gboolean evict_wanted, GError **error)
@@ -127,7 +143,8 @@ spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replic
         g_prefix_error(error, "cannot make the hot replica of template '%s': ", name);
         return FALSE;
     }
-    if (!spPoolRamTierMakeRoom(pool, spHotReplicaSize(set) + reserved, evict_wanted, error) ||
+    if (!checkRoom(pool, template_path, replica_path, spHotReplicaSize(set), reserved,
+                   evict_wanted, error) ||
         !spHotReplicaCreate(template_path, spImageFormatName(&info), set, replica_path,
                             NULL, error))
         return FALSE;
