@@ -465,19 +465,33 @@ testRamProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
         "<stormpool:replica policy='copy' tier='%s' cap='64M'/>", f->ram);
     g_autofree char *template = NULL;
     g_autofree char *backing = NULL;
+    g_autofree char *instance = NULL;
     g_autoptr(GError) err = NULL;
 
     if (!haveQemu())
         return;
     pool = newPool(f, replica_xml);
     template = createTemplate(pool, "t.qcow2", 16 * MiB, 1);
+    instance = spPoolVolumePath(pool, "a.qcow2", TRUE);
     backing = mustCreateInstance(pool, "a.qcow2", template);
     g_assert_false(spPoolDeleteVolume(pool, "t.qcow2", template, NULL, &err));
     g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
     g_assert_cmpstr(err->message, ==,
                     "cannot delete template 't.qcow2': 1 instance(s) depend on it: a.qcow2");
+    g_clear_error(&err);
     refresh(pool);
     g_assert_true(g_file_test(backing, G_FILE_TEST_IS_REGULAR));
+
+    /* an emptied pool can be deleted, its RAM tier with it */
+    g_assert_true(spPoolDeleteVolume(pool, "a.qcow2", instance, backing, &err));
+    g_assert_true(spPoolDeleteVolume(pool, "t.qcow2", template, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_false(g_file_test(backing, G_FILE_TEST_EXISTS));
+    spPoolStop(pool);
+    g_assert_true(spPoolDeleteTiers(pool, &err));
+    g_assert_no_error(err);
+    g_assert_false(g_file_test(f->ram, G_FILE_TEST_EXISTS));
+    g_assert_false(g_file_test(f->secondary, G_FILE_TEST_EXISTS));
 }
 
 
