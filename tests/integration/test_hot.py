@@ -110,8 +110,8 @@ def assert_pattern(path, pattern, offset, length):
         "pattern 0x%02x not at %d+%d in %s: %s %s" % (pattern, offset, length, path, out, err)
 
 
-def create_instance(pool, name, template):
-    virsh("vol-create-as", pool, name, str(64 * MiB), "--format", "qcow2",
+def create_instance(pool, name, template, size=64 * MiB):
+    virsh("vol-create-as", pool, name, str(size), "--format", "qcow2",
           "--backing-vol", template, "--backing-vol-format", "qcow2")
 
 
@@ -354,11 +354,11 @@ def crash_during_hot_replica():
     virsh("pool-autostart", P_CRASH)
     make_template(t_crash, 512 * MiB, [(0x55, 0, BIG_READ)])
     virsh("pool-refresh", P_CRASH)
-    create_instance(P_CRASH, "learner.qcow2", "big.qcow2")
+    create_instance(P_CRASH, "learner.qcow2", "big.qcow2", 512 * MiB)
     boot_with_copy_on_read(os.path.join(crash_ssd, "learner.qcow2"), [(0, BIG_READ)])
     rdir = os.path.join(crash_ssd, REPLICAS, "big.qcow2")
     proc = subprocess.Popen(["virsh", "-q", "vol-create-as", P_CRASH, "victim.qcow2",
-                             str(64 * MiB), "--format", "qcow2", "--backing-vol",
+                             str(512 * MiB), "--format", "qcow2", "--backing-vol",
                              "big.qcow2", "--backing-vol-format", "qcow2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state["children"].append(proc)
