@@ -310,17 +310,6 @@ spPoolReplicaRoot(SpPool *pool)
 }
 
 
-char *
-spPoolReplicaNameOf(SpPool *pool, const char *path)
-{
-    char *name = spReplicaTemplateName(pool->secondary, path);
-
-    if (!name && pool->ns->replica_tier)
-        name = spReplicaTemplateName(pool->ns->replica_tier, path);
-    return name;
-}
-
-
 GPtrArray *
 spPoolReplicaListAll(SpPool *pool, GError **error)
 {
@@ -337,10 +326,15 @@ spPoolReplicaListAll(SpPool *pool, GError **error)
 }
 
 
+/* Replicas made before a RAM tier was configured stay valid. */
 char *
 spPoolReplicaTemplateName(SpPool *pool, const char *path)
 {
-    return spPoolReplicaNameOf(pool, path);
+    char *name = spReplicaTemplateName(pool->secondary, path);
+
+    if (!name && pool->ns->replica_tier)
+        name = spReplicaTemplateName(pool->ns->replica_tier, path);
+    return name;
 }
 
 
@@ -349,7 +343,7 @@ spPoolBackingTemplateName(SpPool *pool, const char *backing_path)
 {
     if (spPathIsInDir(backing_path, pool->primary))
         return g_path_get_basename(backing_path);
-    return spPoolReplicaNameOf(pool, backing_path);
+    return spPoolReplicaTemplateName(pool, backing_path);
 }
 
 
@@ -402,7 +396,7 @@ spPoolReplicaWanted(SpPool *pool, const char *replica_path)
     /* A hot replica is small and made on purpose once its hot set is
      * learned: keep it ready for the next instance, like eager copies. */
     if ((!pool->ns->replica_eager && pool->ns->replica_policy != SP_REPLICA_HOT) ||
-        !(name = spPoolReplicaNameOf(pool, replica_path)))
+        !(name = spPoolReplicaTemplateName(pool, replica_path)))
         return FALSE;
     template_path = g_build_filename(pool->primary, name, NULL);
     current = spPoolCurrentReplica(pool, template_path, NULL);

@@ -44,10 +44,6 @@ struct _SpPool {
  * secondary tier (both hold SP_REPLICA_DIR). */
 const char *spPoolReplicaRoot(SpPool *pool);
 
-/* If @path is a replica of this pool, in either root, its template's
- * name. Replicas made before a RAM tier was configured stay valid. */
-char *spPoolReplicaNameOf(SpPool *pool, const char *path);
-
 /* Every complete replica of the pool, in both roots. */
 GPtrArray *spPoolReplicaListAll(SpPool *pool, GError **error);
 

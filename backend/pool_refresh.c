@@ -105,7 +105,7 @@ notAnInstanceReason(SpPool *pool, const SpVolume *volume)
         return "it has no backing file";
     if (spPathIsInDir(volume->backing_path, pool->primary))
         return NULL;
-    if (!(name = spPoolReplicaNameOf(pool, volume->backing_path)))
+    if (!(name = spPoolReplicaTemplateName(pool, volume->backing_path)))
         return "its backing file is neither a template nor a replica of this pool";
     return NULL;
 }
@@ -495,7 +495,7 @@ spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
 void
 spPoolNoteReplicaUse(SpPool *pool, const char *backing_path, int delta)
 {
-    g_autofree char *name = spPoolReplicaNameOf(pool, backing_path);
+    g_autofree char *name = spPoolReplicaTemplateName(pool, backing_path);
     g_autoptr(GMutexLocker) locker = NULL;
     struct stat sb;
 

@@ -499,7 +499,7 @@ void
 spPoolCollectReplica(SpPool *pool, const char *path)
 {
     g_autoptr(GError) err = NULL;
-    g_autofree char *name = spPoolReplicaNameOf(pool, path);
+    g_autofree char *name = spPoolReplicaTemplateName(pool, path);
 
     if (!name || !spPoolReplicaUnused(pool, path))
         return;

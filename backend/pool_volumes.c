@@ -74,7 +74,7 @@ static gboolean
 ensureBackingReplica(SpPool *pool, const char *replica_path, gboolean *acquired,
                      GError **error)
 {
-    g_autofree char *name = spPoolReplicaNameOf(pool, replica_path);
+    g_autofree char *name = spPoolReplicaTemplateName(pool, replica_path);
     g_autofree char *template_path = NULL;
     g_autofree char *expected = NULL;
 
