@@ -234,11 +234,8 @@ spHotReplicaCreate(const char *template_path, const char *template_format,
     }
     if (!checkTemplate(template_path, set, error))
         return FALSE;
-    if (g_mkdir_with_parents(dir, 0711) < 0) {
-        g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot create '%s': %s", dir,
-                    g_strerror(errno));
-        return FALSE;
-    }
+    if (g_mkdir_with_parents(dir, 0711) < 0)
+        return spErrorSetErrno(error, errno, "cannot create '%s'", dir);
     if (!(file = spAtomicFileBegin(replica_path, 0600, error)))
         return FALSE;
     return writeOverlay(spAtomicFileFd(file), template_path, template_format,
@@ -262,11 +259,8 @@ spHotReplicaEnsure(const char *template_path, const char *template_format,
         *made = FALSE;
     if (lstat(replica_path, &sb) == 0)
         return TRUE;
-    if (errno != ENOENT) {
-        g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot stat '%s': %s", replica_path,
-                    g_strerror(errno));
-        return FALSE;
-    }
+    if (errno != ENOENT)
+        return spErrorSetErrno(error, errno, "cannot stat '%s'", replica_path);
     if (spHotReplicaCreate(template_path, template_format, set, replica_path, qemu_io,
                            &local)) {
         if (made)

@@ -262,9 +262,7 @@ writeAll(int fd, const char *data, size_t len, const char *path, GError **error)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot write hot set '%s': %s",
-                        path, g_strerror(errno));
-            return FALSE;
+            return spErrorSetErrno(error, errno, "cannot write hot set '%s'", path);
         }
         data += n;
         len -= n;
@@ -320,9 +318,7 @@ readExact(int fd, void *buf, size_t len, guint64 offset, const char *path, GErro
     ssize_t n = pread(fd, buf, len, offset);
 
     if (n < 0) {
-        g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot read '%s': %s", path,
-                    g_strerror(errno));
-        return FALSE;
+        return spErrorSetErrno(error, errno, "cannot read '%s'", path);
     }
     if ((size_t) n != len) {
         g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
@@ -430,8 +426,7 @@ spHotSetFromOverlay(const char *path, GError **error)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 
     if (fd < 0) {
-        g_set_error(error, SP_ERROR, errno == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                    "cannot open '%s': %s", path, g_strerror(errno));
+        spErrorSetErrno(error, errno, "cannot open '%s'", path);
         return NULL;
     }
     if (!spImageInfoReadFd(fd, &info, error) || !checkOverlayInfo(&info, path, error) ||
@@ -465,8 +460,7 @@ rawData(const char *path, GError **error)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0 || fstat(fd, &sb) < 0) {
-        g_set_error(error, SP_ERROR, errno == ENOENT ? SP_ERROR_NOT_FOUND : SP_ERROR_IO,
-                    "cannot open '%s': %s", path, g_strerror(errno));
+        spErrorSetErrno(error, errno, "cannot open '%s'", path);
         if (fd >= 0)
             close(fd);
         return NULL;

@@ -160,7 +160,7 @@ spPoolReplicaPolicy(SpPool *pool, SpReplicaPolicy *policy, GError **error)
     SpReplicaPolicy wanted = spPoolNamespaceReplicaPolicy(pool->ns);
     struct stat primary, secondary;
 
-    if (wanted == SP_REPLICA_NONE || wanted == SP_REPLICA_COPY) {
+    if (wanted == SP_REPLICA_NONE || wanted == SP_REPLICA_COPY || wanted == SP_REPLICA_HOT) {
         *policy = wanted;
         return TRUE;
     }
@@ -200,8 +200,13 @@ spPoolCheck(SpPool *pool, GError **error)
 gboolean
 spPoolStart(SpPool *pool, GError **error)
 {
+    const char *tier = pool->ns->replica_tier;
+
     if (!spPoolCheck(pool, error))
         return FALSE;
+    /* A tmpfs is empty after a host reboot: its directory too. */
+    if (tier && g_mkdir_with_parents(tier, 0711) < 0)
+        return spErrorSetErrno(error, errno, "cannot create the replica tier '%s'", tier);
     spPoolReplicasAllow(pool);
     return TRUE;
 }
@@ -230,6 +235,19 @@ removeTier(SpTier tier, const char *path, GError **error)
 }
 
 
+/* The RAM tier holds only replicas; pool-start made it. */
+static gboolean
+removeRamTier(SpPool *pool, GError **error)
+{
+    const char *tier = pool->ns->replica_tier;
+
+    if (tier && rmdir(tier) < 0 && errno != ENOENT)
+        return spErrorSetErrno(error, errno, "cannot remove the replica tier directory '%s'",
+                               tier);
+    return TRUE;
+}
+
+
 gboolean
 spPoolDeleteTiers(SpPool *pool, GError **error)
 {
@@ -240,6 +258,8 @@ spPoolDeleteTiers(SpPool *pool, GError **error)
         return spErrorSetErrno(error, errno, "cannot remove '%s'", stamps);
     /* Like a dir pool: rmdir refuses directories that still hold files,
      * so pool-delete never destroys a template or an instance. */
+    if (!removeRamTier(pool, error))
+        return FALSE;
     return removeTier(SP_TIER_SECONDARY, pool->secondary, error) &&
            removeTier(SP_TIER_PRIMARY, pool->primary, error);
 }
@@ -283,10 +303,38 @@ spPoolCheckNameFree(SpPool *pool, const char *name, GError **error)
 }
 
 
+const char *
+spPoolReplicaRoot(SpPool *pool)
+{
+    return pool->ns->replica_tier ? pool->ns->replica_tier : pool->secondary;
+}
+
+
+GPtrArray *
+spPoolReplicaListAll(SpPool *pool, GError **error)
+{
+    g_autoptr(GPtrArray) all = spReplicaList(pool->secondary, error);
+    g_autoptr(GPtrArray) ram = NULL;
+
+    if (!all || !pool->ns->replica_tier)
+        return g_steal_pointer(&all);
+    if (!(ram = spReplicaList(pool->ns->replica_tier, error)))
+        return NULL;
+    while (ram->len > 0)
+        g_ptr_array_add(all, g_ptr_array_steal_index(ram, 0));
+    return g_steal_pointer(&all);
+}
+
+
+/* Replicas made before a RAM tier was configured stay valid. */
 char *
 spPoolReplicaTemplateName(SpPool *pool, const char *path)
 {
-    return spReplicaTemplateName(pool->secondary, path);
+    char *name = spReplicaTemplateName(pool->secondary, path);
+
+    if (!name && pool->ns->replica_tier)
+        name = spReplicaTemplateName(pool->ns->replica_tier, path);
+    return name;
 }
 
 
@@ -295,34 +343,46 @@ spPoolBackingTemplateName(SpPool *pool, const char *backing_path)
 {
     if (spPathIsInDir(backing_path, pool->primary))
         return g_path_get_basename(backing_path);
-    return spReplicaTemplateName(pool->secondary, backing_path);
+    return spPoolReplicaTemplateName(pool, backing_path);
 }
 
 
 /* The replica of a template's current contents (its identity): the one
  * new instances back onto, and the one prepare='eager' keeps ready. */
-static char *
-currentReplica(SpPool *pool, const char *template_path, GError **error)
+char *
+spPoolCurrentReplica(SpPool *pool, const char *template_path, GError **error)
 {
     g_autofree char *identity = spReplicaIdentity(template_path, error);
     g_autofree char *name = g_path_get_basename(template_path);
 
     if (!identity)
         return NULL;
-    return spReplicaPath(pool->secondary, name, identity);
+    return spReplicaPath(spPoolReplicaRoot(pool), name, identity);
 }
 
 
+/* A template whose hot set is not known yet is used directly, never
+ * waiting for a copy: one of these instances is the one to learn from. */
 char *
 spPoolInstanceBacking(SpPool *pool, const char *template_path, GError **error)
 {
+    g_autofree char *identity = NULL;
+    g_autoptr(GError) err = NULL;
     SpReplicaPolicy policy;
 
     if (!spPoolReplicaPolicy(pool, &policy, error))
         return NULL;
     if (policy == SP_REPLICA_NONE)
         return g_strdup(template_path);
-    return currentReplica(pool, template_path, error);
+    if (policy != SP_REPLICA_HOT)
+        return spPoolCurrentReplica(pool, template_path, error);
+    if (!(identity = spReplicaIdentity(template_path, error)))
+        return NULL;
+    if (spPoolHotSetKnown(pool, template_path, identity, &err))
+        return spPoolCurrentReplica(pool, template_path, error);
+    if (err)
+        g_warning("cannot learn the hot set of '%s': %s", template_path, err->message);
+    return g_strdup(template_path);
 }
 
 
@@ -333,11 +393,13 @@ spPoolReplicaWanted(SpPool *pool, const char *replica_path)
     g_autofree char *template_path = NULL;
     g_autofree char *current = NULL;
 
-    if (!pool->ns->replica_eager ||
-        !(name = spReplicaTemplateName(pool->secondary, replica_path)))
+    /* A hot replica is small and made on purpose once its hot set is
+     * learned: keep it ready for the next instance, like eager copies. */
+    if ((!pool->ns->replica_eager && pool->ns->replica_policy != SP_REPLICA_HOT) ||
+        !(name = spPoolReplicaTemplateName(pool, replica_path)))
         return FALSE;
     template_path = g_build_filename(pool->primary, name, NULL);
-    current = currentReplica(pool, template_path, NULL);
+    current = spPoolCurrentReplica(pool, template_path, NULL);
     return current && strcmp(current, replica_path) == 0;
 }
 

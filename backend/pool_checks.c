@@ -5,6 +5,8 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <string.h>
+
 #include "pool_private.h"
 #include "stormpool/error.h"
 #include "stormpool/image_lock.h"
@@ -20,6 +22,32 @@ static const char *const changeVerbs[] = {
 /* How many dependents an error message names before "and N more". */
 #define DEPENDENTS_LISTED 5
 
+/* The instances of the template at @path: directly, or through one of
+ * its replicas in the secondary tier or in the RAM tier. */
+static GPtrArray *
+templateDependents(SpPool *pool, const char *name, const char *path, GError **error)
+{
+    g_autoptr(GPtrArray) replicas = NULL;
+    g_autoptr(GPtrArray) paths = NULL;
+    guint i;
+
+    if (!pool->ns->replica_tier)
+        return spTemplateDependents(pool->secondary, path, error);
+    if (!(replicas = spPoolReplicaListAll(pool, error)))
+        return NULL;
+    paths = g_ptr_array_new();
+    g_ptr_array_add(paths, (gpointer) path);
+    for (i = 0; i < replicas->len; i++) {
+        SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
+
+        if (strcmp(replica->template_name, name) == 0)
+            g_ptr_array_add(paths, replica->path);
+    }
+    g_ptr_array_add(paths, NULL);
+    return spBackingDependents(pool->secondary, (const char * const *) paths->pdata, error);
+}
+
+
 /* Refuse to change a template while instances depend on it. */
 gboolean
 spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
@@ -28,7 +56,7 @@ spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
     g_autoptr(GPtrArray) names = NULL;
     g_autofree char *summary = NULL;
 
-    if (!(names = spTemplateDependents(pool->secondary, path, error)))
+    if (!(names = templateDependents(pool, name, path, error)))
         return FALSE;
     if (names->len == 0)
         return TRUE;

@@ -38,6 +38,50 @@ struct _SpPool {
     GMutex stamps_lock;
 };
 
+/* pool.c */
+
+/* Where new replica files go: the RAM tier if the pool has one, else the
+ * secondary tier (both hold SP_REPLICA_DIR). */
+const char *spPoolReplicaRoot(SpPool *pool);
+
+/* Every complete replica of the pool, in both roots. */
+GPtrArray *spPoolReplicaListAll(SpPool *pool, GError **error);
+
+/* The replica of a template's current identity (a path; it may not
+ * exist yet). */
+char *spPoolCurrentReplica(SpPool *pool, const char *template_path, GError **error);
+
+/* pool_hot.c: hot sets, learned from a copy-on-read boot */
+
+/* Hot sets are kept in the secondary tier, which survives a reboot:
+ *   SECONDARY/.stormpool-hot-sets/TEMPLATE-NAME/IDENTITY */
+#define SP_HOT_SET_DIR ".stormpool-hot-sets"
+
+char *spPoolHotSetPath(SpPool *pool, const char *template_name, const char *identity);
+
+/* Whether the hot set of the template at @template_path (its current
+ * identity @identity) is known; if not, try to learn it from the
+ * instances backing directly onto the template (pool_hot.c says which
+ * one qualifies). FALSE with no error means: still learning. */
+gboolean spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity,
+                           GError **error);
+
+/* Make the hot replica @replica_path of @template_path from its stored
+ * hot set, within the RAM tier's cap (spPoolRamTierMakeRoom). */
+gboolean spPoolHotReplicaMake(SpPool *pool, const char *template_path,
+                              const char *replica_path, guint64 reserved,
+                              gboolean evict_wanted, GError **error);
+
+/* Hot sets of identities no template has any more. */
+void spPoolCollectHotSets(SpPool *pool);
+
+/* Make room for @need bytes in the RAM tier (nothing without one):
+ * unused replicas go, least recently used first, or SP_ERROR_NO_SPACE.
+ * Replicas the pool keeps ready (spPoolReplicaWanted) count as unused
+ * only if @evict_wanted. */
+gboolean spPoolRamTierMakeRoom(SpPool *pool, guint64 need, gboolean evict_wanted,
+                               GError **error);
+
 /* pool_replicas.c */
 
 /* Make sure the replica @replica_path of @template_path exists, making it
@@ -57,6 +101,16 @@ gboolean spPoolReplicaDirBusy(SpPool *pool, const char *dir);
 
 /* Whether garbage collection may remove the replica at @path. */
 gboolean spPoolReplicaUnused(SpPool *pool, const char *path);
+
+/* Whether an instance (or a QEMU, or a build) uses the replica at @path;
+ * unlike spPoolReplicaUnused, a replica the policy merely wants ready
+ * counts as unused: the RAM tier may evict it. */
+gboolean spPoolReplicaHasUsers(SpPool *pool, const char *path);
+
+/* Make the missing replica @replica_path again (after a host reboot
+ * emptied the RAM tier), waiting for one being made. */
+gboolean spPoolReplicaRebuild(SpPool *pool, const char *template_path,
+                              const char *replica_path, GError **error);
 
 /* Remove the replica at @path if nothing uses it any more. */
 void spPoolCollectReplica(SpPool *pool, const char *path);

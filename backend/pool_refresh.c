@@ -16,6 +16,7 @@
 #include "pool_private.h"
 #include "stormpool/atomic_file.h"
 #include "stormpool/error.h"
+#include "stormpool/ram_tier.h"
 #include "stormpool/template_index.h"
 #include "stormpool/template_stamps.h"
 
@@ -104,7 +105,7 @@ notAnInstanceReason(SpPool *pool, const SpVolume *volume)
         return "it has no backing file";
     if (spPathIsInDir(volume->backing_path, pool->primary))
         return NULL;
-    if (!(name = spReplicaTemplateName(pool->secondary, volume->backing_path)))
+    if (!(name = spPoolReplicaTemplateName(pool, volume->backing_path)))
         return "its backing file is neither a template nor a replica of this pool";
     return NULL;
 }
@@ -294,7 +295,7 @@ scanReplicas(Scan *scan)
     GPtrArray *status = g_ptr_array_new_with_free_func((GDestroyNotify) spReplicaStatusFree);
     guint i;
 
-    if (!(replicas = spReplicaList(scan->pool->secondary, &err))) {
+    if (!(replicas = spPoolReplicaListAll(scan->pool, &err))) {
         g_warning("cannot list replicas: %s", err->message);
         return status;
     }
@@ -329,12 +330,13 @@ removeStaleTmpFiles(const char *dir)
 }
 
 
-/* Temporary files of replicas whose making was interrupted; a replica
- * being made right now keeps its own. */
+/* Temporary files of replicas whose making was interrupted (a daemon
+ * killed while it made one); a replica being made right now keeps its
+ * own. */
 static void
-removeStaleReplicaTmpFiles(SpPool *pool)
+removeStaleReplicaTmpFilesIn(SpPool *pool, const char *top)
 {
-    g_autofree char *root = g_build_filename(pool->secondary, SP_REPLICA_DIR, NULL);
+    g_autofree char *root = g_build_filename(top, SP_REPLICA_DIR, NULL);
     g_autoptr(GDir) d = g_dir_open(root, 0, NULL);
     const char *name;
 
@@ -344,6 +346,15 @@ removeStaleReplicaTmpFiles(SpPool *pool)
         if (!spPoolReplicaDirBusy(pool, dir))
             removeStaleTmpFiles(dir);
     }
+}
+
+
+static void
+removeStaleReplicaTmpFiles(SpPool *pool)
+{
+    removeStaleReplicaTmpFilesIn(pool, pool->secondary);
+    if (pool->ns->replica_tier)
+        removeStaleReplicaTmpFilesIn(pool, pool->ns->replica_tier);
 }
 
 
@@ -364,6 +375,58 @@ prepareEagerReplicas(Scan *scan)
 }
 
 
+/* After a host reboot the RAM tier is empty while instances still name
+ * its replicas as their backing files: make them again, now, so that
+ * the guests autostarted after the pool find them. */
+static void
+rebuildMissingReplica(Scan *scan, const char *backing)
+{
+    SpPool *pool = scan->pool;
+    g_autofree char *name = NULL;
+    g_autofree char *template_path = NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (!pool->ns->replica_tier || access(backing, F_OK) == 0 ||
+        !(name = spReplicaTemplateName(pool->ns->replica_tier, backing)))
+        return;
+    template_path = g_build_filename(pool->primary, name, NULL);
+    if (!spPoolReplicaRebuild(pool, template_path, backing, &err)) {
+        g_warning("cannot make the missing replica '%s' of template '%s' again: %s",
+                  backing, name, err->message);
+        return;
+    }
+    g_info("made the missing replica '%s' of template '%s' again", backing, name);
+}
+
+
+static void
+rebuildMissingReplicas(Scan *scan)
+{
+    GHashTableIter iter;
+    gpointer key;
+
+    g_hash_table_iter_init(&iter, scan->users);
+    while (g_hash_table_iter_next(&iter, &key, NULL))
+        rebuildMissingReplica(scan, key);
+}
+
+
+static void
+setRamStatus(SpPool *pool)
+{
+    g_autoptr(GError) err = NULL;
+    guint64 used = 0;
+
+    if (!pool->ns->replica_tier)
+        return;
+    if (!spRamTierUsage(pool->ns->replica_tier, &used, &err))
+        g_warning("cannot read the usage of the RAM tier: %s", err->message);
+    g_mutex_lock(&pool->status_lock);
+    spPoolNamespaceSetRamStatus(pool->ns, used);
+    g_mutex_unlock(&pool->status_lock);
+}
+
+
 static gboolean
 refreshReplicas(Scan *scan, GError **error)
 {
@@ -375,12 +438,16 @@ refreshReplicas(Scan *scan, GError **error)
         return FALSE;
     removeStaleReplicaTmpFiles(pool);
     spPoolCheckTemplateStamps(pool, scan->volumes, scan->templates);
-    if (pool->ns->replica_eager && policy != SP_REPLICA_NONE)
+    spPoolCollectHotSets(pool);
+    rebuildMissingReplicas(scan);
+    /* Under policy='hot' this is also where hot sets are learned. */
+    if ((pool->ns->replica_eager && policy != SP_REPLICA_NONE) || policy == SP_REPLICA_HOT)
         prepareEagerReplicas(scan);
     status = scanReplicas(scan);
     g_mutex_lock(&pool->status_lock);
     spPoolNamespaceSetReplicas(pool->ns, policy, status);
     g_mutex_unlock(&pool->status_lock);
+    setRamStatus(pool);
     return TRUE;
 }
 
@@ -428,7 +495,7 @@ spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
 void
 spPoolNoteReplicaUse(SpPool *pool, const char *backing_path, int delta)
 {
-    g_autofree char *name = spReplicaTemplateName(pool->secondary, backing_path);
+    g_autofree char *name = spPoolReplicaTemplateName(pool, backing_path);
     g_autoptr(GMutexLocker) locker = NULL;
     struct stat sb;
 

@@ -266,15 +266,49 @@ pinTemplate(SpPool *pool, const char *template_path, GError **error)
 }
 
 
+/* Why a replica is made. A background preparation never evicts another
+ * replica the pool keeps ready from the RAM tier: two eager replicas
+ * that do not fit together would evict each other at every refresh. */
+typedef enum {
+    PURPOSE_INSTANCE,       /* an instance is built onto it: a user */
+    PURPOSE_REBUILD,        /* instances name it, it is missing */
+    PURPOSE_PREPARE,        /* prepare='eager', or a hot set just learned */
+} Purpose;
+
+
+/* What the tier must have room for, checked and promised before the
+ * replica's data is written. A hard link takes no space. */
+static gboolean
+build(SpPool *pool, const char *template_path, const char *replica_path,
+      SpReplicaPolicy policy, Purpose purpose, GError **error)
+{
+    gboolean evict_wanted = purpose != PURPOSE_PREPARE;
+    guint64 need, reserved;
+    gboolean ok;
+
+    if (policy == SP_REPLICA_HOT) {
+        reserved = shareBegin(pool, replica_path, 0);
+        ok = spPoolHotReplicaMake(pool, template_path, replica_path, reserved,
+                                  evict_wanted, error);
+    } else {
+        need = policy == SP_REPLICA_LINK ? 0 : spPoolChainAllocation(template_path);
+        reserved = shareBegin(pool, replica_path, need);
+        ok = spPoolRamTierMakeRoom(pool, need + reserved, evict_wanted, error) &&
+             copy(pool, template_path, replica_path, policy, need, reserved, error);
+    }
+    shareEnd(pool, replica_path);
+    return ok;
+}
+
+
 /* A writer that ignores image locks (cp, dd, a vol-upload stream) is
  * caught by the template's identity, checked before and after. */
 static gboolean
 make(SpPool *pool, const char *template_path, const char *replica_path,
-     SpReplicaPolicy policy, GError **error)
+     SpReplicaPolicy policy, Purpose purpose, GError **error)
 {
     g_autoptr(GError) err = NULL;
     int pin;
-    guint64 need, reserved;
     gboolean ok;
 
     if ((pin = pinTemplate(pool, template_path, error)) < 0)
@@ -283,11 +317,7 @@ make(SpPool *pool, const char *template_path, const char *replica_path,
         close(pin);
         return reportChanged(template_path, error);
     }
-    /* A hard link takes no space, so it promises none. */
-    need = policy == SP_REPLICA_LINK ? 0 : spPoolChainAllocation(template_path);
-    reserved = shareBegin(pool, replica_path, need);
-    ok = copy(pool, template_path, replica_path, policy, need, reserved, error);
-    shareEnd(pool, replica_path);
+    ok = build(pool, template_path, replica_path, policy, purpose, error);
     if (ok && !matchesTemplate(template_path, replica_path)) {
         if (!spReplicaRemove(replica_path, &err))
             g_warning("%s", err->message);
@@ -337,8 +367,9 @@ claim(SpPool *pool, const char *replica_path, gboolean user)
 
 static gboolean
 ensure(SpPool *pool, const char *template_path, const char *replica_path,
-       gboolean user, GError **error)
+       Purpose purpose, GError **error)
 {
+    gboolean user = purpose == PURPOSE_INSTANCE;
     g_autoptr(GMutexLocker) locker = NULL;
     SpReplicaPolicy policy;
     gboolean ok;
@@ -346,7 +377,7 @@ ensure(SpPool *pool, const char *template_path, const char *replica_path,
     if (claim(pool, replica_path, user))
         return TRUE;
     ok = spPoolReplicaPolicy(pool, &policy, error) &&
-         make(pool, template_path, replica_path, policy, error);
+         make(pool, template_path, replica_path, policy, purpose, error);
 
     locker = g_mutex_locker_new(&pool->replicas_lock);
     g_hash_table_remove(pool->in_progress, replica_path);
@@ -361,7 +392,15 @@ gboolean
 spPoolReplicaEnsure(SpPool *pool, const char *template_path,
                     const char *replica_path, GError **error)
 {
-    return ensure(pool, template_path, replica_path, TRUE, error);
+    return ensure(pool, template_path, replica_path, PURPOSE_INSTANCE, error);
+}
+
+
+gboolean
+spPoolReplicaRebuild(SpPool *pool, const char *template_path,
+                     const char *replica_path, GError **error)
+{
+    return ensure(pool, template_path, replica_path, PURPOSE_REBUILD, error);
 }
 
 
@@ -407,27 +446,49 @@ spPoolReplicaDirBusy(SpPool *pool, const char *dir)
 /* Refresh only lists the overlays it accepted, so the last word is the
  * inode-based scan of every file in the tier; and a QEMU holding the
  * replica open, or an instance being built onto it, keeps it too. */
-gboolean
-spPoolReplicaUnused(SpPool *pool, const char *path)
+static const char *
+usersReason(SpPool *pool, const char *path, GError **error)
 {
     const char *paths[] = { path, NULL };
     g_autoptr(GPtrArray) dependents = NULL;
-    g_autoptr(GError) err = NULL;
     gboolean in_use = TRUE;
-    const char *reason = NULL;
 
     if (replicaBusy(pool, path))
-        reason = "an instance is being built onto it, or it is being made";
-    else if (spPoolReplicaWanted(pool, path))
-        reason = "prepare='eager' keeps the current replica of its template";
-    else if (!spImageInUse(path, &in_use, &err) || in_use)
-        reason = err ? err->message : "a QEMU process holds it";
-    else if (!(dependents = spBackingDependents(pool->secondary, paths, &err)))
-        reason = err->message;
-    else if (dependents->len > 0)
-        reason = "an overlay backs onto it";
+        return "an instance is being built onto it, or it is being made";
+    if (!spImageInUse(path, &in_use, error))
+        return "its image locks cannot be read";
+    if (in_use)
+        return "a QEMU process holds it";
+    if (!(dependents = spBackingDependents(pool->secondary, paths, error)))
+        return "its dependents cannot be read";
+    if (dependents->len > 0)
+        return "an overlay backs onto it";
+    return NULL;
+}
+
+
+gboolean
+spPoolReplicaHasUsers(SpPool *pool, const char *path)
+{
+    g_autoptr(GError) err = NULL;
+
+    return usersReason(pool, path, &err) != NULL;
+}
+
+
+gboolean
+spPoolReplicaUnused(SpPool *pool, const char *path)
+{
+    g_autoptr(GError) err = NULL;
+    const char *reason = NULL;
+
+    if (spPoolReplicaWanted(pool, path))
+        reason = "the pool keeps the current replica of its template ready";
+    else
+        reason = usersReason(pool, path, &err);
     if (reason)
-        g_debug("keeping replica '%s': %s", path, reason);
+        g_debug("keeping replica '%s': %s%s%s", path, reason, err ? ": " : "",
+                err ? err->message : "");
     return !reason;
 }
 
@@ -438,7 +499,7 @@ void
 spPoolCollectReplica(SpPool *pool, const char *path)
 {
     g_autoptr(GError) err = NULL;
-    g_autofree char *name = spReplicaTemplateName(pool->secondary, path);
+    g_autofree char *name = spPoolReplicaTemplateName(pool, path);
 
     if (!name || !spPoolReplicaUnused(pool, path))
         return;
@@ -477,7 +538,7 @@ prepareWorker(gpointer data, gpointer opaque G_GNUC_UNUSED)
 
     /* Jobs queued for a pool that has been stopped since are dropped. */
     if (!replicasStopped(job->pool) &&
-        !ensure(job->pool, job->template_path, job->replica_path, FALSE, &err) &&
+        !ensure(job->pool, job->template_path, job->replica_path, PURPOSE_PREPARE, &err) &&
         !g_error_matches(err, SP_ERROR, SP_ERROR_CANCELLED))
         g_critical("cannot prepare replica of template '%s': %s",
                    job->template_path, err->message);

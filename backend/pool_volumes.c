@@ -74,7 +74,7 @@ static gboolean
 ensureBackingReplica(SpPool *pool, const char *replica_path, gboolean *acquired,
                      GError **error)
 {
-    g_autofree char *name = spReplicaTemplateName(pool->secondary, replica_path);
+    g_autofree char *name = spPoolReplicaTemplateName(pool, replica_path);
     g_autofree char *template_path = NULL;
     g_autofree char *expected = NULL;
 
@@ -106,6 +106,10 @@ createInstance(SpPool *pool, const SpNewVolume *vol, GError **error)
          writeQcow2(vol, vol->capacity, vol->backing_path, vol->backing_format, FALSE, error);
     if (ok)
         spPoolNoteReplicaUse(pool, vol->backing_path, +1);
+    /* The RAM tier evicts the replica least recently built upon first. */
+    if (ok && acquired)
+        utimensat(AT_FDCWD, vol->backing_path,
+                  (const struct timespec[]) { { 0, UTIME_NOW }, { 0, UTIME_OMIT } }, 0);
     if (acquired)
         spPoolReplicaRelease(pool, vol->backing_path);
     return ok;
@@ -225,7 +229,7 @@ spPoolCreateVolumeFrom(SpPool *pool, const SpNewVolume *vol, const SpSourceVolum
 static void
 collectTemplateReplicas(SpPool *pool, const char *template_name)
 {
-    g_autoptr(GPtrArray) replicas = spReplicaList(pool->secondary, NULL);
+    g_autoptr(GPtrArray) replicas = spPoolReplicaListAll(pool, NULL);
     guint i;
 
     for (i = 0; replicas && i < replicas->len; i++) {
@@ -262,6 +266,7 @@ spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
     spPoolForgetTemplateStamp(pool, path);
     if (!instance) {
         collectTemplateReplicas(pool, name);
+        spPoolCollectHotSets(pool);
     } else if (backing) {
         spPoolCollectReplica(pool, backing);
         spPoolNoteReplicaUse(pool, backing, -1);

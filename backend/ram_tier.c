@@ -88,10 +88,10 @@ sumDir(int dirfd, const char *path, guint64 *used, GError **error)
     gboolean ok = TRUE;
 
     if (!dir) {
+        int saved = errno;
+
         close(dirfd);
-        g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot read '%s': %s", path,
-                    g_strerror(errno));
-        return FALSE;
+        return spErrorSetErrno(error, saved, "cannot read '%s'", path);
     }
     while (ok && (ent = readdir(dir))) {
         struct stat sb;
@@ -123,9 +123,7 @@ spRamTierUsage(const char *dir, guint64 *used, GError **error)
     if (fd < 0) {
         if (errno == ENOENT)
             return TRUE;        /* an empty tier after a reboot */
-        g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot open RAM tier '%s': %s", dir,
-                    g_strerror(errno));
-        return FALSE;
+        return spErrorSetErrno(error, errno, "cannot open RAM tier '%s'", dir);
     }
     return sumDir(fd, dir, used, error);
 }

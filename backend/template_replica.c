@@ -25,6 +25,7 @@ static const char *const policyNames[] = {
     [SP_REPLICA_NONE] = "none",
     [SP_REPLICA_COPY] = "copy",
     [SP_REPLICA_LINK] = "link",
+    [SP_REPLICA_HOT] = "hot",
 };
 
 

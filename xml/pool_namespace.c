@@ -8,6 +8,7 @@
 
 #include "stormpool/error.h"
 #include "stormpool/pool_namespace.h"
+#include "stormpool/ram_tier.h"
 
 static gboolean
 isOurs(xmlNodePtr node)
@@ -44,10 +45,10 @@ checkTiersStatus(xmlNodePtr tiers, GError **error)
         }
         name = (char *) xmlGetProp(tier, (const xmlChar *) "name");
         if (!name || (strcmp(name, "primary") != 0 &&
-                      strcmp(name, "secondary") != 0)) {
+                      strcmp(name, "secondary") != 0 && strcmp(name, "ram") != 0)) {
             g_set_error(error, SP_ERROR, SP_ERROR_XML,
-                        "<stormpool:tier> needs name='primary' or "
-                        "name='secondary', got '%s'", name ? name : "");
+                        "<stormpool:tier> needs name='primary', name='secondary' "
+                        "or name='ram', got '%s'", name ? name : "");
             return FALSE;
         }
     }
@@ -68,22 +69,79 @@ findChild(xmlNodePtr parent, const char *name)
 }
 
 
-/* Namespace parsing is the only hook a storage backend gets when a pool is
- * defined, so the tier directories are checked here too: a pool whose
- * tiers overlap is refused by pool-define, not only by pool-start. */
-static gboolean
-validateTierPaths(xmlNodePtr pool, GError **error)
+/* The tier directories named by <source><dir> and <target><path>. */
+static void
+readTierPaths(xmlNodePtr pool, char **primary, char **secondary)
 {
-    g_autofree char *primary = NULL;
-    g_autofree char *secondary = NULL;
     xmlNodePtr dir = findChild(findChild(pool, "source"), "dir");
     xmlNodePtr path = findChild(findChild(pool, "target"), "path");
 
-    if (dir && (primary = (char *) xmlGetProp(dir, (const xmlChar *) "path")))
-        g_strstrip(primary);
-    if (path && (secondary = (char *) xmlNodeGetContent(path)))
-        g_strstrip(secondary);
-    return spTierLayoutValidatePaths(primary, secondary, error);
+    if (dir && (*primary = (char *) xmlGetProp(dir, (const xmlChar *) "path")))
+        g_strstrip(*primary);
+    if (path && (*secondary = (char *) xmlNodeGetContent(path)))
+        g_strstrip(*secondary);
+}
+
+
+/* A RAM tier is a third directory: replicas in it must never be taken
+ * for templates or instances, nor be removed with a tier. */
+static gboolean
+validateRamTier(const SpPoolNamespace *ns, const char *primary, const char *secondary,
+                GError **error)
+{
+    const char *tier = ns->replica_tier;
+
+    if (!tier)
+        return TRUE;
+    if (!g_path_is_absolute(tier)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "the replica tier '%s' must be an absolute directory path", tier);
+        return FALSE;
+    }
+    if ((primary && spTierPathsOverlap(tier, primary)) ||
+        (secondary && spTierPathsOverlap(tier, secondary))) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "the replica tier '%s' must be a directory of its own, neither "
+                    "the primary tier '%s' nor the secondary tier '%s', nor inside "
+                    "or around them", tier, primary ? primary : "",
+                    secondary ? secondary : "");
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+/* tier= and cap= come together, and only with a policy that makes
+ * replica files: a tier without a cap could fill the host's RAM. */
+static gboolean
+parseReplicaTier(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
+{
+    g_autofree char *tier = (char *) xmlGetProp(node, (const xmlChar *) "tier");
+    g_autofree char *cap = (char *) xmlGetProp(node, (const xmlChar *) "cap");
+    g_autoptr(GError) err = NULL;
+
+    if (!tier && !cap)
+        return TRUE;
+    if (!tier || !cap) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "<stormpool:replica> needs both tier='DIR' and cap='SIZE' "
+                    "(e.g. cap='2G'), or neither");
+        return FALSE;
+    }
+    if (ns->replica_policy != SP_REPLICA_COPY && ns->replica_policy != SP_REPLICA_HOT) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "a replica tier needs policy='copy' or policy='hot', not '%s'",
+                    spReplicaPolicyName(ns->replica_policy));
+        return FALSE;
+    }
+    if (!spRamTierParseCap(cap, &ns->replica_cap, &err)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML, "invalid replica tier cap: %s",
+                    err->message);
+        return FALSE;
+    }
+    ns->replica_tier = spTierPathNormalise(g_strstrip(tier));
+    ns->replica_cap_text = g_strdup(g_strstrip(cap));
+    return TRUE;
 }
 
 
@@ -102,7 +160,7 @@ parseReplica(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
     ns->replica_policy = SP_REPLICA_AUTO;
     if (policy && !spReplicaPolicyParse(policy, &ns->replica_policy)) {
         g_set_error(error, SP_ERROR, SP_ERROR_XML,
-                    "unknown replica policy '%s': expected none, copy, link or auto",
+                    "unknown replica policy '%s': expected none, copy, link, hot or auto",
                     policy);
         return FALSE;
     }
@@ -118,7 +176,7 @@ parseReplica(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
                     "prepare='eager' needs a replica policy other than 'none'");
         return FALSE;
     }
-    return TRUE;
+    return parseReplicaTier(ns, node, error);
 }
 
 
@@ -126,9 +184,16 @@ SpPoolNamespace *
 spPoolNamespaceParse(xmlNodePtr pool, GError **error)
 {
     g_autoptr(SpPoolNamespace) ns = g_new0(SpPoolNamespace, 1);
+    g_autofree char *primary = NULL;
+    g_autofree char *secondary = NULL;
     xmlNodePtr node;
 
-    if (!validateTierPaths(pool, error))
+    /* Namespace parsing is the only hook a storage backend gets when a
+     * pool is defined, so the tier directories are checked here too: a
+     * pool whose tiers overlap is refused by pool-define, not only by
+     * pool-start. */
+    readTierPaths(pool, &primary, &secondary);
+    if (!spTierLayoutValidatePaths(primary, secondary, error))
         return NULL;
 
     for (node = pool ? pool->children : NULL; node; node = node->next) {
@@ -151,6 +216,8 @@ spPoolNamespaceParse(xmlNodePtr pool, GError **error)
                     SP_POOL_NAMESPACE_PREFIX, (const char *) node->name);
         return NULL;
     }
+    if (!validateRamTier(ns, primary, secondary, error))
+        return NULL;
     return g_steal_pointer(&ns);
 }
 
@@ -233,7 +300,18 @@ spPoolNamespaceClearStatus(SpPoolNamespace *ns)
         g_clear_pointer(&ns->tiers[i].path, g_free);
     memset(ns->tiers, 0, sizeof(ns->tiers));
     g_clear_pointer(&ns->replicas, g_ptr_array_unref);
+    ns->have_ram_status = FALSE;
     ns->have_status = FALSE;
+}
+
+
+void
+spPoolNamespaceSetRamStatus(SpPoolNamespace *ns, guint64 used)
+{
+    ns->ram_usage.capacity = ns->replica_cap;
+    ns->ram_usage.allocation = used;
+    ns->ram_usage.available = used < ns->replica_cap ? ns->replica_cap - used : 0;
+    ns->have_ram_status = TRUE;
 }
 
 
@@ -254,6 +332,8 @@ spPoolNamespaceFree(SpPoolNamespace *ns)
     if (!ns)
         return;
     spPoolNamespaceClearStatus(ns);
+    g_free(ns->replica_tier);
+    g_free(ns->replica_cap_text);
     g_free(ns);
 }
 
@@ -288,19 +368,35 @@ addLine(GPtrArray *lines, int level, const char *fmt, ...)
 
 
 static void
+formatUsage(GPtrArray *lines, const char *name, const char *path_text,
+            const SpTierUsage *usage)
+{
+    g_autofree char *path = g_markup_escape_text(path_text ? path_text : "", -1);
+    const SpTierUsage *u = usage;
+
+    addLine(lines, 1, "<%s:tier name='%s' path='%s'>", SP_POOL_NAMESPACE_PREFIX, name, path);
+    addLine(lines, 2, "<%s:capacity unit='bytes'>%" G_GUINT64_FORMAT "</%s:capacity>",
+            SP_POOL_NAMESPACE_PREFIX, u->capacity, SP_POOL_NAMESPACE_PREFIX);
+    addLine(lines, 2, "<%s:allocation unit='bytes'>%" G_GUINT64_FORMAT "</%s:allocation>",
+            SP_POOL_NAMESPACE_PREFIX, u->allocation, SP_POOL_NAMESPACE_PREFIX);
+    addLine(lines, 2, "<%s:available unit='bytes'>%" G_GUINT64_FORMAT "</%s:available>",
+            SP_POOL_NAMESPACE_PREFIX, u->available, SP_POOL_NAMESPACE_PREFIX);
+    addLine(lines, 1, "</%s:tier>", SP_POOL_NAMESPACE_PREFIX);
+}
+
+
+static void
 formatTier(GPtrArray *lines, SpTier tier, const SpTierStatus *status)
 {
-    g_autofree char *path = g_markup_escape_text(status->path ? status->path : "", -1);
+    formatUsage(lines, spTierName(tier), status->path, &status->usage);
+}
 
-    addLine(lines, 1, "<%s:tier name='%s' path='%s'>",
-            SP_POOL_NAMESPACE_PREFIX, spTierName(tier), path);
-    addLine(lines, 2, "<%s:capacity unit='bytes'>%" G_GUINT64_FORMAT "</%s:capacity>",
-            SP_POOL_NAMESPACE_PREFIX, status->usage.capacity, SP_POOL_NAMESPACE_PREFIX);
-    addLine(lines, 2, "<%s:allocation unit='bytes'>%" G_GUINT64_FORMAT "</%s:allocation>",
-            SP_POOL_NAMESPACE_PREFIX, status->usage.allocation, SP_POOL_NAMESPACE_PREFIX);
-    addLine(lines, 2, "<%s:available unit='bytes'>%" G_GUINT64_FORMAT "</%s:available>",
-            SP_POOL_NAMESPACE_PREFIX, status->usage.available, SP_POOL_NAMESPACE_PREFIX);
-    addLine(lines, 1, "</%s:tier>", SP_POOL_NAMESPACE_PREFIX);
+
+/* The RAM tier's capacity is its cap, not the size of the tmpfs. */
+static void
+formatRamTier(GPtrArray *lines, const SpPoolNamespace *ns)
+{
+    formatUsage(lines, "ram", ns->replica_tier, &ns->ram_usage);
 }
 
 
@@ -332,6 +428,24 @@ formatReplicas(GPtrArray *lines, const SpPoolNamespace *ns)
 }
 
 
+static void
+formatReplica(GPtrArray *lines, const SpPoolNamespace *ns)
+{
+    g_autofree char *tier = NULL;
+    g_autofree char *cap = NULL;
+
+    if (ns->replica_tier) {
+        g_autofree char *path = g_markup_escape_text(ns->replica_tier, -1);
+        g_autofree char *size = g_markup_escape_text(ns->replica_cap_text, -1);
+
+        tier = g_strdup_printf(" tier='%s' cap='%s'", path, size);
+    }
+    addLine(lines, 0, "<%s:replica policy='%s'%s%s/>", SP_POOL_NAMESPACE_PREFIX,
+            spReplicaPolicyName(ns->replica_policy),
+            ns->replica_eager ? " prepare='eager'" : "", tier ? tier : "");
+}
+
+
 GPtrArray *
 spPoolNamespaceFormat(const SpPoolNamespace *ns)
 {
@@ -340,17 +454,16 @@ spPoolNamespaceFormat(const SpPoolNamespace *ns)
     if (!ns)
         return lines;
 
-    if (ns->have_replica) {
-        addLine(lines, 0, "<%s:replica policy='%s'%s/>", SP_POOL_NAMESPACE_PREFIX,
-                spReplicaPolicyName(ns->replica_policy),
-                ns->replica_eager ? " prepare='eager'" : "");
-    }
+    if (ns->have_replica)
+        formatReplica(lines, ns);
     if (!ns->have_status)
         return lines;
 
     addLine(lines, 0, "<%s:tiers>", SP_POOL_NAMESPACE_PREFIX);
     formatTier(lines, SP_TIER_PRIMARY, &ns->tiers[SP_TIER_PRIMARY]);
     formatTier(lines, SP_TIER_SECONDARY, &ns->tiers[SP_TIER_SECONDARY]);
+    if (ns->have_ram_status)
+        formatRamTier(lines, ns);
     addLine(lines, 0, "</%s:tiers>", SP_POOL_NAMESPACE_PREFIX);
     formatReplicas(lines, ns);
     return lines;

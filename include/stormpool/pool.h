@@ -114,7 +114,8 @@ gboolean spPoolCheckNameFree(SpPool *pool, const char *name, GError **error);
  * itself or one of its replicas), or NULL. */
 char *spPoolBackingTemplateName(SpPool *pool, const char *backing_path);
 
-/* If @path is a replica of this pool, its template's name. */
+/* If @path is a replica of this pool (in the secondary tier or the RAM
+ * tier), its template's name. */
 char *spPoolReplicaTemplateName(SpPool *pool, const char *path);
 
 /* Where a new instance of the template at @template_path backs onto

@@ -38,12 +38,20 @@ typedef struct {
     gboolean have_replica;
     SpReplicaPolicy replica_policy;
     gboolean replica_eager;
+    /* tier='DIR' cap='SIZE': replica files live in a RAM-backed
+     * directory instead of the secondary tier, never holding more than
+     * replica_cap bytes (ram_tier.h). */
+    char *replica_tier;
+    guint64 replica_cap;
+    char *replica_cap_text;     /* as written, for round trips */
 
     /* status */
     gboolean have_status;
     SpTierStatus tiers[2];      /* indexed by SpTier */
     SpReplicaPolicy effective_policy;
     GPtrArray *replicas;        /* of SpReplicaStatus */
+    gboolean have_ram_status;
+    SpTierUsage ram_usage;      /* capacity = cap, allocation = bytes held */
 } SpPoolNamespace;
 
 /* Parse the children of @pool (the <pool> element) that are in our
@@ -80,6 +88,9 @@ void spPoolNamespaceRemoveReplica(SpPoolNamespace *ns, const char *path);
 
 /* The replica policy the pool asks for ('auto' when it says nothing). */
 SpReplicaPolicy spPoolNamespaceReplicaPolicy(const SpPoolNamespace *ns);
+
+/* The RAM tier's status: @used bytes of the cap are held. */
+void spPoolNamespaceSetRamStatus(SpPoolNamespace *ns, guint64 used);
 
 void spPoolNamespaceClearStatus(SpPoolNamespace *ns);
 

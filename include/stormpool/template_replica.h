@@ -17,6 +17,7 @@ typedef enum {
     SP_REPLICA_NONE,    /* instances back directly onto the template */
     SP_REPLICA_COPY,    /* a sparse copy (or reflink) in the secondary tier */
     SP_REPLICA_LINK,    /* a hard link in the secondary tier */
+    SP_REPLICA_HOT,     /* a qcow2 overlay holding the template's hot set */
 } SpReplicaPolicy;
 
 /* Replicas live in a hidden directory of the secondary tier, one

@@ -1157,7 +1157,7 @@ def _():
 </pool>""" % (P_BAD, primary, secondary))
     suite.cleanup_pool(P_BAD)
     virsh_fails("pool-define", xml,
-                expect="unknown replica policy 'mirror': expected none, copy, link or auto")
+                expect="unknown replica policy 'mirror': expected none, copy, link, hot or auto")
     assert P_BAD not in virsh("pool-list", "--all", "--name")
     assert daemon_alive()
     assert pool_running(P_COPY)
