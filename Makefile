@@ -4,6 +4,10 @@
 #                 and the stormpool backend module into _build/prefix
 #   make demo     the classroom scenario through virsh, against private daemons
 #   make check    every test suite; ends with "N passed, N failed"
+#   make debs     Debian packages of the patched libvirt and the module, built
+#                 in clean roots of each release, into _build/debs/<release>
+#   make check-host  those packages installed in booted throwaway roots of
+#                 each release: the host test; ends with "N passed, N failed"
 #
 # Everything lives under _build/; the host's own libvirt is never touched.
 
@@ -12,7 +16,7 @@ PREFIX  := $(CURDIR)/$(BUILD)/prefix
 SPBUILD := $(BUILD)/stormpool
 ASANBUILD := $(BUILD)/stormpool-asan
 
-.PHONY: all deps libvirt stormpool virt-manager asan demo check unit-check bench-create bench-bootstorm clean distclean
+.PHONY: all deps libvirt stormpool virt-manager asan demo check unit-check debs check-host bench-create bench-bootstorm clean distclean
 
 all: stormpool virt-manager
 
@@ -51,6 +55,15 @@ check: all asan
 
 unit-check: all asan
 	@tools/run-checks --unit-only
+
+# Packages are cached in /var/cache/stormpool, keyed by the Debian version and
+# the hash of the series (tools/build-debs); the host test boots roots of the
+# releases with systemd-nspawn (tools/check-host, tests/host).
+debs: deps
+	@tools/build-debs
+
+check-host: debs
+	@tools/check-host
 
 # Benchmarks print ratios measured side by side in one run (bench/README.md).
 bench-create: stormpool
