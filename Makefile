@@ -11,6 +11,10 @@
 # (tools/libvirt-version) and 'make check' checks every supported version.
 # Every version has its own trees: _build/libvirt-<version> (patched source,
 # build with libvirt's tests), _build/prefix-<version>, _build/stormpool-<version>.
+#   make debs     Debian packages of the patched libvirt and the module, built
+#                 in clean roots of each release, into _build/debs/<release>
+#   make check-host  those packages installed in booted throwaway roots of
+#                 each release: the host test; ends with "N passed, N failed"
 #
 # Everything lives under _build/; the host's own libvirt is never touched.
 
@@ -30,7 +34,7 @@ LVTREE  := $(CURDIR)/$(BUILD)/libvirt-$(LIBVIRT)
 SPBUILD := $(BUILD)/stormpool-$(LIBVIRT)
 ASANBUILD := $(BUILD)/stormpool-asan
 
-.PHONY: all deps libvirt stormpool virt-manager asan demo check unit-check bench-create bench-bootstorm clean distclean
+.PHONY: all deps libvirt stormpool virt-manager asan demo check unit-check debs check-host bench-create bench-bootstorm clean distclean
 
 all: stormpool virt-manager
 
@@ -75,6 +79,15 @@ check: deps
 
 unit-check: all asan
 	@tools/run-checks --unit-only
+
+# Packages are cached in /var/cache/stormpool, keyed by the Debian version and
+# the hash of the series (tools/build-debs); the host test boots roots of the
+# releases with systemd-nspawn (tools/check-host, tests/host).
+debs: deps
+	@tools/build-debs
+
+check-host: debs
+	@tools/check-host
 
 # Benchmarks print ratios measured side by side in one run (bench/README.md).
 bench-create: stormpool
