@@ -154,3 +154,13 @@ spTestWriteAt(const char *path, guint64 offset, const void *data, gsize len)
     g_assert_cmpint(pwrite(fd, data, len, offset), ==, (gssize) len);
     g_assert_cmpint(close(fd), ==, 0);
 }
+
+
+void
+spTestCaptureLog(const gchar *domain G_GNUC_UNUSED, GLogLevelFlags level,
+                 const gchar *message, gpointer log)
+{
+    g_string_append_printf(log, "%s: %s\n",
+                           level & G_LOG_LEVEL_CRITICAL ? "error" :
+                           level & G_LOG_LEVEL_WARNING ? "warning" : "info", message);
+}

@@ -28,3 +28,9 @@ gboolean spTestJsonBool(const char *json, const char *key, gboolean *value);
 
 /* Write @len bytes of @data at @offset of @path (creating it). */
 void spTestWriteAt(const char *path, guint64 offset, const void *data, gsize len);
+
+/* A GLogFunc for g_log_set_handler(): appends each message to the GString
+ * @log as "error: ...", "warning: ..." or "info: ...", one a line, so a
+ * test compares what the core logged as a whole. */
+void spTestCaptureLog(const gchar *domain, GLogLevelFlags level,
+                      const gchar *message, gpointer log);

@@ -30,17 +30,6 @@ typedef struct {
 } Fixture;
 
 
-static void
-captureLog(const gchar *domain G_GNUC_UNUSED, GLogLevelFlags level,
-           const gchar *message, gpointer opaque)
-{
-    Fixture *f = opaque;
-
-    g_string_append_printf(f->log, "%s: %s\n",
-                           level & G_LOG_LEVEL_CRITICAL ? "error" :
-                           level & G_LOG_LEVEL_WARNING ? "warning" : "info", message);
-}
-
 
 static void
 setUp(Fixture *f, gconstpointer data G_GNUC_UNUSED)
@@ -52,7 +41,7 @@ setUp(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_assert_cmpint(mkdir(f->primary, 0755), ==, 0);
     g_assert_cmpint(mkdir(f->secondary, 0755), ==, 0);
     f->log = g_string_new(NULL);
-    g_log_set_handler("stormpool", G_LOG_LEVEL_MASK, captureLog, f);
+    g_log_set_handler("stormpool", G_LOG_LEVEL_MASK, spTestCaptureLog, f->log);
 }
 
 
