@@ -27,7 +27,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from taplib import (Suite, define_pool, listdir, make_tmpdir, qemu_img_info, run,
-                    virsh, virsh_fails, TOP)
+                    virsh, virsh_fails, PREFIX, TOP)
 try:
     from taplib import start_watchdog
 except ImportError:
@@ -39,7 +39,7 @@ REPLICAS = ".stormpool-replicas"
 HOT_SETS = ".stormpool-hot-sets"
 TMP_PREFIX = ".stormpool-tmp-"
 VIRT_ENV = os.path.join(TOP, "tools", "virt-env")
-STORAGED_PID = os.path.join(TOP, "_build", "prefix", "var", "run", "virtstoraged.pid")
+STORAGED_PID = os.path.join(PREFIX, "var", "run", "virtstoraged.pid")
 TIME_LIMIT = 300
 
 P_HOT = "sph-hot"
