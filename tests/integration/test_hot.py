@@ -116,6 +116,9 @@ def create_instance(pool, name, template, size=64 * MiB):
 
 
 def new_pool(name, primary, secondary, replica):
+    # A pool left by an interrupted earlier run must not fail this one.
+    run(["virsh", "-q", "pool-destroy", name], check=False)
+    run(["virsh", "-q", "pool-undefine", name], check=False)
     suite.cleanup_pool(name)
     define_pool(name, primary, secondary, replica=replica)
     virsh("pool-build", name)
