@@ -8,6 +8,7 @@ an invalid case NAME.xml comes with NAME.err, the text the error must hold.
 import os
 import re
 import subprocess
+import tempfile
 
 from taplib import (PREFIX, Suite, daemon_alive, listdir, make_tmpdir, qemu_img_info,
                     run, sha256, virsh, virsh_fails, vol_names, TOP)
@@ -275,19 +276,34 @@ def _():
     assert_unchanged()
 
 
+def ofd_locked(path):
+    """Whether some process holds an OFD lock (QEMU's image locks) on path."""
+    st = os.stat(path)
+    ident = "%02x:%02x:%d" % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    with open("/proc/locks") as f:
+        return any(line.split()[1] == "OFDLCK" and line.split()[5] == ident for line in f)
+
+
 @suite.step("an instance held open by a QEMU started by hand is protected")
 def _():
     inst = os.path.join(secondary, "inst.qcow2")
+    errors = tempfile.TemporaryFile(mode="w+")
     holder = subprocess.Popen(["qemu-io", "-f", "qcow2", "-c", "sleep 60000", inst],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=errors)
     try:
         import time
         deadline = time.monotonic() + 30
-        # qemu-img info fails to take the lock once qemu-io holds it
-        while run(["qemu-img", "info", inst], check=False)[0] == 0:
-            assert holder.poll() is None, "qemu-io exited early"
+        # Wait for qemu-io's lock without probing it: a probe such as
+        # qemu-img info takes a lock of its own, and qemu-io, if it opens
+        # the image at that moment, fails to get its write lock and exits.
+        while not ofd_locked(inst):
+            if holder.poll() is not None:
+                errors.seek(0)
+                raise AssertionError("qemu-io exited early: %s" % errors.read().strip())
             assert time.monotonic() < deadline, "qemu-io never took the image lock"
             time.sleep(0.025)
+        assert run(["qemu-img", "info", inst], check=False)[0] != 0, \
+            "qemu-img info opened an image qemu-io holds"
         for args, action in ((["vol-delete"], "delete"), (["vol-wipe"], "wipe"),
                              (["vol-resize", "--pool", POOL, "inst.qcow2", "1G"], "resize")):
             if args[0] != "vol-resize":
