@@ -20,12 +20,15 @@ caches dropped before:
   hdd-wb      the same instances, cache=writeback: the host page cache
               shares the template's blocks between the replays
   hdd-wb-mem  the same, the replays' memory cgroup capped at their own
-              memory plus --mem-fraction of the trace's distinct bytes
-              (a host whose RAM belongs to its guests)
+              memory (measured in the hdd storm of the same N) plus
+              --mem-fraction of the trace's distinct bytes (a host whose
+              RAM belongs to its guests)
   none        stormpool, instances on the SSD backing onto the template
   copy        stormpool <stormpool:replica policy='copy'/> (SSD tier)
-  hot, hot-ram, copy-ram  slots for the hot policy and the RAM tier (not
-              in the module yet: reported as "slot")
+  hot         stormpool policy='hot' (SSD tier): one instance is booted
+              with copy-on-read, pool-refresh learns the hot set from it
+  hot-ram     the same, the hot replica in a RAM tier (tier='/dev/shm/..')
+  copy-ram    policy='copy', the full replica in a RAM tier
   floor       the CPU floor: template and instances in RAM (tmpfs)
 Reported per run: makespan, p50/p95 per-instance boot time, per tier the
 read IOs and bytes (/sys/block/loopN/stat); per configuration the fast-tier
@@ -78,13 +81,10 @@ CONFIGS = [
     ("copy-ram", "stormpool copy, RAM tier"),
     ("floor", "CPU floor: all in RAM"),
 ]
-# Configurations the module cannot run yet: the lead fills these slots
-# once the core's hot policy and RAM tier are wired into the module.
-SLOTS = {
-    "hot": "slot: policy 'hot' is in the core (backend/hot_replica.c), not yet in the module",
-    "hot-ram": "slot: the RAM tier is in the core (backend/ram_tier.c), not yet in the module",
-    "copy-ram": "slot: the RAM tier is in the core (backend/ram_tier.c), not yet in the module",
-}
+# The stormpool configurations with a replica: its policy and whether it
+# lives in a RAM tier.
+REPLICA_CONFIGS = {"copy": ("copy", False), "hot": ("hot", False),
+                   "hot-ram": ("hot", True), "copy-ram": ("copy", True)}
 # The page-cache configurations replay the hdd pool's instances.
 SAME_INSTANCES = {"hdd-wb": "hdd", "hdd-wb-mem": "hdd"}
 
@@ -187,7 +187,6 @@ class Bench:
         self.replica_ok = pools.replica_supported(self.tag + "-probe", self.hdd.mountpoint,
                                                   self.ssd.path("probe"), self.work)
         log("replica policy %s" % ("available" if self.replica_ok else "not available"))
-        self.process_rss = self.measure_process_memory()
 
     def make_workload(self, name):
         templates = self.hdd.path("templates-" + name)
@@ -233,25 +232,11 @@ class Bench:
             % (template, p.virtual_size // MiB, allocated(template) // MiB,
                p.extents + 2, time.monotonic() - start))
 
-    def measure_process_memory(self):
-        """The memory one replay process needs by itself (no page cache:
-        O_DIRECT), for the memory-pressure cap."""
-        w = self.workloads[0]
-        probe = os.path.join(self.work, "probe.qcow2")
-        sh("qemu-img", "create", "-q", "-f", "qcow2", "-b", w.template, "-F", "qcow2", probe)
-        self.memory.set_limit(None)
-        subprocess.run(["qemu-io", "-r", "-t", "none", "-f", "qcow2"] +
-                              w.commands[:200] + [probe], stdout=subprocess.DEVNULL,
-                              preexec_fn=self.memory.join_self, check=True)
-        rss = self.memory.max_usage()
-        os.unlink(probe)
-        log("one replay process: %.1f MiB of memory (cgroup max usage, O_DIRECT)" % (rss / MiB))
-        return rss
-
     # --- one storm -------------------------------------------------------
 
-    def storm(self, w, paths, label, cache="none", mem_limit=None):
-        """Replay the boot trace on every path at once; measure."""
+    def storm(self, w, paths, label, cache="none", mem_limit=None, commands=None):
+        """Replay the boot trace (or @commands) on every path at once; measure."""
+        commands = w.commands if commands is None else commands
         drop_caches(self.tiers)
         self.memory.set_limit(mem_limit)
 
@@ -268,7 +253,7 @@ class Bench:
                 out = open(os.path.join(self.logs, "%s-%02d.log" % (label, i + 1)), "w")
                 started = time.monotonic()
                 proc = subprocess.Popen(
-                    ["qemu-io", "-r", "-t", cache, "-f", "qcow2"] + w.commands + [path],
+                    ["qemu-io", "-r", "-t", cache, "-f", "qcow2"] + commands + [path],
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     preexec_fn=join)
                 out.close()
@@ -281,7 +266,11 @@ class Bench:
         samples.append((time.monotonic() - t0, after))
         self.check_replays(runs)
         times = sorted(r["end"] - r["start"] for r in runs)
+        # With O_DIRECT nothing of the tiers is cached: what the replays'
+        # cgroup used at most is their own memory.
+        own = self.memory.max_usage() if cache == "none" else None
         return {
+            "own_memory": own,
             "n": len(paths),
             "cache": cache,
             "mem_limit": mem_limit,
@@ -339,24 +328,31 @@ class Bench:
             self.cleanup.push("remove %s" % templates, shutil.rmtree, templates)
             sh("cp", "--sparse=always", w.template, templates)
             return pools.Pool.dir_pool(name, templates, self.cleanup)
-        policy = config if self.replica_ok else None   # no element = today's 'none'
+        policy, tier, cap = (config if self.replica_ok else None), None, None
+        if config in REPLICA_CONFIGS:
+            policy, in_ram = REPLICA_CONFIGS[config]
+            if in_ram:
+                tier = self.ram_tier(w, config)
+                cap = "%dM" % (2 * allocated(w.template) // MiB + 64)
         return pools.Pool.stormpool(name, w.templates,
                                     self.ssd.path("lab-%s-%s" % (w.name, config)),
-                                    policy, self.work, self.cleanup)
+                                    policy, self.work, self.cleanup, tier, cap)
 
-    def mem_limit(self, w, n):
-        """Room for the replays themselves plus a fraction of the trace's
-        distinct bytes for the page cache."""
-        return int(n * self.process_rss * 1.25 + self.args.mem_fraction * w.distinct)
+    def ram_tier(self, w, config):
+        return os.path.join(self.ram, "tier-%s-%s" % (w.name, config))
+
+    def mem_limit(self, w, own):
+        """Room for the replays themselves (@own: what the same N replays
+        used with O_DIRECT) plus a fraction of the trace's distinct bytes
+        for the page cache."""
+        return int(own + self.args.mem_fraction * w.distinct)
 
     def run_workload(self, w):
         entries = {}
         self.results["traces"][w.name] = {"trace": w.describe, "configs": entries}
         for config, label in CONFIGS:
             entries[config] = {"label": label, "status": "ok", "runs": []}
-            if config in SLOTS:
-                entries[config]["status"] = SLOTS[config]
-            elif config == "copy" and not self.replica_ok:
+            if config in REPLICA_CONFIGS and not self.replica_ok:
                 entries[config]["status"] = "skipped: replica policy not available"
         for config, _ in CONFIGS:
             if config in SAME_INSTANCES or entries[config]["status"] != "ok":
@@ -366,27 +362,28 @@ class Bench:
     def run_config(self, w, config, entries):
         pool = self.make_pool(w, config)
         entry = entries[config]
-        if config == "copy":
-            entry["replica"] = self.measure_replica(w, pool)
+        if config in ("copy", "copy-ram"):
+            entry["replica"] = self.measure_replica(w, pool, config)
+        elif config in ("hot", "hot-ram"):
+            entry["replica"] = self.measure_hot(w, pool, config)
         followers = [c for c, base in SAME_INSTANCES.items() if base == config]
         for n in self.args.ns:
             paths = pool.grow_to(n, w.template_name, w.virtual_size)
             self.check_backing(w, config, paths)
-            self.record(w, config, entry, paths, n, "none", None)
+            own = self.record(w, config, entry, paths, n, "none", None)["own_memory"]
             for follower in followers:
-                limit = self.mem_limit(w, n) if follower == "hdd-wb-mem" else None
+                limit = self.mem_limit(w, own) if follower == "hdd-wb-mem" else None
                 self.record(w, follower, entries[follower], paths, n, "writeback", limit)
         entry["vol_create_median"] = statistics.median(s for _, _, s in pool.instances)
         entry["fast_tier_bytes"] = self.fast_tier_bytes(w, config, entry)
-        entry["storm_proof_after_s"] = entry.get("replica", {}).get("first_vol_create_s") \
-            if config == "copy" else None
+        entry["storm_proof_after_s"] = entry.get("replica", {}).get("storm_proof_after_s")
         for follower in followers:
             entries[follower]["fast_tier_bytes"] = 0        # the page cache is not kept
             entries[follower]["storm_proof_after_s"] = None
         pool.remove()
 
     def fast_tier_bytes(self, w, config, entry):
-        if config == "copy":
+        if config in REPLICA_CONFIGS:
             return entry["replica"]["replica_allocated"]
         if config == "floor":
             return allocated(os.path.join(self.ram, w.name, w.template_name))
@@ -395,46 +392,69 @@ class Bench:
     def record(self, w, config, entry, paths, n, cache, limit):
         run = self.storm(w, paths, "%s-%s-n%02d" % (w.name, config, n), cache, limit)
         entry["runs"].append(run)
+        if config in ("hot", "hot-ram"):
+            # What opening the same chains costs by itself: QEMU reads the
+            # template's qcow2 header and tables when it opens the chain.
+            opened = self.storm(w, paths, "%s-%s-open-n%02d" % (w.name, config, n), cache,
+                                commands=["-c", "length"])
+            run["open_hdd_reads"], run["open_hdd_bytes"] = opened["hdd_reads"], \
+                opened["hdd_bytes"]
+        if limit:
+            run["page_cache_room"] = int(self.args.mem_fraction * w.distinct)
         log("[%s %s] N=%-2d makespan %7.2f s  p50 %6.2f s  p95 %6.2f s  HDD %5d reads %8.1f MiB"
             "  SSD %5d reads %8.1f MiB%s" % (w.name, config, n, run["makespan"], run["p50"],
                                             run["p95"], run["hdd_reads"], run["hdd_bytes"] / MiB,
                                             run["ssd_reads"], run["ssd_bytes"] / MiB,
                                             "  (memory cap %.0f MiB)" % (limit / MiB)
                                             if limit else ""))
+        return run
 
     def check_backing(self, w, config, paths):
-        """The chains are what the configuration means: copy backs onto a
-        replica in the SSD tier, the others onto the template itself."""
+        """The chains are what the configuration means: the replica
+        configurations back onto a replica in their tier (a hot replica in
+        turn onto the template), the others onto the template itself."""
         template = w.template if config != "floor" else \
             os.path.join(self.ram, w.name, w.template_name)
         for path in paths:
             backing = pools.backing_file(path)
-            if config == "copy":
-                ok = is_under(backing, self.ssd.mountpoint)
-            else:
-                ok = bool(backing) and os.path.realpath(backing) == os.path.realpath(template)
-            if not ok:
-                raise RuntimeError("%s: %s backs onto %s, not %s" % (
-                    config, path, backing,
-                    "a replica in " + self.ssd.mountpoint if config == "copy" else template))
+            if config in REPLICA_CONFIGS:
+                self.check_replica(w, config, path, backing)
+            elif not backing or os.path.realpath(backing) != os.path.realpath(template):
+                raise RuntimeError("%s: %s backs onto %s, not %s" % (config, path, backing,
+                                                                    template))
+
+    def check_replica(self, w, config, path, replica):
+        policy, in_ram = REPLICA_CONFIGS[config]
+        tier = self.ram_tier(w, config) if in_ram else self.ssd.mountpoint
+        if not is_under(replica, tier):
+            raise RuntimeError("%s: %s backs onto %s, not a replica in %s"
+                               % (config, path, replica, tier))
+        below = pools.backing_file(replica)
+        expect = w.template if policy == "hot" else None
+        if (below and os.path.realpath(below)) != (expect and os.path.realpath(expect)):
+            raise RuntimeError("%s: the replica %s backs onto %s, not %s"
+                               % (config, replica, below, expect or "nothing"))
 
     # --- replica creation against cp ------------------------------------
 
-    def measure_replica(self, w, pool):
+    def measure_replica(self, w, pool, config):
         drop_caches(self.tiers)
         hdd0 = self.hdd.stat()
         path, first = pool.create_instance("pc01.qcow2", w.template_name, w.virtual_size)
         hdd1 = self.hdd.stat()
         replica = pools.backing_file(path)
+        self.check_replica(w, config, path, replica)
         overlay = pool.create_instance("pc02.qcow2", w.template_name, w.virtual_size)[1]
         data = allocated(w.template)
         seconds = max(first - overlay, 1e-6)
-        cp = timed_copy(w.template, self.ssd.path("cp-test.qcow2"), ["--sparse=always"],
-                        self.tiers)
+        cp_to = os.path.join(self.ram, "cp-test.qcow2") if REPLICA_CONFIGS[config][1] \
+            else self.ssd.path("cp-test.qcow2")
+        cp = timed_copy(w.template, cp_to, ["--sparse=always"], self.tiers)
         result = {
             "template": w.template,
             "replica": replica,
             "replica_in_secondary": is_under(replica, self.ssd.mountpoint),
+            "storm_proof_after_s": first,
             "replica_allocated": allocated(replica) if replica and os.path.exists(replica) else None,
             "data_bytes": data,
             "first_vol_create_s": first,
@@ -446,9 +466,57 @@ class Bench:
             "cp_MBps": data / 1e6 / cp,
             "ratio": cp / seconds,
         }
-        log("[%s copy] replica %s: %.2f s (%.0f MB/s); cp --sparse=always %.2f s (%.0f MB/s);"
-            " ratio %.2f" % (w.name, replica, seconds, result["replica_MBps"], cp,
+        log("[%s %s] replica %s: %.2f s (%.0f MB/s); cp --sparse=always %.2f s (%.0f MB/s);"
+            " ratio %.2f" % (w.name, config, replica, seconds, result["replica_MBps"], cp,
                              result["cp_MBps"], result["ratio"]))
+        return result
+
+    def measure_hot(self, w, pool, config):
+        """A new template under policy='hot', as an admin meets it: an
+        instance made at once (backing onto the template), booted once with
+        copy-on-read on the HDD's own budget, pool-refresh, then the first
+        instance backing onto the hot replica. The learner is deleted."""
+        drop_caches(self.tiers)
+        t0 = time.monotonic()
+        learner, create_s = pool.create_learner("learn.qcow2", w.template_name, w.virtual_size)
+        if os.path.realpath(pools.backing_file(learner)) != os.path.realpath(w.template):
+            raise RuntimeError("%s: the learner %s does not back onto the template"
+                               % (config, learner))
+        start = time.monotonic()
+        log_path = os.path.join(self.logs, "%s-%s-learn.log" % (w.name, config))
+        with open(log_path, "w") as out:
+            proc = subprocess.run(["qemu-io", "-C", "-t", "none", "-f", "qcow2"] +
+                                  w.commands + [learner], stdin=subprocess.DEVNULL,
+                                  stdout=out, stderr=subprocess.STDOUT,
+                                  preexec_fn=self.throttle.join_self)
+        boot_s = time.monotonic() - start
+        self.check_replays([{"proc": proc, "log": log_path}])
+        start = time.monotonic()
+        pools.virsh("pool-refresh", pool.name)
+        refresh_s = time.monotonic() - start
+        path, first = pool.create_instance("pc01.qcow2", w.template_name, w.virtual_size)
+        ready = time.monotonic() - t0
+        replica = pools.backing_file(path)
+        self.check_replica(w, config, path, replica)
+        pool.delete_learners()
+        result = {
+            "template": w.template,
+            "replica": replica,
+            "replica_allocated": allocated(replica),
+            "data_bytes": allocated(w.template),
+            "distinct_bytes": w.distinct,
+            "learner_vol_create_s": create_s,
+            "learning_boot_s": boot_s,
+            "refresh_s": refresh_s,
+            "first_vol_create_s": first,
+            "replica_s": refresh_s + first,
+            "storm_proof_after_s": ready,
+        }
+        log("[%s %s] learner made in %.2f s, copy-on-read boot %.2f s, pool-refresh %.2f s,"
+            " first instance %.2f s: storm-proof %.2f s after the template; hot replica %s"
+            " %.1f MiB (distinct bytes of the trace %.1f MiB)"
+            % (w.name, config, create_s, boot_s, refresh_s, first, ready, replica,
+               result["replica_allocated"] / MiB, w.distinct / MiB))
         return result
 
     def reflink_variant(self):
@@ -518,7 +586,6 @@ class Bench:
             "ssd_iops": self.args.ssd_iops,
             "ssd_bps": self.args.ssd_bps,
             "mem_fraction": self.args.mem_fraction,
-            "process_memory": self.process_rss,
             "traces": self.args.trace_names,
             "cgroup": "v%d" % self.throttle.version,
             "loop_direct_io": {t.name: t.direct_io for t in self.tiers},
@@ -586,7 +653,7 @@ def evaluate_targets(results, ns):
     for trace_name, tr in results["traces"].items():
         configs = tr["configs"]
         copy_targets(add, trace_name, configs, n)
-        slot_targets(add, trace_name, configs, n)
+        hot_targets(add, trace_name, configs, n)
     reflink = results.get("reflink") or {}
     if reflink.get("status") == "ok":
         near = reflink["replica_s"] <= 0.2 * reflink["cp_never_s"] and \
@@ -624,23 +691,64 @@ def copy_targets(add, trace_name, configs, n):
                                                        replica["cp_MBps"], 100 * replica["ratio"]))
 
 
-def slot_targets(add, trace_name, configs, n):
-    """The issue's targets for hot replicas and the RAM tier: SKIP until the
-    module runs those configurations."""
-    names = [
-        ("hot-ram", "hot in RAM N=%d: makespan no worse than the warm page cache's" % n),
-        ("hot-ram", "hot in RAM N=%d: within 1.3x of the CPU floor" % n),
-        ("hot-ram", "hot in RAM N=%d: >= 5x better than the page cache under memory "
-                    "pressure" % n),
-        ("hot-ram", "hot in RAM N=%d: zero primary-tier reads during the storm" % n),
-        ("hot", "hot replica size <= 1.25x the trace's distinct bytes"),
-        ("hot", "hot: new template to first storm-proof instance <= 1/10 of copy's"),
-        ("hot", "hot on the SSD tier N=%d: makespan within 1.2x of copy's" % n),
-    ]
-    for config, name in names:
-        entry = configs.get(config, {})
-        if entry.get("status") != "ok":
-            add("%s, %s" % (trace_name, name), None, entry.get("status", "not run"))
+def hot_targets(add, trace_name, configs, n):
+    """The issue's targets for hot replicas and the RAM tier."""
+    ram, floor = run_at(configs, "hot-ram", n), run_at(configs, "floor", n)
+    warm, pressed = run_at(configs, "hdd-wb", n), run_at(configs, "hdd-wb-mem", n)
+    prefix = "%s, hot in RAM N=%d: " % (trace_name, n)
+    missing = None if ram else configs.get("hot-ram", {}).get("status", "not run")
+
+    def compare(name, other, test, detail):
+        if missing or other is None:
+            add(prefix + name, None, missing or "baseline not run")
+        else:
+            add(prefix + name, test(ram["makespan"], other["makespan"]),
+                detail % (ram["makespan"], other["makespan"]))
+
+    compare("makespan no worse than the warm page cache's", warm, lambda a, b: a <= b,
+            "hot-ram %.2f s, hdd-wb %.2f s")
+    compare("within 1.3x of the CPU floor", floor, lambda a, b: a <= 1.3 * b,
+            "hot-ram %.2f s, floor %.2f s")
+    compare(">= 5x better than the page cache under memory pressure", pressed,
+            lambda a, b: 5 * a <= b, "hot-ram %.2f s, hdd-wb-mem %.2f s")
+    if missing:
+        add(prefix + "zero primary-tier reads during the storm", None, missing)
+        add(prefix + "no template data read from the primary tier", None, missing)
+    else:
+        add(prefix + "zero primary-tier reads during the storm", ram["hdd_bytes"] == 0,
+            "%d reads, %d bytes from the HDD" % (ram["hdd_reads"], ram["hdd_bytes"]))
+        add(prefix + "no template data read from the primary tier",
+            ram["hdd_reads"] <= ram["open_hdd_reads"],
+            "the storm read %d times (%d bytes) from the HDD; only opening the same chains, "
+            "%d times (%d bytes): the template's qcow2 header and tables" % (
+                ram["hdd_reads"], ram["hdd_bytes"], ram["open_hdd_reads"],
+                ram["open_hdd_bytes"]))
+    hot = configs.get("hot", {})
+    replica, copy = hot.get("replica"), configs.get("copy", {}).get("replica")
+    name = "%s: hot replica size <= 1.25x the trace's distinct bytes" % trace_name
+    if replica is None:
+        add(name, None, hot.get("status", "not run"))
+    else:
+        ratio = replica["replica_allocated"] / replica["distinct_bytes"]
+        add(name, ratio <= 1.25, "%.1f MiB allocated / %.1f MiB distinct = %.2fx"
+            % (replica["replica_allocated"] / MiB, replica["distinct_bytes"] / MiB, ratio))
+    name = "%s, hot: new template to first storm-proof instance <= 1/10 of copy's" % trace_name
+    if replica is None or copy is None:
+        add(name, None, hot.get("status", "copy not run"))
+    else:
+        ratio = replica["storm_proof_after_s"] / copy["storm_proof_after_s"]
+        add(name, ratio <= 0.1, "hot %.2f s (learning boot %.2f s + refresh %.2f s + first "
+            "instance %.2f s), copy %.2f s: %.2f" % (
+                replica["storm_proof_after_s"], replica["learning_boot_s"],
+                replica["refresh_s"], replica["first_vol_create_s"],
+                copy["storm_proof_after_s"], ratio))
+    on_ssd, copy_run = run_at(configs, "hot", n), run_at(configs, "copy", n)
+    name = "%s, hot on the SSD tier N=%d: makespan within 1.2x of copy's" % (trace_name, n)
+    if on_ssd is None or copy_run is None:
+        add(name, None, hot.get("status", "copy not run"))
+    else:
+        add(name, on_ssd["makespan"] <= 1.2 * copy_run["makespan"], "hot %.2f s, copy %.2f s"
+            % (on_ssd["makespan"], copy_run["makespan"]))
 
 
 def remove_workdir(path):

@@ -65,8 +65,10 @@ def virsh(*args, check=True):
     return proc.stdout if proc.returncode == 0 else proc.stderr
 
 
-def stormpool_xml(name, primary, secondary, policy=None):
-    replica = "  <stormpool:replica policy='%s'/>\n" % policy if policy else ""
+def stormpool_xml(name, primary, secondary, policy=None, tier=None, cap=None):
+    """A stormpool pool; @tier and @cap put its replicas in a RAM tier."""
+    extra = " tier='%s' cap='%s'" % (tier, cap) if tier else ""
+    replica = "  <stormpool:replica policy='%s'%s/>\n" % (policy, extra) if policy else ""
     return ("<pool type='stormpool' xmlns:stormpool='%s'>\n"
             "  <name>%s</name>\n"
             "  <source><dir path='%s'/></source>\n"
@@ -95,6 +97,7 @@ class Pool:
     def __init__(self, name, cleanup):
         self.name = name
         self.instances = []         # (name, path, create seconds)
+        self.learners = []          # copy-on-read learning instances
         self.removed = False
         cleanup.push("pool %s" % name, self.remove)
 
@@ -106,11 +109,12 @@ class Pool:
         return pool
 
     @classmethod
-    def stormpool(cls, name, primary, secondary, policy, workdir, cleanup):
+    def stormpool(cls, name, primary, secondary, policy, workdir, cleanup, tier=None,
+                  cap=None):
         pool = cls(name, cleanup)
         xml = os.path.join(workdir, name + ".xml")
         with open(xml, "w") as f:
-            f.write(stormpool_xml(name, primary, secondary, policy))
+            f.write(stormpool_xml(name, primary, secondary, policy, tier, cap))
         virsh("pool-define", xml)
         virsh("pool-build", name)
         virsh("pool-start", name)
@@ -137,6 +141,18 @@ class Pool:
         self.instances.append((name, path, seconds))
         return path, seconds
 
+    def create_learner(self, name, template, size):
+        """An instance made to be booted once with copy-on-read: not one
+        of the storm's instances; returns its path and seconds."""
+        path, seconds = self.create_instance(name, template, size)
+        self.instances.pop()
+        self.learners.append(name)
+        return path, seconds
+
+    def delete_learners(self):
+        while self.learners:
+            virsh("vol-delete", "--pool", self.name, self.learners.pop())
+
     def grow_to(self, n, template, size):
         while len(self.instances) < n:
             self.create_instance("pc%02d.qcow2" % (len(self.instances) + 1), template, size)
@@ -147,12 +163,13 @@ class Pool:
             return
         self.removed = True
         errors = []
-        for name, _, _ in reversed(self.instances):
+        names = [name for name, _, _ in reversed(self.instances)] + self.learners
+        for name in names:
             try:
                 virsh("vol-delete", "--pool", self.name, name)
             except VirshError as exc:
                 errors.append(str(exc))
-        self.instances = []
+        self.instances, self.learners = [], []
         for command in ("pool-destroy", "pool-undefine"):
             try:
                 virsh(command, self.name, check=False)

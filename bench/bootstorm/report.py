@@ -60,11 +60,14 @@ def per_template_table(results):
     return lines
 
 
+RATIO_CONFIGS = ("hdd", "hdd-wb", "hdd-wb-mem", "none", "copy", "hot", "hot-ram", "copy-ram",
+                 "floor")
+
+
 def ratio_table(results, n=20):
     """Makespans at N relative to the CPU floor and to copy, side by side."""
-    lines = ["| trace, N=%d | %s |" % (n, " | ".join(
-        c for c in ("hdd", "hdd-wb", "hdd-wb-mem", "none", "copy", "floor"))),
-        "|---|" + "---:|" * 6]
+    lines = ["| trace, N=%d | %s |" % (n, " | ".join(RATIO_CONFIGS)),
+             "|---|" + "---:|" * len(RATIO_CONFIGS)]
     for trace_name, tr in results["traces"].items():
         spans = {}
         for config, entry in tr["configs"].items():
@@ -74,7 +77,7 @@ def ratio_table(results, n=20):
         if "floor" not in spans:
             continue
         cells = ["%.2f s (%.1fx)" % (spans[c], spans[c] / spans["floor"]) if c in spans else "–"
-                 for c in ("hdd", "hdd-wb", "hdd-wb-mem", "none", "copy", "floor")]
+                 for c in RATIO_CONFIGS]
         lines.append("| %s: makespan (x CPU floor) | %s |" % (trace_name, " | ".join(cells)))
     return lines if len(lines) > 2 else []
 
@@ -93,6 +96,7 @@ def replica_table(results):
                                 rep["replica_s"], rep["replica_MBps"]),
                   "| cp --sparse=always + fsync | %.2f | %.0f |" % (rep["cp_s"], rep["cp_MBps"]),
                   ""]
+    lines += hot_table(results)
     ref = results.get("reflink") or {}
     if ref.get("status") == "ok":
         lines += ["| one XFS (reflink=1), both tiers on it (%s template) | seconds "
@@ -104,6 +108,27 @@ def replica_table(results):
                   "| cp --reflink=always + fsync | %.3f | |" % ref["cp_always_s"]]
     else:
         lines += ["reflink variant: %s" % ref.get("status", "not run")]
+    return lines
+
+
+def hot_table(results):
+    """How a new template becomes storm-proof under policy='hot'."""
+    lines = []
+    for trace_name, tr in results["traces"].items():
+        rows = [(c, tr["configs"].get(c, {}).get("replica")) for c in ("hot", "hot-ram")]
+        rows = [(c, rep) for c, rep in rows if rep]
+        if not rows:
+            continue
+        lines += ["| %s: a new template under policy='hot' | learner vol-create s "
+                  "| copy-on-read boot s | pool-refresh s | first instance s | storm-proof after s "
+                  "| hot replica MiB | distinct MiB |" % trace_name,
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for config, rep in rows:
+            lines.append("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f | %.1f |" % (
+                config, rep["learner_vol_create_s"], rep["learning_boot_s"], rep["refresh_s"],
+                rep["first_vol_create_s"], rep["storm_proof_after_s"],
+                rep["replica_allocated"] / MiB, rep["distinct_bytes"] / MiB))
+        lines.append("")
     return lines
 
 
