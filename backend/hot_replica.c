@@ -185,9 +185,10 @@ fill(const char *qemu_io, const char *path, const SpHotSet *set, GError **error)
 }
 
 
-/* Every cluster of @set that holds data in the template is allocated in
- * the overlay at @path (QEMU's copy-on-read leaves the template's holes
- * alone: they read as zeros through the chain anyway). */
+/* Every cluster of @set that holds data in the template is answered by
+ * the overlay at @path. The template's holes in @set are not checked:
+ * copy-on-read makes them "reads as zeros" clusters, and they would read
+ * as zeros through the chain anyway. */
 static gboolean
 checkFilled(const char *path, const char *template_path, const char *template_format,
             const SpHotSet *set, GError **error)

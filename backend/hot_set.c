@@ -349,11 +349,21 @@ l2HasData(guint64 entry)
 }
 
 
-/* Add the data clusters one L2 table maps, @first_cluster being the
- * guest cluster of its first entry. */
+/* An L2 entry the image answers itself: data, or the "reads as zeros"
+ * flag, which also hides what lies below. */
+static gboolean
+l2Answers(guint64 entry)
+{
+    return l2HasData(entry) || (entry & L2_ENTRY_ZERO);
+}
+
+
+/* Add the clusters one L2 table maps that @wanted accepts, @first_cluster
+ * being the guest cluster of its first entry. */
 static gboolean
 addL2Table(SpHotSet *set, int fd, guint64 l2_offset, guint64 first_cluster,
-           const SpImageInfo *info, const char *path, GError **error)
+           const SpImageInfo *info, gboolean (*wanted)(guint64 entry), const char *path,
+           GError **error)
 {
     guint64 entries = info->cluster_size / 8;
     g_autofree guint64 *l2 = g_new(guint64, entries);
@@ -369,7 +379,7 @@ addL2Table(SpHotSet *set, int fd, guint64 l2_offset, guint64 first_cluster,
 
         if (guest >= info->virtual_size)
             break;
-        if (l2HasData(GUINT64_FROM_BE(l2[i])))
+        if (wanted(GUINT64_FROM_BE(l2[i])))
             append(set, guest, MIN(info->cluster_size, info->virtual_size - guest), NULL);
     }
     return TRUE;
@@ -414,8 +424,8 @@ checkOverlayInfo(const SpImageInfo *info, const char *path, GError **error)
 }
 
 
-SpHotSet *
-spHotSetFromOverlay(const char *path, GError **error)
+static SpHotSet *
+overlayClusters(const char *path, gboolean (*wanted)(guint64 entry), GError **error)
 {
     g_auto(SpImageInfo) info = { 0 };
     g_autoptr(SpHotSet) set = NULL;
@@ -439,7 +449,8 @@ spHotSetFromOverlay(const char *path, GError **error)
     for (i = 0; i < l1_size && (guint64) i * per_l2 * info.cluster_size < info.virtual_size; i++) {
         guint64 l2_offset = GUINT64_FROM_BE(l1[i]) & L1_ENTRY_OFFSET_MASK;
 
-        if (l2_offset && !addL2Table(set, fd, l2_offset, i * per_l2, &info, path, error)) {
+        if (l2_offset &&
+            !addL2Table(set, fd, l2_offset, i * per_l2, &info, wanted, path, error)) {
             close(fd);
             return NULL;
         }
@@ -447,6 +458,16 @@ spHotSetFromOverlay(const char *path, GError **error)
     close(fd);
     normalize(set);
     return g_steal_pointer(&set);
+}
+
+
+/* Copy-on-read of a hole of the template leaves a "reads as zeros"
+ * cluster: it belongs to the hot set too, so that the hot replica answers
+ * that read and QEMU never needs the template's L2 table for it. */
+SpHotSet *
+spHotSetFromOverlay(const char *path, GError **error)
+{
+    return overlayClusters(path, l2Answers, error);
 }
 
 
@@ -486,5 +507,5 @@ spHotSetImageData(const char *path, const char *format, GError **error)
 {
     if (g_strcmp0(format, "raw") == 0)
         return rawData(path, error);
-    return spHotSetFromOverlay(path, error);
+    return overlayClusters(path, l2HasData, error);
 }

@@ -192,7 +192,8 @@ qcow2(const char *path, const char *size, const char *backing)
 
 
 /* A learning instance booted with copy-on-read: its overlay holds the
- * clusters the guest read (and wrote); zeroed clusters hold no data. */
+ * clusters the guest read (and wrote), also as "reads as zeros" where the
+ * guest read a hole of the template or wrote zeros. */
 static void
 testLearnFromOverlay(void)
 {
@@ -219,11 +220,24 @@ testLearnFromOverlay(void)
         run0(cor);
     }
     qemuIo(learn, "write -z 1G 64k");
+    {
+        /* a hole of the template, read: copy-on-read leaves a zero cluster */
+        const char *cor[] = { "qemu-io", "-C", "-f", "qcow2", "-c", "read 1280M 4096", learn,
+                              NULL };
+        run0(cor);
+    }
     set = spHotSetFromOverlay(learn, &error);
     g_assert_no_error(error);
     ranges = rangesText(set);
     /* 1536M is in the fourth L2 table's range; 1536M+100000 ends in the
      * second cluster */
+    g_assert_cmpstr(ranges, ==, "0+65536 1073741824+65536 1342177280+65536 1610612736+131072");
+    g_clear_pointer(&set, spHotSetFree);
+    g_clear_pointer(&ranges, g_free);
+    /* the template's own data, without its holes */
+    set = spHotSetImageData(learn, "qcow2", &error);
+    g_assert_no_error(error);
+    ranges = rangesText(set);
     g_assert_cmpstr(ranges, ==, "0+65536 1610612736+131072");
     g_assert_cmpuint(spHotSetVirtualSize(set), ==, 2048 * MiB);
 
@@ -335,6 +349,8 @@ testHotReplicaReadsLikeItsTemplate(void)
     assertAllocated(replica, 512 * MiB + 65536, 6 * MiB, TRUE);
     assertAllocated(replica, 512 * MiB, 65536, FALSE);
     assertAllocated(replica, 1000 * MiB, 65536, FALSE);
+    /* the hole answers itself ("reads as zeros"): no L2 lookup below */
+    assertAllocated(replica, 900 * MiB, 65536, TRUE);
     g_assert_cmpint(stat(replica, &sb), ==, 0);
     g_assert_cmpuint(sb.st_mode & 0777, ==, 0600);
     g_assert_cmpuint((guint64) sb.st_size, <=, spHotReplicaSize(set));

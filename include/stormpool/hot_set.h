@@ -61,16 +61,17 @@ char *spHotSetFormat(const SpHotSet *set);
 gboolean spHotSetSave(const SpHotSet *set, const char *path, GError **error);
 SpHotSet *spHotSetLoad(const char *path, guint64 virtual_size, GError **error);
 
-/* The hot set learned by a copy-on-read boot: the clusters allocated in
- * the qcow2 overlay @path (a learning instance booted once with
- * <driver copy_on_read='on'/>), read from its own L1/L2 tables, without a
- * child process. The file is untrusted: every table offset is checked
+/* The hot set learned by a copy-on-read boot: the clusters the qcow2
+ * overlay @path (a learning instance booted once with
+ * <driver copy_on_read='on'/>) answers itself, with data or as "reads as
+ * zeros" (what copy-on-read of a hole of the template leaves), read from
+ * its own L1/L2 tables, without a child process. The file is untrusted: every table offset is checked
  * against the file, garbage is SP_ERROR_BAD_IMAGE; extended L2 entries and
  * external data files are SP_ERROR_UNSUPPORTED. */
 SpHotSet *spHotSetFromOverlay(const char *path, GError **error);
 
 /* Where the image at @path (format "qcow2" or "raw") holds data of its own:
- * a qcow2 image's allocated clusters (as spHotSetFromOverlay), a raw
+ * a qcow2 image's clusters with data (not "reads as zeros"), a raw
  * file's extents (SEEK_DATA/SEEK_HOLE). What a copy of it can hold. */
 SpHotSet *spHotSetImageData(const char *path, const char *format, GError **error);
 
