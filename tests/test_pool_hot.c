@@ -175,6 +175,23 @@ newCrowdedRamPool(Fixture *f, const char *attrs, char **t1, char **t2)
 }
 
 
+/* A pool of policy='hot' with a template t.qcow2 holding @data_mib MiB
+ * of data, and the path of learner.qcow2, the instance to learn its hot
+ * set from; NULL, the test skipped, without QEMU. */
+static SpPool *
+newHotPool(Fixture *f, guint data_mib, char **template, char **learner)
+{
+    SpPool *pool;
+
+    if (!haveQemu())
+        return NULL;
+    pool = newPool(f, "<stormpool:replica policy='hot'/>");
+    *template = createTemplate(pool, "t.qcow2", 16 * MiB, data_mib);
+    *learner = spPoolVolumePath(pool, "learner.qcow2", TRUE);
+    return pool;
+}
+
+
 /* Learning, reuse, and a changed template that is learned again. */
 static void
 testLearn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
@@ -191,11 +208,8 @@ testLearn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autoptr(GError) err = NULL;
     int held;
 
-    if (!haveQemu())
+    if (!(pool = newHotPool(f, 4, &template, &learner)))
         return;
-    pool = newPool(f, "<stormpool:replica policy='hot'/>");
-    template = createTemplate(pool, "t.qcow2", 16 * MiB, 4);
-    learner = spPoolVolumePath(pool, "learner.qcow2", TRUE);
 
     /* no hot set yet: instances back onto the template, never waiting */
     first = mustCreateInstance(pool, "learner.qcow2", template);
@@ -254,11 +268,8 @@ testLearnAtRefresh(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autoptr(GError) err = NULL;
     gint64 deadline;
 
-    if (!haveQemu())
+    if (!(pool = newHotPool(f, 2, &template, &learner)))
         return;
-    pool = newPool(f, "<stormpool:replica policy='hot'/>");
-    template = createTemplate(pool, "t.qcow2", 16 * MiB, 2);
-    learner = spPoolVolumePath(pool, "learner.qcow2", TRUE);
     g_free(mustCreateInstance(pool, "learner.qcow2", template));
     bootWithCopyOnRead(learner, 1);
     refresh(pool);
