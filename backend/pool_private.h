@@ -70,7 +70,8 @@ GPtrArray *spPoolReplicaListAll(SpPool *pool, GError **error);
  * exist yet). */
 char *spPoolCurrentReplica(SpPool *pool, const char *template_path, GError **error);
 
-/* Whether prepare='eager' keeps the replica at @replica_path. */
+/* Whether the pool keeps the replica at @replica_path ready for new
+ * instances (prepare='eager', or a hot replica). */
 gboolean spPoolReplicaWanted(SpPool *pool, const char *replica_path);
 
 /* Keep pool-dumpxml's replica status current between refreshes: @delta
@@ -103,6 +104,8 @@ gboolean spPoolReplicaDirBusy(SpPool *pool, const char *dir);
 
 /* ---- pool_uploads.c: vol-upload streams under way, in memory ----------- */
 
+/* A vol-upload into the template at @path: its stream is being opened,
+ * or (@open) is open and writes until the daemon closes it. */
 void spPoolUploadSet(SpPool *pool, const char *path, gboolean open);
 gboolean spPoolTemplateUploading(SpPool *pool, const char *path);
 
