@@ -159,8 +159,8 @@ newRamPool(Fixture *f, const char *attrs, const char *cap)
 
 
 /* A pool whose RAM tier, capped at 6 MiB, cannot hold the replicas of
- * both its templates @t1 and @t2 (3 MiB of data each, and their qcow2
- * metadata); NULL, the test skipped, without QEMU. */
+ * both its templates t1.qcow2 and t2.qcow2 (paths in @t1, @t2): each holds
+ * 3 MiB of data, and qcow2 metadata. NULL, the test skipped, without QEMU. */
 static SpPool *
 newCrowdedRamPool(Fixture *f, const char *attrs, char **t1, char **t2)
 {
