@@ -7,12 +7,10 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "pool_private.h"
 #include "stormpool/error.h"
 #include "stormpool/template_index.h"
-#include "stormpool/template_stamps.h"
 
 static SpPool *
 poolAlloc(const char *primary, const char *secondary, SpPoolNamespace *ns)
@@ -136,7 +134,26 @@ spPoolFormatXml(SpPool *pool)
 }
 
 
-/* ---- the pool ------------------------------------------------------------ */
+/* Keep pool-dumpxml's replica status current between refreshes. */
+void
+spPoolNoteReplicaUse(SpPool *pool, const char *backing_path, int delta)
+{
+    g_autofree char *name = spPoolReplicaTemplateName(pool, backing_path);
+    g_autoptr(GMutexLocker) locker = NULL;
+    struct stat sb;
+
+    if (!name)
+        return;
+    locker = g_mutex_locker_new(&pool->status_lock);
+    if (stat(backing_path, &sb) < 0)
+        spPoolNamespaceRemoveReplica(pool->ns, backing_path);
+    else
+        spPoolNamespaceAdjustReplica(pool->ns, name, backing_path, delta, sb.st_size,
+                                     (guint64) sb.st_blocks * 512);
+}
+
+
+/* ---- the tiers and the replica policy ------------------------------------ */
 
 static gboolean
 isDir(const char *path)
@@ -192,76 +209,6 @@ spPoolCheck(SpPool *pool, GError **error)
 
     return spTierLayoutCheck(pool->primary, pool->secondary, error) &&
            spPoolReplicaPolicy(pool, &policy, error);
-}
-
-
-/* Only a real start lets replica copies into the tier run again: libvirt
- * also refreshes a pool that was destroyed meanwhile (after an upload). */
-gboolean
-spPoolStart(SpPool *pool, GError **error)
-{
-    const char *tier = pool->ns->replica_tier;
-
-    if (!spPoolCheck(pool, error))
-        return FALSE;
-    /* A tmpfs is empty after a host reboot: its directory too. */
-    if (tier && g_mkdir_with_parents(tier, 0711) < 0)
-        return spErrorSetErrno(error, errno, "cannot create the replica tier '%s'", tier);
-    spPoolReplicasAllow(pool);
-    return TRUE;
-}
-
-
-void
-spPoolStop(SpPool *pool)
-{
-    g_autoptr(GMutexLocker) locker = NULL;
-
-    /* A copy into a stopped pool would go on for minutes behind the
-     * admin's back, and keep pool-delete from removing the tier. */
-    spPoolReplicasStop(pool);
-    locker = g_mutex_locker_new(&pool->status_lock);
-    spPoolNamespaceClearStatus(pool->ns);
-}
-
-
-static gboolean
-removeTier(SpTier tier, const char *path, GError **error)
-{
-    if (rmdir(path) < 0 && errno != ENOENT)
-        return spErrorSetErrno(error, errno, "cannot remove the %s tier directory '%s'",
-                               spTierName(tier), path);
-    return TRUE;
-}
-
-
-/* The RAM tier holds only replicas; pool-start made it. */
-static gboolean
-removeRamTier(SpPool *pool, GError **error)
-{
-    const char *tier = pool->ns->replica_tier;
-
-    if (tier && rmdir(tier) < 0 && errno != ENOENT)
-        return spErrorSetErrno(error, errno, "cannot remove the replica tier directory '%s'",
-                               tier);
-    return TRUE;
-}
-
-
-gboolean
-spPoolDeleteTiers(SpPool *pool, GError **error)
-{
-    g_autofree char *stamps = g_build_filename(pool->secondary, SP_TEMPLATE_STAMPS_FILE, NULL);
-
-    /* The pool's own bookkeeping file is no volume; it goes first. */
-    if (unlink(stamps) < 0 && errno != ENOENT)
-        return spErrorSetErrno(error, errno, "cannot remove '%s'", stamps);
-    /* Like a dir pool: rmdir refuses directories that still hold files,
-     * so pool-delete never destroys a template or an instance. */
-    if (!removeRamTier(pool, error))
-        return FALSE;
-    return removeTier(SP_TIER_SECONDARY, pool->secondary, error) &&
-           removeTier(SP_TIER_PRIMARY, pool->primary, error);
 }
 
 
@@ -361,31 +308,6 @@ spPoolCurrentReplica(SpPool *pool, const char *template_path, GError **error)
 }
 
 
-/* A template whose hot set is not known yet is used directly, never
- * waiting for a copy: one of these instances is the one to learn from. */
-char *
-spPoolInstanceBacking(SpPool *pool, const char *template_path, GError **error)
-{
-    g_autofree char *identity = NULL;
-    g_autoptr(GError) err = NULL;
-    SpReplicaPolicy policy;
-
-    if (!spPoolReplicaPolicy(pool, &policy, error))
-        return NULL;
-    if (policy == SP_REPLICA_NONE)
-        return g_strdup(template_path);
-    if (policy != SP_REPLICA_HOT)
-        return spPoolCurrentReplica(pool, template_path, error);
-    if (!(identity = spReplicaIdentity(template_path, error)))
-        return NULL;
-    if (spPoolHotSetKnown(pool, template_path, identity, &err))
-        return spPoolCurrentReplica(pool, template_path, error);
-    if (err)
-        g_warning("cannot learn the hot set of '%s': %s", template_path, err->message);
-    return g_strdup(template_path);
-}
-
-
 gboolean
 spPoolReplicaWanted(SpPool *pool, const char *replica_path)
 {
@@ -403,14 +325,3 @@ spPoolReplicaWanted(SpPool *pool, const char *replica_path)
     return current && strcmp(current, replica_path) == 0;
 }
 
-
-gboolean
-spPoolCheckNotUploading(SpPool *pool, const char *name, const char *path, GError **error)
-{
-    if (!spPoolTemplateUploading(pool, path))
-        return TRUE;
-    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
-                "template '%s' is still being written by vol-upload; try again "
-                "when the upload has finished", name);
-    return FALSE;
-}

@@ -114,6 +114,20 @@ spPoolLockNotInUse(const char *name, const char *path, SpChange change, GError *
 }
 
 
+/* A template vol-upload is still writing may neither change nor serve
+ * new instances (pool_uploads.c says how the pool knows). */
+gboolean
+spPoolCheckNotUploading(SpPool *pool, const char *name, const char *path, GError **error)
+{
+    if (!spPoolTemplateUploading(pool, path))
+        return TRUE;
+    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                "template '%s' is still being written by vol-upload; try again "
+                "when the upload has finished", name);
+    return FALSE;
+}
+
+
 /* Checks before a change of the template at @path: no upload under way,
  * no instance depending on it. */
 gboolean

@@ -1,6 +1,5 @@
 /*
- * pool_hot.c: hot sets learned from a copy-on-read boot, hot replicas,
- * and the RAM tier's cap
+ * pool_hot.c: hot sets learned from a copy-on-read boot, and hot replicas
  *
  * A template's hot set is learned once per identity: while it is not
  * known, new instances back directly onto the template; the admin boots
@@ -12,9 +11,7 @@
  */
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pool_private.h"
@@ -22,7 +19,6 @@
 #include "stormpool/hot_replica.h"
 #include "stormpool/hot_set.h"
 #include "stormpool/image_lock.h"
-#include "stormpool/ram_tier.h"
 #include "stormpool/template_index.h"
 
 char *
@@ -110,7 +106,7 @@ spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity,
 }
 
 
-/* In the RAM tier the cap counts; in the secondary tier, as for full
+/* In the RAM tier the cap counts (pool_collect.c); in the secondary tier, as for full
  * copies, the room the instances need to grow into. */
 static gboolean
 checkRoom(SpPool *pool, const char *template_path, const char *replica_path, guint64 need,
@@ -151,55 +147,6 @@ spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replic
     g_info("hot replica '%s' of template '%s' made in %.3f s (%" G_GUINT64_FORMAT
            " bytes of hot set)", replica_path, template_path,
            (g_get_monotonic_time() - start) / 1e6, spHotSetBytes(set));
-    return TRUE;
-}
-
-
-/* ---- the RAM tier ----------------------------------------------------------- */
-
-/* Instance builds touch a replica's atime (pool_volumes.c), so the
- * atime says when it was last built upon. */
-static SpRamReplica *
-ramReplica(SpPool *pool, const SpReplicaInfo *info, gboolean evict_wanted)
-{
-    struct stat sb;
-    gint64 last_used = 0;
-    gboolean kept = spPoolReplicaHasUsers(pool, info->path) ||
-                    (!evict_wanted && spPoolReplicaWanted(pool, info->path));
-
-    if (stat(info->path, &sb) == 0)
-        last_used = MAX(sb.st_atime, sb.st_mtime);
-    return spRamReplicaNew(info->path, info->allocation, kept ? 1 : 0, last_used);
-}
-
-
-gboolean
-spPoolRamTierMakeRoom(SpPool *pool, guint64 need, gboolean evict_wanted, GError **error)
-{
-    const char *tier = pool->ns->replica_tier;
-    g_autoptr(GPtrArray) infos = NULL;
-    g_autoptr(GPtrArray) replicas = NULL;
-    g_autoptr(GPtrArray) evicted = NULL;
-    guint i;
-
-    if (!tier)
-        return TRUE;
-    if (g_mkdir_with_parents(tier, 0711) < 0)
-        return spErrorSetErrno(error, errno, "cannot create the replica tier '%s'", tier);
-    if (!(infos = spReplicaList(tier, error)))
-        return FALSE;
-    replicas = g_ptr_array_new_with_free_func((GDestroyNotify) spRamReplicaFree);
-    for (i = 0; i < infos->len; i++)
-        g_ptr_array_add(replicas, ramReplica(pool, g_ptr_array_index(infos, i), evict_wanted));
-    evicted = g_ptr_array_new_with_free_func(g_free);
-    if (!spRamTierMakeRoom(tier, pool->ns->replica_cap, need, replicas, evicted, error))
-        return FALSE;
-    for (i = 0; i < evicted->len; i++) {
-        const char *path = g_ptr_array_index(evicted, i);
-
-        g_info("evicted unused replica '%s' from the RAM tier to make room", path);
-        spPoolNoteReplicaUse(pool, path, 0);
-    }
     return TRUE;
 }
 

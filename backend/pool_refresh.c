@@ -490,21 +490,3 @@ spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
     return g_steal_pointer(&scan.volumes);
 }
 
-
-/* Keep pool-dumpxml's replica status current between refreshes. */
-void
-spPoolNoteReplicaUse(SpPool *pool, const char *backing_path, int delta)
-{
-    g_autofree char *name = spPoolReplicaTemplateName(pool, backing_path);
-    g_autoptr(GMutexLocker) locker = NULL;
-    struct stat sb;
-
-    if (!name)
-        return;
-    locker = g_mutex_locker_new(&pool->status_lock);
-    if (stat(backing_path, &sb) < 0)
-        spPoolNamespaceRemoveReplica(pool->ns, backing_path);
-    else
-        spPoolNamespaceAdjustReplica(pool->ns, name, backing_path, delta, sb.st_size,
-                                     (guint64) sb.st_blocks * 512);
-}

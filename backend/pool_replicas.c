@@ -1,5 +1,6 @@
 /*
- * pool_replicas.c: making template replicas for a running pool
+ * pool_replicas.c: making template replicas for a running pool, and which
+ * one a new instance backs onto
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -65,48 +66,6 @@ shareEnd(SpPool *pool, const char *replica_path)
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->replicas_lock);
 
     g_hash_table_remove(pool->copying, replica_path);
-}
-
-
-/* ---- stopping -------------------------------------------------------------- */
-
-/* A copy notices within one chunk (64 MiB) and removes its temporary
- * file; waiting for that lets pool-delete find the tier as the copy
- * leaves it. A flattening qemu-img cannot be stopped, hence the bound. */
-#define STOP_WAIT_SECONDS 5
-
-void
-spPoolReplicasStop(SpPool *pool)
-{
-    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->replicas_lock);
-    gint64 deadline = g_get_monotonic_time() + STOP_WAIT_SECONDS * G_TIME_SPAN_SECOND;
-
-    pool->stopped = TRUE;
-    while (g_hash_table_size(pool->in_progress) > 0) {
-        if (!g_cond_wait_until(&pool->replicas_cond, &pool->replicas_lock, deadline)) {
-            g_warning("a replica copy into '%s' is still going on after %d s",
-                      pool->secondary, STOP_WAIT_SECONDS);
-            return;
-        }
-    }
-}
-
-
-void
-spPoolReplicasAllow(SpPool *pool)
-{
-    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->replicas_lock);
-
-    pool->stopped = FALSE;
-}
-
-
-static gboolean
-replicasStopped(SpPool *pool)
-{
-    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->replicas_lock);
-
-    return pool->stopped;
 }
 
 
@@ -176,7 +135,7 @@ copyProgress(guint64 done, guint64 total, gpointer opaque)
     if ((share = g_hash_table_lookup(state->pool->copying, state->replica_path)))
         share->done = done;
     g_mutex_unlock(&state->pool->replicas_lock);
-    if (replicasStopped(state->pool)) {
+    if (spPoolReplicasStopped(state->pool)) {
         g_info("replica '%s': copy stopped after %" G_GUINT64_FORMAT " of %"
                G_GUINT64_FORMAT " bytes, its pool was stopped", state->replica_path, done, total);
         return FALSE;
@@ -328,62 +287,23 @@ make(SpPool *pool, const char *template_path, const char *replica_path,
 }
 
 
-/* ---- the registry -------------------------------------------------------- */
+/* ---- one replica, once ------------------------------------------------ */
 
-/* Called with replicas_lock held. */
-static void
-addUser(SpPool *pool, const char *replica_path, int delta)
-{
-    guint users = GPOINTER_TO_UINT(g_hash_table_lookup(pool->users, replica_path));
-
-    if (delta < 0 && users <= (guint) -delta)
-        g_hash_table_remove(pool->users, replica_path);
-    else
-        g_hash_table_insert(pool->users, g_strdup(replica_path),
-                            GUINT_TO_POINTER(users + delta));
-}
-
-
-/* Wait until nobody makes @replica_path; whether it exists then. When it
- * does not, the caller is registered as the one making it. */
-static gboolean
-claim(SpPool *pool, const char *replica_path, gboolean user)
-{
-    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->replicas_lock);
-
-    while (g_hash_table_contains(pool->in_progress, replica_path))
-        g_cond_wait(&pool->replicas_cond, &pool->replicas_lock);
-    if (access(replica_path, F_OK) == 0) {
-        /* Only instance builds count; a second eager job for the same
-         * replica (queued twice by two refreshes) has nothing to release. */
-        if (user)
-            addUser(pool, replica_path, 1);
-        return TRUE;
-    }
-    g_hash_table_add(pool->in_progress, g_strdup(replica_path));
-    return FALSE;
-}
-
-
+/* Concurrent callers for one replica wait in the registry for the one
+ * making it (spPoolReplicaReadyOrClaim). */
 static gboolean
 ensure(SpPool *pool, const char *template_path, const char *replica_path,
        Purpose purpose, GError **error)
 {
     gboolean user = purpose == PURPOSE_INSTANCE;
-    g_autoptr(GMutexLocker) locker = NULL;
     SpReplicaPolicy policy;
     gboolean ok;
 
-    if (claim(pool, replica_path, user))
+    if (spPoolReplicaReadyOrClaim(pool, replica_path, user))
         return TRUE;
     ok = spPoolReplicaPolicy(pool, &policy, error) &&
          make(pool, template_path, replica_path, policy, purpose, error);
-
-    locker = g_mutex_locker_new(&pool->replicas_lock);
-    g_hash_table_remove(pool->in_progress, replica_path);
-    if (ok && user)
-        addUser(pool, replica_path, 1);
-    g_cond_broadcast(&pool->replicas_cond);
+    spPoolReplicaClaimEnd(pool, replica_path, ok && user);
     return ok;
 }
 
@@ -401,113 +321,6 @@ spPoolReplicaRebuild(SpPool *pool, const char *template_path,
                      const char *replica_path, GError **error)
 {
     return ensure(pool, template_path, replica_path, PURPOSE_REBUILD, error);
-}
-
-
-void
-spPoolReplicaRelease(SpPool *pool, const char *replica_path)
-{
-    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->replicas_lock);
-
-    addUser(pool, replica_path, -1);
-}
-
-
-static gboolean
-replicaBusy(SpPool *pool, const char *replica_path)
-{
-    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->replicas_lock);
-
-    return g_hash_table_contains(pool->in_progress, replica_path) ||
-           g_hash_table_contains(pool->users, replica_path);
-}
-
-
-gboolean
-spPoolReplicaDirBusy(SpPool *pool, const char *dir)
-{
-    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->replicas_lock);
-    GHashTableIter iter;
-    gpointer key;
-
-    g_hash_table_iter_init(&iter, pool->in_progress);
-    while (g_hash_table_iter_next(&iter, &key, NULL)) {
-        g_autofree char *parent = g_path_get_dirname(key);
-
-        if (strcmp(parent, dir) == 0)
-            return TRUE;
-    }
-    return FALSE;
-}
-
-
-/* ---- garbage collection ---------------------------------------------------- */
-
-/* Refresh only lists the overlays it accepted, so the last word is the
- * inode-based scan of every file in the tier; and a QEMU holding the
- * replica open, or an instance being built onto it, keeps it too. */
-static const char *
-usersReason(SpPool *pool, const char *path, GError **error)
-{
-    const char *paths[] = { path, NULL };
-    g_autoptr(GPtrArray) dependents = NULL;
-    gboolean in_use = TRUE;
-
-    if (replicaBusy(pool, path))
-        return "an instance is being built onto it, or it is being made";
-    if (!spImageInUse(path, &in_use, error))
-        return "its image locks cannot be read";
-    if (in_use)
-        return "a QEMU process holds it";
-    if (!(dependents = spBackingDependents(pool->secondary, paths, error)))
-        return "its dependents cannot be read";
-    if (dependents->len > 0)
-        return "an overlay backs onto it";
-    return NULL;
-}
-
-
-gboolean
-spPoolReplicaHasUsers(SpPool *pool, const char *path)
-{
-    g_autoptr(GError) err = NULL;
-
-    return usersReason(pool, path, &err) != NULL;
-}
-
-
-gboolean
-spPoolReplicaUnused(SpPool *pool, const char *path)
-{
-    g_autoptr(GError) err = NULL;
-    const char *reason = NULL;
-
-    if (spPoolReplicaWanted(pool, path))
-        reason = "the pool keeps the current replica of its template ready";
-    else
-        reason = usersReason(pool, path, &err);
-    if (reason)
-        g_debug("keeping replica '%s': %s%s%s", path, reason, err ? ": " : "",
-                err ? err->message : "");
-    return !reason;
-}
-
-
-/* Failing to remove an unused replica is no error of the caller: refresh
- * tries again. */
-void
-spPoolCollectReplica(SpPool *pool, const char *path)
-{
-    g_autoptr(GError) err = NULL;
-    g_autofree char *name = spPoolReplicaTemplateName(pool, path);
-
-    if (!name || !spPoolReplicaUnused(pool, path))
-        return;
-    if (!spReplicaRemove(path, &err)) {
-        g_warning("cannot remove unused replica '%s': %s", path, err->message);
-        return;
-    }
-    g_info("removed replica '%s' of template '%s': nothing uses it any more", path, name);
 }
 
 
@@ -537,7 +350,7 @@ prepareWorker(gpointer data, gpointer opaque G_GNUC_UNUSED)
     g_autoptr(GError) err = NULL;
 
     /* Jobs queued for a pool that has been stopped since are dropped. */
-    if (!replicasStopped(job->pool) &&
+    if (!spPoolReplicasStopped(job->pool) &&
         !ensure(job->pool, job->template_path, job->replica_path, PURPOSE_PREPARE, &err) &&
         !g_error_matches(err, SP_ERROR, SP_ERROR_CANCELLED))
         g_critical("cannot prepare replica of template '%s': %s",
@@ -569,7 +382,7 @@ spPoolReplicaPrepare(SpPool *pool, const char *template_path, const char *replic
     g_autoptr(GError) err = NULL;
     ReplicaJob *job;
 
-    if (access(replica_path, F_OK) == 0 || replicaBusy(pool, replica_path))
+    if (access(replica_path, F_OK) == 0 || spPoolReplicaBusy(pool, replica_path))
         return;
     job = g_new0(ReplicaJob, 1);
     job->pool = spPoolRef(pool);
@@ -579,4 +392,31 @@ spPoolReplicaPrepare(SpPool *pool, const char *template_path, const char *replic
         g_warning("cannot queue the replica of '%s': %s", template_path, err->message);
         replicaJobFree(job);
     }
+}
+
+
+/* ---- which replica an instance backs onto ---------------------------- */
+
+/* A template whose hot set is not known yet is used directly, never
+ * waiting for a copy: one of these instances is the one to learn from. */
+char *
+spPoolInstanceBacking(SpPool *pool, const char *template_path, GError **error)
+{
+    g_autofree char *identity = NULL;
+    g_autoptr(GError) err = NULL;
+    SpReplicaPolicy policy;
+
+    if (!spPoolReplicaPolicy(pool, &policy, error))
+        return NULL;
+    if (policy == SP_REPLICA_NONE)
+        return g_strdup(template_path);
+    if (policy != SP_REPLICA_HOT)
+        return spPoolCurrentReplica(pool, template_path, error);
+    if (!(identity = spReplicaIdentity(template_path, error)))
+        return NULL;
+    if (spPoolHotSetKnown(pool, template_path, identity, &err))
+        return spPoolCurrentReplica(pool, template_path, error);
+    if (err)
+        g_warning("cannot learn the hot set of '%s': %s", template_path, err->message);
+    return g_strdup(template_path);
 }

@@ -78,29 +78,6 @@ spPoolTemplateUploading(SpPool *pool, const char *path)
 }
 
 
-gboolean
-spPoolUploadBegin(SpPool *pool, const char *name, const char *path, GError **error)
-{
-    if (spPoolIsInstance(pool, path)) {
-        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_STATE,
-                    "cannot upload into instance '%s': upload fills templates; "
-                    "an instance's data comes from its guest", name);
-        return FALSE;
-    }
-    if (!spPoolCheckNotUploading(pool, name, path, error))
-        return FALSE;
-    /* From here on, new instances of the template are refused. */
-    spPoolUploadSet(pool, path, FALSE);
-    if (!spPoolCheckNoDependents(pool, name, path, SP_CHANGE_UPLOAD, error) ||
-        !spPoolCheckNotInUse(name, path, SP_CHANGE_UPLOAD, error)) {
-        uploadForget(pool, path, UPLOAD_OPENING);
-        return FALSE;
-    }
-    spPoolForgetTemplateStamp(pool, path);
-    return TRUE;
-}
-
-
 void
 spPoolUploadOpened(SpPool *pool, const char *path, gboolean ok)
 {

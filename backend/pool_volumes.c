@@ -1,5 +1,6 @@
 /*
- * pool_volumes.c: writing, cloning, resetting and deleting volumes
+ * pool_volumes.c: writing, cloning, uploading into, resetting and deleting
+ * volumes
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -272,6 +273,34 @@ spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
         spPoolNoteReplicaUse(pool, backing, -1);
     }
     g_info("deleted %s '%s'", instance ? "instance" : "template", path);
+    return TRUE;
+}
+
+
+/* ---- uploading ------------------------------------------------------------ */
+
+/* The stream itself belongs to the storage driver: the pool only refuses
+ * the upload, or registers it (pool_uploads.c) before the stream opens. */
+gboolean
+spPoolUploadBegin(SpPool *pool, const char *name, const char *path, GError **error)
+{
+    if (spPoolIsInstance(pool, path)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_STATE,
+                    "cannot upload into instance '%s': upload fills templates; "
+                    "an instance's data comes from its guest", name);
+        return FALSE;
+    }
+    if (!spPoolCheckNotUploading(pool, name, path, error))
+        return FALSE;
+    /* From here on, new instances of the template are refused. */
+    spPoolUploadSet(pool, path, FALSE);
+    if (!spPoolCheckNoDependents(pool, name, path, SP_CHANGE_UPLOAD, error) ||
+        !spPoolCheckNotInUse(name, path, SP_CHANGE_UPLOAD, error)) {
+        /* The stream will never open: the template is free again. */
+        spPoolUploadOpened(pool, path, FALSE);
+        return FALSE;
+    }
+    spPoolForgetTemplateStamp(pool, path);
     return TRUE;
 }
 

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -163,4 +164,30 @@ spTestCaptureLog(const gchar *domain G_GNUC_UNUSED, GLogLevelFlags level,
     g_string_append_printf(log, "%s: %s\n",
                            level & G_LOG_LEVEL_CRITICAL ? "error" :
                            level & G_LOG_LEVEL_WARNING ? "warning" : "info", message);
+}
+
+
+void
+spTestPoolSetUp(SpTestPoolFixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    f->root = spTestTempDir();
+    f->primary = g_build_filename(f->root, "hdd", NULL);
+    f->secondary = g_build_filename(f->root, "ssd", NULL);
+    f->ram = g_build_filename(f->root, "ram", "lab", NULL);
+    g_assert_cmpint(mkdir(f->primary, 0755), ==, 0);
+    g_assert_cmpint(mkdir(f->secondary, 0755), ==, 0);
+    f->log = g_string_new(NULL);
+    g_log_set_handler("stormpool", G_LOG_LEVEL_MASK, spTestCaptureLog, f->log);
+}
+
+
+void
+spTestPoolTearDown(SpTestPoolFixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_log_set_handler("stormpool", G_LOG_LEVEL_MASK, g_log_default_handler, NULL);
+    g_string_free(f->log, TRUE);
+    spTestTempDirFree(f->root);
+    g_free(f->primary);
+    g_free(f->secondary);
+    g_free(f->ram);
 }

@@ -34,3 +34,17 @@ void spTestWriteAt(const char *path, guint64 offset, const void *data, gsize len
  * test compares what the core logged as a whole. */
 void spTestCaptureLog(const gchar *domain, GLogLevelFlags level,
                       const gchar *message, gpointer log);
+
+/* The fixture of the tests of SpPool: the pool's two tiers made in a
+ * fresh temporary directory, a RAM tier's path, and what the core logs
+ * meanwhile (spTestCaptureLog). */
+typedef struct {
+    char *root;
+    char *primary;      /* ROOT/hdd */
+    char *secondary;    /* ROOT/ssd */
+    char *ram;          /* ROOT/ram/lab, not made: pool-start makes it */
+    GString *log;       /* what the core logged, one message a line */
+} SpTestPoolFixture;
+
+void spTestPoolSetUp(SpTestPoolFixture *f, gconstpointer data);
+void spTestPoolTearDown(SpTestPoolFixture *f, gconstpointer data);

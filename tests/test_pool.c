@@ -19,37 +19,7 @@
 
 #define MiB (1024 * 1024)
 
-typedef struct {
-    char *root;
-    char *primary;
-    char *secondary;
-    GString *log;       /* what the core logged, one message a line */
-} Fixture;
-
-
-
-static void
-setUp(Fixture *f, gconstpointer data G_GNUC_UNUSED)
-{
-    f->root = spTestTempDir();
-    f->primary = g_build_filename(f->root, "hdd", NULL);
-    f->secondary = g_build_filename(f->root, "ssd", NULL);
-    g_assert_cmpint(mkdir(f->primary, 0755), ==, 0);
-    g_assert_cmpint(mkdir(f->secondary, 0755), ==, 0);
-    f->log = g_string_new(NULL);
-    g_log_set_handler("stormpool", G_LOG_LEVEL_MASK, spTestCaptureLog, f->log);
-}
-
-
-static void
-tearDown(Fixture *f, gconstpointer data G_GNUC_UNUSED)
-{
-    g_log_set_handler("stormpool", G_LOG_LEVEL_MASK, g_log_default_handler, NULL);
-    g_string_free(f->log, TRUE);
-    spTestTempDirFree(f->root);
-    g_free(f->primary);
-    g_free(f->secondary);
-}
+typedef SpTestPoolFixture Fixture;
 
 
 static SpPool *
@@ -503,7 +473,7 @@ testErrno(void)
 
 
 #define ADD(name, func) \
-    g_test_add("/pool/" name, Fixture, NULL, setUp, func, tearDown)
+    g_test_add("/pool/" name, Fixture, NULL, spTestPoolSetUp, func, spTestPoolTearDown)
 
 int
 main(int argc, char **argv)

@@ -21,40 +21,7 @@
 
 #define MiB (1024 * 1024)
 
-typedef struct {
-    char *root;
-    char *primary;
-    char *secondary;
-    char *ram;
-    GString *log;
-} Fixture;
-
-
-
-static void
-setUp(Fixture *f, gconstpointer data G_GNUC_UNUSED)
-{
-    f->root = spTestTempDir();
-    f->primary = g_build_filename(f->root, "hdd", NULL);
-    f->secondary = g_build_filename(f->root, "ssd", NULL);
-    f->ram = g_build_filename(f->root, "ram", "lab", NULL);
-    g_assert_cmpint(mkdir(f->primary, 0755), ==, 0);
-    g_assert_cmpint(mkdir(f->secondary, 0755), ==, 0);
-    f->log = g_string_new(NULL);
-    g_log_set_handler("stormpool", G_LOG_LEVEL_MASK, spTestCaptureLog, f->log);
-}
-
-
-static void
-tearDown(Fixture *f, gconstpointer data G_GNUC_UNUSED)
-{
-    g_log_set_handler("stormpool", G_LOG_LEVEL_MASK, g_log_default_handler, NULL);
-    g_string_free(f->log, TRUE);
-    spTestTempDirFree(f->root);
-    g_free(f->primary);
-    g_free(f->secondary);
-    g_free(f->ram);
-}
+typedef SpTestPoolFixture Fixture;
 
 
 /* A started pool from its XML; @replica is the <stormpool:replica> element. */
@@ -179,6 +146,52 @@ haveQemu(void)
 }
 
 
+/* A started pool, policy='copy' with @attrs, whose replicas go to a RAM
+ * tier capped at @cap. */
+static SpPool *
+newRamPool(Fixture *f, const char *attrs, const char *cap)
+{
+    g_autofree char *replica = g_strdup_printf(
+        "<stormpool:replica policy='copy'%s tier='%s' cap='%s'/>", attrs, f->ram, cap);
+
+    return newPool(f, replica);
+}
+
+
+/* A pool whose RAM tier, capped at 6 MiB, cannot hold the replicas of
+ * both its templates t1.qcow2 and t2.qcow2 (paths in @t1, @t2): each holds
+ * 3 MiB of data, and qcow2 metadata. NULL, the test skipped, without QEMU. */
+static SpPool *
+newCrowdedRamPool(Fixture *f, const char *attrs, char **t1, char **t2)
+{
+    SpPool *pool;
+
+    if (!haveQemu())
+        return NULL;
+    pool = newRamPool(f, attrs, "6M");
+    *t1 = createTemplate(pool, "t1.qcow2", 16 * MiB, 3);
+    *t2 = createTemplate(pool, "t2.qcow2", 16 * MiB, 3);
+    return pool;
+}
+
+
+/* A pool of policy='hot' with a template t.qcow2 holding @data_mib MiB
+ * of data, and the path of learner.qcow2, the instance to learn its hot
+ * set from; NULL, the test skipped, without QEMU. */
+static SpPool *
+newHotPool(Fixture *f, guint data_mib, char **template, char **learner)
+{
+    SpPool *pool;
+
+    if (!haveQemu())
+        return NULL;
+    pool = newPool(f, "<stormpool:replica policy='hot'/>");
+    *template = createTemplate(pool, "t.qcow2", 16 * MiB, data_mib);
+    *learner = spPoolVolumePath(pool, "learner.qcow2", TRUE);
+    return pool;
+}
+
+
 /* Learning, reuse, and a changed template that is learned again. */
 static void
 testLearn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
@@ -195,11 +208,8 @@ testLearn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autoptr(GError) err = NULL;
     int held;
 
-    if (!haveQemu())
+    if (!(pool = newHotPool(f, 4, &template, &learner)))
         return;
-    pool = newPool(f, "<stormpool:replica policy='hot'/>");
-    template = createTemplate(pool, "t.qcow2", 16 * MiB, 4);
-    learner = spPoolVolumePath(pool, "learner.qcow2", TRUE);
 
     /* no hot set yet: instances back onto the template, never waiting */
     first = mustCreateInstance(pool, "learner.qcow2", template);
@@ -258,11 +268,8 @@ testLearnAtRefresh(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autoptr(GError) err = NULL;
     gint64 deadline;
 
-    if (!haveQemu())
+    if (!(pool = newHotPool(f, 2, &template, &learner)))
         return;
-    pool = newPool(f, "<stormpool:replica policy='hot'/>");
-    template = createTemplate(pool, "t.qcow2", 16 * MiB, 2);
-    learner = spPoolVolumePath(pool, "learner.qcow2", TRUE);
     g_free(mustCreateInstance(pool, "learner.qcow2", template));
     bootWithCopyOnRead(learner, 1);
     refresh(pool);
@@ -292,8 +299,6 @@ testRamRebuild(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autoptr(SpPool) pool = NULL;
     g_autofree char *template = NULL;
     g_autofree char *backing = NULL;
-    g_autofree char *replica_xml = g_strdup_printf(
-        "<stormpool:replica policy='copy' tier='%s' cap='64M'/>", f->ram);
     g_autofree char *dir = NULL;
     g_autofree char *tmp = NULL;
     g_autofree char *rm = NULL;
@@ -306,7 +311,7 @@ testRamRebuild(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 
     if (!haveQemu())
         return;
-    pool = newPool(f, replica_xml);
+    pool = newRamPool(f, "", "64M");
     g_assert_true(g_file_test(f->ram, G_FILE_TEST_IS_DIR));
     template = createTemplate(pool, "t.qcow2", 16 * MiB, 3);
     backing = mustCreateInstance(pool, "a.qcow2", template);
@@ -353,8 +358,6 @@ static void
 testRamCap(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(SpPool) pool = NULL;
-    g_autofree char *replica_xml = g_strdup_printf(
-        "<stormpool:replica policy='copy' tier='%s' cap='6M'/>", f->ram);
     g_autofree char *t1 = NULL;
     g_autofree char *t2 = NULL;
     g_autofree char *t3 = NULL;
@@ -365,11 +368,8 @@ testRamCap(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *want = NULL;
     g_autoptr(GError) err = NULL;
 
-    if (!haveQemu())
+    if (!(pool = newCrowdedRamPool(f, "", &t1, &t2)))
         return;
-    pool = newPool(f, replica_xml);
-    t1 = createTemplate(pool, "t1.qcow2", 16 * MiB, 3);
-    t2 = createTemplate(pool, "t2.qcow2", 16 * MiB, 3);
     t3 = createTemplate(pool, "t3.qcow2", 16 * MiB, 5);
     r1 = mustCreateInstance(pool, "i1.qcow2", t1);
     i1 = spPoolVolumePath(pool, "i1.qcow2", TRUE);
@@ -407,8 +407,6 @@ static void
 testRamEagerNoChurn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(SpPool) pool = NULL;
-    g_autofree char *replica_xml = g_strdup_printf(
-        "<stormpool:replica policy='copy' prepare='eager' tier='%s' cap='6M'/>", f->ram);
     g_autofree char *t1 = NULL;
     g_autofree char *t2 = NULL;
     g_autofree char *r1 = NULL;
@@ -416,11 +414,8 @@ testRamEagerNoChurn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *backing = NULL;
     g_autoptr(GError) err = NULL;
 
-    if (!haveQemu())
+    if (!(pool = newCrowdedRamPool(f, " prepare='eager'", &t1, &t2)))
         return;
-    pool = newPool(f, replica_xml);
-    t1 = createTemplate(pool, "t1.qcow2", 16 * MiB, 3);
-    t2 = createTemplate(pool, "t2.qcow2", 16 * MiB, 3);
     r1 = spPoolCurrentReplica(pool, t1, &err);
     r2 = spPoolCurrentReplica(pool, t2, &err);
     g_assert_no_error(err);
@@ -450,8 +445,6 @@ static void
 testRamProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(SpPool) pool = NULL;
-    g_autofree char *replica_xml = g_strdup_printf(
-        "<stormpool:replica policy='copy' tier='%s' cap='64M'/>", f->ram);
     g_autofree char *template = NULL;
     g_autofree char *backing = NULL;
     g_autofree char *instance = NULL;
@@ -459,7 +452,7 @@ testRamProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 
     if (!haveQemu())
         return;
-    pool = newPool(f, replica_xml);
+    pool = newRamPool(f, "", "64M");
     template = createTemplate(pool, "t.qcow2", 16 * MiB, 1);
     instance = spPoolVolumePath(pool, "a.qcow2", TRUE);
     backing = mustCreateInstance(pool, "a.qcow2", template);
@@ -485,7 +478,7 @@ testRamProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 
 
 #define ADD(name, func) \
-    g_test_add("/pool-hot/" name, Fixture, NULL, setUp, func, tearDown)
+    g_test_add("/pool-hot/" name, Fixture, NULL, spTestPoolSetUp, func, spTestPoolTearDown)
 
 int
 main(int argc, char **argv)

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -130,6 +131,18 @@ def listdir(path):
     if not os.path.isdir(path):
         return []
     return sorted(f for f in os.listdir(path) if f != STAMPS_FILE)
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    """Poll @predicate until it returns something true, and return that;
+    fail after @timeout seconds, naming @what was waited for."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 class Suite:

@@ -27,7 +27,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from taplib import (Suite, define_pool, listdir, make_tmpdir, qemu_img_info, run,
-                    virsh, virsh_fails, PREFIX, TOP)
+                    virsh, virsh_fails, wait_for, PREFIX, TOP)
 try:
     from taplib import start_watchdog
 except ImportError:
@@ -146,16 +146,6 @@ def hot_sets(secondary, template):
 
 def tmp_files(d):
     return [f for f in listdir(d) if f.startswith(TMP_PREFIX)]
-
-
-def wait_for(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 def pool_running(pool):

@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 
 from taplib import (PREFIX, Suite, backing_template, daemon_alive, listdir, make_tmpdir,
                     qemu_img_info, replica_dir, run, sha256, virsh, virsh_fails,
-                    vol_names, define_pool, TOP)
+                    vol_names, define_pool, wait_for, TOP)
 try:
     from taplib import start_watchdog
 except ImportError:             # an older taplib: no time bound
@@ -281,16 +281,6 @@ def assert_logged(mark, text, level=2, count=None):
     else:
         assert log.count(text) == count, "%r %d times in the log, not %d" % (
             text, log.count(text), count)
-
-
-def wait_for(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 def wait_no_replica_in_progress(secondary, timeout=60):
