@@ -14,6 +14,7 @@
 #include "stormpool/hot_replica.h"
 #include "stormpool/image_header.h"
 #include "stormpool/qcow2_overlay.h"
+#include "stormpool/template_replica.h"
 
 /* Ranges per qemu-io process: keeps its command line far below ARG_MAX. */
 #define READS_PER_RUN 2048
@@ -237,7 +238,7 @@ spHotReplicaCreate(const char *template_path, const char *template_format,
         return FALSE;
     if (g_mkdir_with_parents(dir, 0711) < 0)
         return spErrorSetErrno(error, errno, "cannot create '%s'", dir);
-    if (!(file = spAtomicFileBegin(replica_path, 0600, error)))
+    if (!(file = spAtomicFileBegin(replica_path, SP_REPLICA_MODE, error)))
         return FALSE;
     return writeOverlay(spAtomicFileFd(file), template_path, template_format,
                         spHotSetVirtualSize(set), error) &&

@@ -15,6 +15,7 @@
 #include "stormpool/image_lock.h"
 #include "stormpool/qemu_img.h"
 #include "stormpool/template_index.h"
+#include "stormpool/template_replica.h"
 
 /* What a copy under way has still to write into the tier is not free for
  * another copy into it. */
@@ -108,7 +109,7 @@ flatten(const char *template_path, const char *replica_path, const char *format,
     if (g_mkdir_with_parents(dir, 0711) < 0)
         return spErrorSetErrno(error, errno, "cannot create directory '%s'", dir);
     if (!spReplicaCheckRoom(replica_path, need, reserved, template_path, error) ||
-        !(file = spAtomicFileBegin(replica_path, 0600, error)))
+        !(file = spAtomicFileBegin(replica_path, SP_REPLICA_MODE, error)))
         return FALSE;
     return spQemuImgConvert(template_path, format, spAtomicFileTmpPath(file), "qcow2", error) &&
            spAtomicFileCommit(file, FALSE, error);

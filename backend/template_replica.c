@@ -227,7 +227,7 @@ createCopy(const char *template_path, const char *replica_path, guint64 reserved
 
     if ((src = open(template_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
         return spErrorSetErrno(error, errno, "cannot open template '%s'", template_path);
-    if (!(file = spAtomicFileBegin(replica_path, 0600, error))) {
+    if (!(file = spAtomicFileBegin(replica_path, SP_REPLICA_MODE, error))) {
         close(src);
         return FALSE;
     }

@@ -17,6 +17,7 @@
 #include "stormpool/hot_replica.h"
 #include "stormpool/hot_set.h"
 #include "stormpool/ram_tier.h"
+#include "stormpool/template_replica.h"
 #include "test_helpers.h"
 
 #define KiB 1024ULL
@@ -352,7 +353,7 @@ testHotReplicaReadsLikeItsTemplate(void)
     /* the hole answers itself ("reads as zeros"): no L2 lookup below */
     assertAllocated(replica, 900 * MiB, 65536, TRUE);
     g_assert_cmpint(stat(replica, &sb), ==, 0);
-    g_assert_cmpuint(sb.st_mode & 0777, ==, 0600);
+    g_assert_cmpuint(sb.st_mode & 07777, ==, SP_REPLICA_MODE);
     g_assert_cmpuint((guint64) sb.st_size, <=, spHotReplicaSize(set));
     /* never over an existing replica */
     g_assert_false(spHotReplicaCreate(tmpl, "qcow2", set, replica, NULL, &error));

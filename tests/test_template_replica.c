@@ -123,6 +123,7 @@ testCreateCopyAndLink(void)
         g_assert_cmpint(stat(parent, &sd), ==, 0);
     }
     g_assert_cmpint(sd.st_mode & 0711, ==, 0711);
+    g_assert_cmpint(sc.st_mode & 07777, ==, SP_REPLICA_MODE);
 
     /* a second replica of the same name is never overwritten */
     g_assert_false(spReplicaCreate(template, link, TRUE, 0, NULL, NULL, &error));

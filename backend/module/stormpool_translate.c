@@ -93,8 +93,10 @@ stormpoolNewVolume(virStorageVolDef *vol,
     out->capacity = vol->target.capacity;
     out->backing_path = backing ? backing->path : NULL;
     out->backing_format = backing ? virStorageFileFormatTypeToString(backing->format) : NULL;
-    out->mode = perms && perms->mode != (mode_t) -1 ? perms->mode
-                                                    : VIR_STORAGE_DEFAULT_VOL_PERM_MODE;
+    if (perms && perms->mode != (mode_t) -1)
+        out->mode = perms->mode;
+    else
+        out->mode = backing ? SP_INSTANCE_DEFAULT_MODE : SP_TEMPLATE_DEFAULT_MODE;
     out->uid = perms ? perms->uid : (uid_t) -1;
     out->gid = perms ? perms->gid : (gid_t) -1;
 }

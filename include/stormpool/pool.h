@@ -127,6 +127,14 @@ char *spPoolInstanceBacking(SpPool *pool, const char *template_path, GError **er
 gboolean spPoolCheckNotUploading(SpPool *pool, const char *name, const char *path,
                                  GError **error);
 
+/* The modes of new volumes whose creator named none. A template is a
+ * backing image the QEMU of every guest of it reads, whatever user that
+ * QEMU runs as, and libvirt does not relabel it: readable by everyone,
+ * writable by the pool only. An instance is its guest's own: libvirt hands
+ * it to QEMU's user while the guest runs and gives it back after. */
+#define SP_TEMPLATE_DEFAULT_MODE 0644
+#define SP_INSTANCE_DEFAULT_MODE 0600
+
 /* A volume about to be written. */
 typedef struct {
     const char *name;

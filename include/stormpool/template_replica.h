@@ -25,6 +25,12 @@ typedef enum {
  *   SECONDARY/.stormpool-replicas/TEMPLATE-NAME/IDENTITY */
 #define SP_REPLICA_DIR ".stormpool-replicas"
 
+/* A replica is a backing image every guest of its template reads, as
+ * whatever user its QEMU runs as; libvirt does not relabel it (the disk's
+ * backing store carries relabel='no'), so it is readable by everyone and
+ * writable only by the pool. */
+#define SP_REPLICA_MODE 0644
+
 const char *spReplicaPolicyName(SpReplicaPolicy policy);
 gboolean spReplicaPolicyParse(const char *name, SpReplicaPolicy *policy);
 

@@ -142,6 +142,8 @@ def _():
         assert_instance_of_template(path)
         assert info["backing-filename-format"] == "qcow2", info
         assert info["filename"] == path
+        # an instance is its guest's own: libvirt lends it to QEMU's user
+        assert oct(os.stat(path).st_mode & 0o7777) == oct(0o600), path
     assert sorted(vol_names(POOL)) == \
         sorted(INSTANCES + ["win10.qcow2"])
     assert [f for f in listdir(secondary) if not f.startswith(".")] == sorted(INSTANCES)
@@ -294,6 +296,10 @@ def _():
 def _():
     virsh("vol-create-as", POOL, "blank.img", "1M", "--format", "raw")
     assert os.path.exists(os.path.join(primary, "blank.img"))
+    # a template is read by the QEMU of every guest, as whatever user it runs
+    # as, and libvirt does not relabel it: readable by all, writable by root
+    mode = os.stat(os.path.join(primary, "blank.img")).st_mode & 0o7777
+    assert oct(mode) == oct(0o644), oct(mode)
     data = os.path.join(root, "payload.bin")
     with open(data, "wb") as f:
         f.write(os.urandom(MiB))

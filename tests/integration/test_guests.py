@@ -344,12 +344,15 @@ def _():
     stats = domstats_block(DOM)[DOM]
     assert stats["block.0.name"] == "vda" and stats["block.0.path"] == pc01, stats
     assert os.path.dirname(stats["block.0.path"]) == secondary
-    # the live XML: the volume, then a backing chain that ends at the template
+    # the live XML: the volume, then a backing chain that ends at the template;
+    # the pool gave the template as an explicit backing store that libvirt's
+    # DAC driver leaves alone (it would hand it to QEMU's user for good)
     xml = disk_xml(DOM)
     assert re.search(r"<source pool='%s' volume='pc01.qcow2' index='\d+'/>" % POOL, xml), xml
     chain = re.search(r"<backingStore type='file' index='\d+'>\s*"
                       r"<format type='qcow2'/>\s*"
-                      r"<source file='([^']+)'/>\s*"
+                      r"<source file='([^']+)'>\s*"
+                      r"<seclabel model='dac' relabel='no'/>\s*</source>\s*"
                       r"<backingStore/>\s*</backingStore>", xml)
     assert chain, xml
     assert chain.group(1) == template and os.path.dirname(template) == primary, xml
