@@ -141,7 +141,8 @@ testQemuIo(void)
                                     G_SPAWN_STDOUT_TO_DEV_NULL,
                                     NULL, NULL, &pid, &error));
     }
-    for (i = 0; i < 200 && !inUse(overlay); i++)
+    /* qemu-io locks the overlay, then opens and locks its backing file */
+    for (i = 0; i < 200 && !(inUse(overlay) && inUse(base)); i++)
         g_usleep(25 * 1000);
     /* qemu-io holds the overlay for writing and its backing file for reading */
     g_assert_true(inUse(overlay));
