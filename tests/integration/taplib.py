@@ -133,6 +133,16 @@ def listdir(path):
     return sorted(f for f in os.listdir(path) if f != STAMPS_FILE)
 
 
+def assert_pattern(path, pattern, offset, length):
+    """The qcow2 image at @path reads @pattern at @offset+@length, through
+    its whole chain, without taking its lock."""
+    rc, out, err = run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c",
+                        "read -P 0x%02x %d %d" % (pattern, offset, length), path],
+                       check=False)
+    assert rc == 0 and "Pattern verification failed" not in out + err, \
+        "pattern 0x%02x not at %d+%d in %s: %s %s" % (pattern, offset, length, path, out, err)
+
+
 def wait_for(predicate, timeout, what, interval=0.05):
     """Poll @predicate until it returns something true, and return that;
     fail after @timeout seconds, naming @what was waited for."""

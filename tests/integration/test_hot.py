@@ -27,7 +27,7 @@ import time
 import xml.etree.ElementTree as ET
 
 from taplib import (Suite, define_pool, listdir, make_tmpdir, qemu_img_info, run,
-                    virsh, virsh_fails, wait_for, PREFIX, TOP)
+                    virsh, virsh_fails, wait_for, assert_pattern, PREFIX, TOP)
 try:
     from taplib import start_watchdog
 except ImportError:
@@ -100,14 +100,6 @@ def own_data_bytes(image):
 
 def backing_of(overlay):
     return qemu_img_info(overlay)["backing-filename"]
-
-
-def assert_pattern(path, pattern, offset, length):
-    rc, out, err = run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c",
-                        "read -P 0x%02x %d %d" % (pattern, offset, length), path],
-                       check=False)
-    assert rc == 0 and "Pattern verification failed" not in out + err, \
-        "pattern 0x%02x not at %d+%d in %s: %s %s" % (pattern, offset, length, path, out, err)
 
 
 def create_instance(pool, name, template, size=64 * MiB):

@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 
 from taplib import (PREFIX, Suite, backing_template, daemon_alive, listdir, make_tmpdir,
                     qemu_img_info, replica_dir, run, sha256, virsh, virsh_fails,
-                    vol_names, define_pool, wait_for, TOP)
+                    vol_names, define_pool, wait_for, assert_pattern, TOP)
 try:
     from taplib import start_watchdog
 except ImportError:             # an older taplib: no time bound
@@ -142,14 +142,6 @@ def make_big_template(path, size):
     run(["qemu-img", "create", "-q", "-f", "qcow2", path, str(size)])
     qemu_io(path, "write -q -s %s 0 %d" % (pattern, size))
     os.unlink(pattern)
-
-
-def assert_pattern(path, pattern, offset, length):
-    rc, out, err = run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c",
-                        "read -P 0x%02x %d %d" % (pattern, offset, length), path],
-                       check=False)
-    assert rc == 0 and "Pattern verification failed" not in out + err, \
-        "pattern 0x%02x not at %d+%d in %s: %s %s" % (pattern, offset, length, path, out, err)
 
 
 def qemu_img_compare(a, b):
