@@ -11,7 +11,8 @@ host's own interfaces, routes and firewall stay untouched. The suite checks:
     in a namespace of the test's own gets an OFFER from 192.168.122.0/24);
   * virt-install --network network=default --disk vol=POOL/VOL (the README's
     command) starts a guest on a stormpool instance, its tap on virbr0 in the
-    daemons' namespace and none of it in the host's;
+    daemons' namespace and none of it in the host's, its VNC server on a
+    UNIX socket that a viewer on the host reaches;
   * tools/virt-env stop leaves no dnsmasq, no namespace; start brings the
     autostarted network back, as a boot does; daemons found outside the namespace (it was removed behind
     their back) are restarted into a new one.
@@ -24,6 +25,7 @@ step fails.
 import hashlib
 import os
 import re
+import socket
 import subprocess
 import textwrap
 
@@ -201,7 +203,7 @@ def remove_domain():
 
 
 @step("the README's virt-install --network network=default --disk vol=%s/%s starts a "
-      "guest with its tap on virbr0, in the daemons' namespace only" % (POOL, INSTANCE))
+      "guest with its tap on virbr0, in the daemons' namespace only, VNC on a UNIX socket" % (POOL, INSTANCE))
 def _():
     os.makedirs(primary)
     os.makedirs(secondary)
@@ -218,7 +220,7 @@ def _():
          "--virt-type", "qemu",
          "--disk", "vol=%s/%s,bus=virtio,cache=none" % (POOL, INSTANCE),
          "--osinfo", "detect=on,require=off", "--network", "network=default",
-         "--graphics", "none", "--noautoconsole"],
+         "--graphics", "vnc", "--noautoconsole"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout
     assert virsh("domstate", DOM).strip() == "running"
@@ -233,6 +235,14 @@ def _():
     tap_mac = "fe" + mac[2:]
     assert tap_mac in link, link
     assert tap_mac not in run(["ip", "-o", "link"])[1]
+    # its VNC server listens on a UNIX socket a viewer on the host reaches
+    sock = re.search(r"<listen type='socket' socket='([^']+)'", virsh("dumpxml", DOM))
+    assert sock, virsh("dumpxml", DOM)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(sock.group(1))
+        greeting = s.recv(12)
+    assert greeting.startswith(b"RFB "), greeting
     remove_domain()
 
 
