@@ -253,7 +253,7 @@ class Bench:
                 out = open(os.path.join(self.logs, "%s-%02d.log" % (label, i + 1)), "w")
                 started = time.monotonic()
                 proc = subprocess.Popen(
-                    ["qemu-io", "-r", "-t", cache, "-f", "qcow2"] + commands + [path],
+                    replay_argv(commands, path, cache),
                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     preexec_fn=join)
                 out.close()
@@ -485,8 +485,8 @@ class Bench:
         start = time.monotonic()
         log_path = os.path.join(self.logs, "%s-%s-learn.log" % (w.name, config))
         with open(log_path, "w") as out:
-            proc = subprocess.run(["qemu-io", "-C", "-t", "none", "-f", "qcow2"] +
-                                  w.commands + [learner], stdin=subprocess.DEVNULL,
+            proc = subprocess.run(replay_argv(w.commands, learner, copy_on_read=True),
+                                  stdin=subprocess.DEVNULL,
                                   stdout=out, stderr=subprocess.STDOUT,
                                   preexec_fn=self.throttle.join_self)
         boot_s = time.monotonic() - start
@@ -604,6 +604,14 @@ class Bench:
 
 
 # --- helpers ---------------------------------------------------------------
+
+def replay_argv(commands, path, cache="none", copy_on_read=False):
+    """qemu-io replaying the trace @commands on the image @path: read-only
+    for a storm, or with copy-on-read (-C) for the learner's boot, whose
+    reads fill its overlay (that is how the hot set is learnt)."""
+    mode = "-C" if copy_on_read else "-r"
+    return ["qemu-io", mode, "-t", cache, "-f", "qcow2"] + list(commands) + [path]
+
 
 def percentile(sorted_values, pct):
     """Nearest-rank percentile of a sorted list."""
