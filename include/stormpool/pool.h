@@ -18,10 +18,10 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include "stormpool/image_header.h"
-#include "stormpool/pool_namespace.h"
-#include "stormpool/template_replica.h"
-#include "stormpool/tier_layout.h"
+#include "image/image_header.h"
+#include "pool/pool_namespace.h"
+#include "replica/template_replica.h"
+#include "fs/tier_layout.h"
 
 G_BEGIN_DECLS
 

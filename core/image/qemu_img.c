@@ -1,0 +1,60 @@
+/*
+ * qemu_img.c: qemu-img, for what converts or moves data
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include "stormpool/error.h"
+#include "image/qemu_img.h"
+
+static gboolean
+runQemuImg(const char * const *args, GError **error)
+{
+    g_autofree char *qemu_img = g_find_program_in_path("qemu-img");
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_autofree char *errors = NULL;
+    g_autoptr(GError) err = NULL;
+    gint status = 0;
+
+    if (!qemu_img) {
+        g_set_error(error, SP_ERROR, SP_ERROR_UNSUPPORTED,
+                    "qemu-img is needed for this operation but was not found");
+        return FALSE;
+    }
+    g_ptr_array_add(argv, qemu_img);
+    for (; *args; args++)
+        g_ptr_array_add(argv, (gpointer) *args);
+    g_ptr_array_add(argv, NULL);
+    if (!g_spawn_sync(NULL, (char **) argv->pdata, NULL, G_SPAWN_STDOUT_TO_DEV_NULL,
+                      NULL, NULL, NULL, &errors, &status, &err)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot run qemu-img: %s", err->message);
+        return FALSE;
+    }
+    if (!g_spawn_check_wait_status(status, NULL)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_IO, "qemu-img %s failed: %s",
+                    (const char *) g_ptr_array_index(argv, 1), g_strstrip(errors));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+gboolean
+spQemuImgConvert(const char *src, const char *src_format,
+                 const char *dst, const char *dst_format, GError **error)
+{
+    const char *args[] = { "convert", "-q", "-f", src_format, "-O", dst_format,
+                           src, dst, NULL };
+
+    return runQemuImg(args, error);
+}
+
+
+gboolean
+spQemuImgResize(const char *path, const char *format, guint64 capacity, GError **error)
+{
+    g_autofree char *size = g_strdup_printf("%" G_GUINT64_FORMAT, capacity);
+    const char *args[] = { "resize", "-q", "-f", format, path, size, NULL };
+
+    return runQemuImg(args, error);
+}

@@ -1,0 +1,139 @@
+/*
+ * pool_checks.c: the checks before a volume changes, so that each refusal
+ * is one whole sentence saying what was refused and why
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <string.h>
+
+#include "pool_private.h"
+#include "stormpool/error.h"
+#include "fs/image_lock.h"
+#include "replica/template_index.h"
+
+static const char *const changeVerbs[] = {
+    [SP_CHANGE_DELETE] = "delete",
+    [SP_CHANGE_WIPE] = "wipe",
+    [SP_CHANGE_RESIZE] = "resize",
+    [SP_CHANGE_UPLOAD] = "upload into",
+};
+
+/* How many dependents an error message names before "and N more". */
+#define DEPENDENTS_LISTED 5
+
+/* The instances of the template at @path: directly, or through one of
+ * its replicas in the secondary tier or in the RAM tier. */
+static GPtrArray *
+templateDependents(SpPool *pool, const char *name, const char *path, GError **error)
+{
+    g_autoptr(GPtrArray) replicas = NULL;
+    g_autoptr(GPtrArray) paths = NULL;
+    guint i;
+
+    if (!pool->ns->replica_tier)
+        return spTemplateDependents(pool->secondary, path, error);
+    if (!(replicas = spPoolReplicaListAll(pool, error)))
+        return NULL;
+    paths = g_ptr_array_new();
+    g_ptr_array_add(paths, (gpointer) path);
+    for (i = 0; i < replicas->len; i++) {
+        SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
+
+        if (strcmp(replica->template_name, name) == 0)
+            g_ptr_array_add(paths, replica->path);
+    }
+    g_ptr_array_add(paths, NULL);
+    return spBackingDependents(pool->secondary, (const char * const *) paths->pdata, error);
+}
+
+
+/* Refuse to change a template while instances depend on it. */
+gboolean
+spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
+                        SpChange change, GError **error)
+{
+    g_autoptr(GPtrArray) names = NULL;
+    g_autofree char *summary = NULL;
+
+    if (!(names = templateDependents(pool, name, path, error)))
+        return FALSE;
+    if (names->len == 0)
+        return TRUE;
+    summary = spTemplateDependentsSummary(names, DEPENDENTS_LISTED);
+    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                "cannot %s template '%s': %u instance(s) depend on it: %s",
+                changeVerbs[change], name, names->len, summary);
+    return FALSE;
+}
+
+
+static gboolean
+reportInUse(const char *name, SpChange change, GError **error)
+{
+    g_clear_error(error);
+    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                "cannot %s '%s': it is in use by a running guest or "
+                "another QEMU process (its image is locked)", changeVerbs[change], name);
+    return FALSE;
+}
+
+
+/* libvirt's storage driver knows nothing of domains, so a volume in use
+ * is recognised the way QEMU itself protects images: by its image locks.
+ * That also covers a QEMU started by hand. A volume that is gone is not
+ * in use. */
+gboolean
+spPoolCheckNotInUse(const char *name, const char *path, SpChange change, GError **error)
+{
+    g_autoptr(GError) err = NULL;
+    gboolean in_use = FALSE;
+
+    if (!spImageInUse(path, &in_use, &err)) {
+        if (g_error_matches(err, SP_ERROR, SP_ERROR_NOT_FOUND))
+            return TRUE;
+        g_propagate_error(error, g_steal_pointer(&err));
+        return FALSE;
+    }
+    return !in_use || reportInUse(name, change, error);
+}
+
+
+/* Like spPoolCheckNotInUse, but keeps QEMU out until the returned
+ * descriptor is closed, for changes that must not race a guest start. */
+int
+spPoolLockNotInUse(const char *name, const char *path, SpChange change, GError **error)
+{
+    int fd;
+
+    if ((fd = spImageLockExclusive(path, error)) >= 0)
+        return fd;
+    if (g_error_matches(*error, SP_ERROR, SP_ERROR_IN_USE))
+        reportInUse(name, change, error);
+    return -1;
+}
+
+
+/* A template vol-upload is still writing may neither change nor serve
+ * new instances (pool_uploads.c says how the pool knows). */
+gboolean
+spPoolCheckNotUploading(SpPool *pool, const char *name, const char *path, GError **error)
+{
+    if (!spPoolTemplateUploading(pool, path))
+        return TRUE;
+    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                "template '%s' is still being written by vol-upload; try again "
+                "when the upload has finished", name);
+    return FALSE;
+}
+
+
+/* Checks before a change of the template at @path: no upload under way,
+ * no instance depending on it. */
+gboolean
+spPoolCheckTemplateChange(SpPool *pool, const char *name, const char *path,
+                          SpChange change, GError **error)
+{
+    return spPoolCheckNotUploading(pool, name, path, error) &&
+           spPoolCheckNoDependents(pool, name, path, change, error);
+}

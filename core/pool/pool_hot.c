@@ -1,0 +1,191 @@
+/*
+ * pool_hot.c: hot sets learned from a copy-on-read boot, and hot replicas
+ *
+ * A template's hot set is learned once per identity: while it is not
+ * known, new instances back directly onto the template; the admin boots
+ * one of them with <driver copy_on_read='on'/>, so that QEMU copies
+ * every cluster the boot reads into the instance's overlay; once that
+ * guest is shut down, the overlay's allocated clusters are the hot set.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pool_private.h"
+#include "stormpool/error.h"
+#include "replica/hot_replica.h"
+#include "image/hot_set.h"
+#include "fs/image_lock.h"
+#include "replica/template_index.h"
+
+char *
+spPoolHotSetPath(SpPool *pool, const char *template_name, const char *identity)
+{
+    return g_build_filename(pool->secondary, SP_HOT_SET_DIR, template_name, identity, NULL);
+}
+
+
+/* The instance to learn from: of those backing directly onto the template
+ * that no QEMU holds open (a guest still booting has not read everything
+ * yet), the one whose overlay holds the most data, which is the one booted
+ * with copy-on-read. NULL if there is none. */
+static char *
+learningInstance(SpPool *pool, const char *template_path, GError **error)
+{
+    const char *paths[] = { template_path, NULL };
+    g_autoptr(GPtrArray) names = spBackingDependents(pool->secondary, paths, error);
+    g_autofree char *best = NULL;
+    guint64 best_bytes = 0;
+    guint i;
+
+    for (i = 0; names && i < names->len; i++) {
+        g_autofree char *path = g_build_filename(pool->secondary,
+                                                 (const char *) g_ptr_array_index(names, i),
+                                                 NULL);
+        g_auto(SpImageInfo) info = { 0 };
+        gboolean in_use = TRUE;
+
+        if (!spImageInUse(path, &in_use, NULL) || in_use ||
+            !spImageInfoRead(path, &info, NULL) || info.format != SP_IMAGE_FORMAT_QCOW2)
+            continue;
+        if (info.allocation > best_bytes) {
+            best_bytes = info.allocation;
+            g_free(best);
+            best = g_steal_pointer(&path);
+        }
+    }
+    return g_steal_pointer(&best);
+}
+
+
+/* The overlay's clusters below the template's size: an instance may have
+ * been grown beyond its template. */
+static SpHotSet *
+learnFrom(const char *instance, guint64 virtual_size, GError **error)
+{
+    g_autoptr(SpHotSet) learned = spHotSetFromOverlay(instance, error);
+    g_autoptr(SpHotSet) whole = spHotSetNew(virtual_size);
+
+    if (!learned || !spHotSetAdd(whole, 0, virtual_size, error))
+        return NULL;
+    return spHotSetIntersect(whole, learned);
+}
+
+
+gboolean
+spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity,
+                  GError **error)
+{
+    g_autofree char *name = g_path_get_basename(template_path);
+    g_autofree char *path = spPoolHotSetPath(pool, name, identity);
+    g_autofree char *instance = NULL;
+    g_autofree char *dir = NULL;
+    g_autoptr(SpHotSet) set = NULL;
+    g_auto(SpImageInfo) info = { 0 };
+
+    if (access(path, F_OK) == 0)
+        return TRUE;
+    if (!(instance = learningInstance(pool, template_path, error)))
+        return FALSE;
+    if (!spImageInfoRead(template_path, &info, error) ||
+        !(set = learnFrom(instance, info.virtual_size, error)))
+        return FALSE;
+    if (spHotSetBytes(set) == 0)
+        return FALSE;
+    dir = g_path_get_dirname(path);
+    if (g_mkdir_with_parents(dir, 0711) < 0)
+        return spErrorSetErrno(error, errno, "cannot create directory '%s'", dir);
+    if (!spHotSetSave(set, path, error))
+        return FALSE;
+    g_info("learned the hot set of template '%s' from instance '%s': %" G_GUINT64_FORMAT
+           " bytes, stored in '%s'", template_path, instance, spHotSetBytes(set), path);
+    return TRUE;
+}
+
+
+/* In the RAM tier the cap counts (pool_collect.c); in the secondary tier, as for full
+ * copies, the room the instances need to grow into. */
+static gboolean
+checkRoom(SpPool *pool, const char *template_path, const char *replica_path, guint64 need,
+          guint64 reserved, gboolean evict_wanted, GError **error)
+{
+    g_autofree char *dir = g_path_get_dirname(replica_path);
+
+    if (pool->ns->replica_tier)
+        return spPoolRamTierMakeRoom(pool, need + reserved, evict_wanted, error);
+    if (g_mkdir_with_parents(dir, 0711) < 0)
+        return spErrorSetErrno(error, errno, "cannot create directory '%s'", dir);
+    return spReplicaCheckRoom(replica_path, need, reserved, template_path, error);
+}
+
+
+gboolean
+spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replica_path,
+                     guint64 reserved, gboolean evict_wanted, GError **error)
+{
+    g_autofree char *name = g_path_get_basename(template_path);
+    g_autofree char *identity = g_path_get_basename(replica_path);
+    g_autofree char *path = spPoolHotSetPath(pool, name, identity);
+    g_auto(SpImageInfo) info = { 0 };
+    g_autoptr(SpHotSet) set = NULL;
+    gint64 start = g_get_monotonic_time();
+
+    if (!spImageInfoRead(template_path, &info, error))
+        return FALSE;
+    if (!(set = spHotSetLoad(path, info.virtual_size, error))) {
+        g_prefix_error(error, "cannot make the hot replica of template '%s': ", name);
+        return FALSE;
+    }
+    if (!checkRoom(pool, template_path, replica_path, spHotReplicaSize(set), reserved,
+                   evict_wanted, error) ||
+        !spHotReplicaCreate(template_path, spImageFormatName(&info), set, replica_path,
+                            NULL, error))
+        return FALSE;
+    g_info("hot replica '%s' of template '%s' made in %.3f s (%" G_GUINT64_FORMAT
+           " bytes of hot set)", replica_path, template_path,
+           (g_get_monotonic_time() - start) / 1e6, spHotSetBytes(set));
+    return TRUE;
+}
+
+
+/* ---- garbage collection ------------------------------------------------------ */
+
+static void
+collectTemplateHotSets(SpPool *pool, const char *dir, const char *name)
+{
+    g_autofree char *template_path = g_build_filename(pool->primary, name, NULL);
+    g_autofree char *current = spReplicaIdentity(template_path, NULL);
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    const char *identity;
+
+    while (d && (identity = g_dir_read_name(d))) {
+        g_autofree char *path = g_build_filename(dir, identity, NULL);
+
+        if (current && strcmp(identity, current) == 0)
+            continue;
+        if (unlink(path) == 0)
+            g_info("removed hot set '%s': its template changed or is gone", path);
+    }
+    rmdir(dir);                 /* only when empty */
+}
+
+
+/* A hot set serves only its template's identity: a changed template is
+ * learned again, and old instances keep the hot replica they have. */
+void
+spPoolCollectHotSets(SpPool *pool)
+{
+    g_autofree char *root = g_build_filename(pool->secondary, SP_HOT_SET_DIR, NULL);
+    g_autoptr(GDir) d = g_dir_open(root, 0, NULL);
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        g_autofree char *dir = g_build_filename(root, name, NULL);
+
+        collectTemplateHotSets(pool, dir, name);
+    }
+    rmdir(root);                /* only when empty: pool-delete needs it gone */
+}

@@ -1,0 +1,84 @@
+/*
+ * pool_lifecycle.c: pool-start, pool-destroy and pool-delete
+ *
+ * The entry points that change the pool as a whole; refresh has a file
+ * of its own (pool_refresh.c).
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "pool_private.h"
+#include "stormpool/error.h"
+#include "replica/template_stamps.h"
+
+/* Only a real start lets replica copies into the tier run again: libvirt
+ * also refreshes a pool that was destroyed meanwhile (after an upload). */
+gboolean
+spPoolStart(SpPool *pool, GError **error)
+{
+    const char *tier = pool->ns->replica_tier;
+
+    if (!spPoolCheck(pool, error))
+        return FALSE;
+    /* A tmpfs is empty after a host reboot: its directory too. */
+    if (tier && g_mkdir_with_parents(tier, 0711) < 0)
+        return spErrorSetErrno(error, errno, "cannot create the replica tier '%s'", tier);
+    spPoolReplicasAllow(pool);
+    return TRUE;
+}
+
+
+void
+spPoolStop(SpPool *pool)
+{
+    g_autoptr(GMutexLocker) locker = NULL;
+
+    /* A copy into a stopped pool would go on for minutes behind the
+     * admin's back, and keep pool-delete from removing the tier. */
+    spPoolReplicasStop(pool);
+    locker = g_mutex_locker_new(&pool->status_lock);
+    spPoolNamespaceClearStatus(pool->ns);
+}
+
+
+static gboolean
+removeTier(SpTier tier, const char *path, GError **error)
+{
+    if (rmdir(path) < 0 && errno != ENOENT)
+        return spErrorSetErrno(error, errno, "cannot remove the %s tier directory '%s'",
+                               spTierName(tier), path);
+    return TRUE;
+}
+
+
+/* The RAM tier holds only replicas; pool-start made it. */
+static gboolean
+removeRamTier(SpPool *pool, GError **error)
+{
+    const char *tier = pool->ns->replica_tier;
+
+    if (tier && rmdir(tier) < 0 && errno != ENOENT)
+        return spErrorSetErrno(error, errno, "cannot remove the replica tier directory '%s'",
+                               tier);
+    return TRUE;
+}
+
+
+gboolean
+spPoolDeleteTiers(SpPool *pool, GError **error)
+{
+    g_autofree char *stamps = g_build_filename(pool->secondary, SP_TEMPLATE_STAMPS_FILE, NULL);
+
+    /* The pool's own bookkeeping file is no volume; it goes first. */
+    if (unlink(stamps) < 0 && errno != ENOENT)
+        return spErrorSetErrno(error, errno, "cannot remove '%s'", stamps);
+    /* Like a dir pool: rmdir refuses directories that still hold files,
+     * so pool-delete never destroys a template or an instance. */
+    if (!removeRamTier(pool, error))
+        return FALSE;
+    return removeTier(SP_TIER_SECONDARY, pool->secondary, error) &&
+           removeTier(SP_TIER_PRIMARY, pool->primary, error);
+}

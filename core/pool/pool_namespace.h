@@ -1,0 +1,102 @@
+/*
+ * pool_namespace.h: the stormpool XML namespace inside <pool>
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include <glib.h>
+#include <libxml/tree.h>
+
+#include "replica/template_replica.h"
+#include "fs/tier_layout.h"
+
+G_BEGIN_DECLS
+
+#define SP_POOL_NAMESPACE_PREFIX "stormpool"
+#define SP_POOL_NAMESPACE_URI "urn:stormpool:pool:1.0"
+
+typedef struct {
+    char *path;
+    SpTierUsage usage;
+} SpTierStatus;
+
+typedef struct {
+    char *template_name;
+    char *path;
+    guint dependents;
+    guint64 size;
+    guint64 allocation;
+} SpReplicaStatus;
+
+/* Everything stormpool keeps in a pool definition: the configuration the
+ * user wrote, and live status filled by refresh of a running pool and
+ * shown by pool-dumpxml but never taken from user input. */
+typedef struct {
+    /* <stormpool:replica policy='...' prepare='eager|lazy'/> */
+    gboolean have_replica;
+    SpReplicaPolicy replica_policy;
+    gboolean replica_eager;
+    /* tier='DIR' cap='SIZE': replica files live in a RAM-backed
+     * directory instead of the secondary tier, never holding more than
+     * replica_cap bytes (ram_tier.h). */
+    char *replica_tier;
+    guint64 replica_cap;
+    char *replica_cap_text;     /* as written, for round trips */
+
+    /* status */
+    gboolean have_status;
+    SpTierStatus tiers[2];      /* indexed by SpTier */
+    SpReplicaPolicy effective_policy;
+    GPtrArray *replicas;        /* of SpReplicaStatus */
+    gboolean have_ram_status;
+    SpTierUsage ram_usage;      /* capacity = cap, allocation = bytes held */
+} SpPoolNamespace;
+
+/* Parse the children of @pool (the <pool> element) that are in our
+ * namespace, and validate the tier directories named by <source><dir> and
+ * <target><path> (spTierLayoutValidatePaths). Status elements are accepted and dropped, so the output of
+ * pool-dumpxml can be defined again; anything else in the namespace is an
+ * SP_ERROR_XML error. Never returns NULL on success. */
+SpPoolNamespace *spPoolNamespaceParse(xmlNodePtr pool, GError **error);
+
+void spPoolNamespaceFree(SpPoolNamespace *ns);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpPoolNamespace, spPoolNamespaceFree)
+
+void spPoolNamespaceSetStatus(SpPoolNamespace *ns, SpTier tier,
+                              const char *path, const SpTierUsage *usage);
+
+/* Take over @replicas (SpReplicaStatus, freed with spReplicaStatusFree)
+ * and the policy in force after resolving 'auto'. */
+void spPoolNamespaceSetReplicas(SpPoolNamespace *ns, SpReplicaPolicy effective,
+                                GPtrArray *replicas);
+
+void spReplicaStatusFree(SpReplicaStatus *status);
+
+/* Keep the replica status current between refreshes: @delta instances
+ * more (or fewer) back onto the replica at @path of @template_name, whose
+ * file now has @size and @allocation. A replica not listed yet is added;
+ * nothing happens when no status is held (the pool is not running). */
+void spPoolNamespaceAdjustReplica(SpPoolNamespace *ns, const char *template_name,
+                                  const char *path, int delta,
+                                  guint64 size, guint64 allocation);
+
+/* Drop the replica at @path from the status (it was removed). */
+void spPoolNamespaceRemoveReplica(SpPoolNamespace *ns, const char *path);
+
+/* The replica policy the pool asks for ('auto' when it says nothing). */
+SpReplicaPolicy spPoolNamespaceReplicaPolicy(const SpPoolNamespace *ns);
+
+/* The RAM tier's status: @used bytes of the cap are held. */
+void spPoolNamespaceSetRamStatus(SpPoolNamespace *ns, guint64 used);
+
+void spPoolNamespaceClearStatus(SpPoolNamespace *ns);
+
+/* The namespace's elements (configuration, then status) as lines without trailing newline, indented by
+ * two spaces per level relative to the <pool> children; empty when there
+ * is nothing to show. */
+GPtrArray *spPoolNamespaceFormat(const SpPoolNamespace *ns);
+
+G_END_DECLS

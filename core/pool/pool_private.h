@@ -1,0 +1,197 @@
+/*
+ * pool_private.h: what the files of the SpPool object share
+ *
+ * The files are layers: each calls only the files below it, so that it
+ * can be read, and changed, knowing only what it stands on.
+ *
+ *   pool_lifecycle.c pool_refresh.c  libvirt's callbacks: start, stop,
+ *   pool_volumes.c                   delete, refresh, volume changes
+ *   pool_replicas.c                  making replicas; which one a new
+ *                                    instance backs onto
+ *   pool_hot.c                       hot sets, hot replicas
+ *   pool_collect.c pool_checks.c     when a replica may go, the RAM
+ *   pool_stamps.c                    tier's cap; checks before a change;
+ *                                    templates changed behind libvirt's back
+ *   pool_registry.c pool_uploads.c   what a running pool keeps in memory:
+ *                                    replicas being made and used,
+ *                                    uploads under way
+ *   pool.c                           the object: its tiers, settings,
+ *                                    paths and live status
+ *
+ * Files on one line call nothing of each other.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#pragma once
+
+#include "image/header_cache.h"
+#include "stormpool/pool.h"
+
+struct _SpPool {
+    gatomicrefcount refs;
+    char *primary;
+    char *secondary;
+
+    /* Configuration from the XML, and the live status refresh fills in;
+     * volume builds change the status without libvirt's pool lock. */
+    GMutex status_lock;
+    SpPoolNamespace *ns;
+
+    /* Headers refresh has read, reused while the files are unchanged. */
+    SpHeaderCache *headers;
+
+    /* The replica registry, keyed by replica path. */
+    GMutex replicas_lock;
+    GCond replicas_cond;
+    GHashTable *in_progress;    /* replicas being made */
+    GHashTable *users;          /* -> instances being built onto it (guint) */
+    GHashTable *copying;        /* -> SpCopyShare of a copy under way */
+    gboolean stopped;           /* copies stop, queued ones are dropped */
+
+    /* vol-upload streams under way, keyed by template path. */
+    GMutex uploads_lock;
+    GHashTable *uploads;
+
+    /* Orders the reads and writes of the template stamps file. */
+    GMutex stamps_lock;
+};
+
+/* ---- pool.c ------------------------------------------------------------- */
+
+/* Where new replica files go: the RAM tier if the pool has one, else the
+ * secondary tier (both hold SP_REPLICA_DIR). */
+const char *spPoolReplicaRoot(SpPool *pool);
+
+/* Every complete replica of the pool, in both roots. */
+GPtrArray *spPoolReplicaListAll(SpPool *pool, GError **error);
+
+/* The replica of a template's current identity (a path; it may not
+ * exist yet). */
+char *spPoolCurrentReplica(SpPool *pool, const char *template_path, GError **error);
+
+/* Whether the pool keeps the replica at @replica_path ready for new
+ * instances (prepare='eager', or a hot replica). */
+gboolean spPoolReplicaWanted(SpPool *pool, const char *replica_path);
+
+/* Keep pool-dumpxml's replica status current between refreshes: @delta
+ * instances more or fewer back onto @backing_path, if it is a replica. */
+void spPoolNoteReplicaUse(SpPool *pool, const char *backing_path, int delta);
+
+/* ---- pool_registry.c: the replica registry, in memory ------------------ */
+
+/* Stop the copies into the pool, waiting a little for them to clean up;
+ * let them run again; whether they are stopped. */
+void spPoolReplicasStop(SpPool *pool);
+void spPoolReplicasAllow(SpPool *pool);
+gboolean spPoolReplicasStopped(SpPool *pool);
+
+/* Wait until nobody makes @replica_path; whether it exists then (a
+ * caller that is a @user of it is counted as one). When it does not, the
+ * caller is registered as the one making it, and must end that with
+ * spPoolReplicaClaimEnd(), counted as a user of it if @user. */
+gboolean spPoolReplicaReadyOrClaim(SpPool *pool, const char *replica_path, gboolean user);
+void spPoolReplicaClaimEnd(SpPool *pool, const char *replica_path, gboolean user);
+
+/* One instance build fewer uses the replica. */
+void spPoolReplicaRelease(SpPool *pool, const char *replica_path);
+
+/* Whether the replica at @replica_path is being made or built upon. */
+gboolean spPoolReplicaBusy(SpPool *pool, const char *replica_path);
+
+/* Whether a replica inside directory @dir is being made right now. */
+gboolean spPoolReplicaDirBusy(SpPool *pool, const char *dir);
+
+/* ---- pool_uploads.c: vol-upload streams under way, in memory ----------- */
+
+/* A vol-upload into the template at @path: its stream is being opened,
+ * or (@open) is open and writes until the daemon closes it. */
+void spPoolUploadSet(SpPool *pool, const char *path, gboolean open);
+gboolean spPoolTemplateUploading(SpPool *pool, const char *path);
+
+/* ---- pool_stamps.c: templates changed behind libvirt's back ------------- */
+
+/* The pool changed the template at @path itself: the next refresh must
+ * not report it as changed behind libvirt's back. */
+void spPoolForgetTemplateStamp(SpPool *pool, const char *path);
+
+/* Report the templates of @templates (name -> SpVolume) that changed
+ * since the last refresh, naming the instances of @volumes whose data is
+ * at risk. */
+void spPoolCheckTemplateStamps(SpPool *pool, GPtrArray *volumes, GHashTable *templates);
+
+/* ---- pool_checks.c: checks before a volume changes ---------------------- */
+
+gboolean spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
+                                 SpChange change, GError **error);
+gboolean spPoolCheckNotInUse(const char *name, const char *path, SpChange change,
+                             GError **error);
+int spPoolLockNotInUse(const char *name, const char *path, SpChange change,
+                       GError **error);
+gboolean spPoolCheckTemplateChange(SpPool *pool, const char *name, const char *path,
+                                   SpChange change, GError **error);
+
+/* ---- pool_collect.c: when a replica may go ------------------------------ */
+
+/* Whether garbage collection may remove the replica at @path. */
+gboolean spPoolReplicaUnused(SpPool *pool, const char *path);
+
+/* Whether an instance (or a QEMU, or a build) uses the replica at @path;
+ * unlike spPoolReplicaUnused, a replica the policy merely wants ready
+ * counts as unused: the RAM tier may evict it. */
+gboolean spPoolReplicaHasUsers(SpPool *pool, const char *path);
+
+/* Remove the replica at @path if nothing uses it any more. */
+void spPoolCollectReplica(SpPool *pool, const char *path);
+
+/* Make room for @need bytes in the RAM tier (nothing without one):
+ * unused replicas go, least recently used first, or SP_ERROR_NO_SPACE.
+ * Replicas the pool keeps ready (spPoolReplicaWanted) count as unused
+ * only if @evict_wanted. */
+gboolean spPoolRamTierMakeRoom(SpPool *pool, guint64 need, gboolean evict_wanted,
+                               GError **error);
+
+/* ---- pool_hot.c: hot sets, learned from a copy-on-read boot ------------- */
+
+/* Hot sets are kept in the secondary tier, which survives a reboot:
+ *   SECONDARY/.stormpool-hot-sets/TEMPLATE-NAME/IDENTITY */
+#define SP_HOT_SET_DIR ".stormpool-hot-sets"
+
+char *spPoolHotSetPath(SpPool *pool, const char *template_name, const char *identity);
+
+/* Whether the hot set of the template at @template_path (its current
+ * identity @identity) is known; if not, try to learn it from the
+ * instances backing directly onto the template (pool_hot.c says which
+ * one qualifies). FALSE with no error means: still learning. */
+gboolean spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity,
+                           GError **error);
+
+/* Make the hot replica @replica_path of @template_path from its stored
+ * hot set, within the RAM tier's cap (spPoolRamTierMakeRoom). */
+gboolean spPoolHotReplicaMake(SpPool *pool, const char *template_path,
+                              const char *replica_path, guint64 reserved,
+                              gboolean evict_wanted, GError **error);
+
+/* Hot sets of identities no template has any more. */
+void spPoolCollectHotSets(SpPool *pool);
+
+/* ---- pool_replicas.c: making replicas ----------------------------------- */
+
+/* Make sure the replica @replica_path of @template_path exists, making it
+ * if needed; concurrent callers for one replica wait for the one making
+ * it. On success the caller is a user of the replica, which keeps it from
+ * garbage collection until spPoolReplicaRelease(). */
+gboolean spPoolReplicaEnsure(SpPool *pool, const char *template_path,
+                             const char *replica_path, GError **error);
+
+/* Start making @replica_path in the background (prepare='eager'). */
+void spPoolReplicaPrepare(SpPool *pool, const char *template_path,
+                          const char *replica_path);
+
+/* Make the missing replica @replica_path again (after a host reboot
+ * emptied the RAM tier), waiting for one being made. */
+gboolean spPoolReplicaRebuild(SpPool *pool, const char *template_path,
+                              const char *replica_path, GError **error);
+
+/* What a flattened copy of the chain from @path down holds at most. */
+guint64 spPoolChainAllocation(const char *path);

@@ -1,0 +1,492 @@
+/*
+ * pool_refresh.c: refresh of a stormpool pool, from the files of its tiers
+ *
+ * Volumes, their dependents and the replicas' status are all read back
+ * from the files and their headers: nothing is kept on the side that
+ * could drift from what is on disk.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pool_private.h"
+#include "util/atomic_file.h"
+#include "stormpool/error.h"
+#include "replica/ram_tier.h"
+#include "replica/template_index.h"
+#include "replica/template_stamps.h"
+
+void
+spVolumeFree(SpVolume *volume)
+{
+    if (!volume)
+        return;
+    g_free(volume->name);
+    g_free(volume->path);
+    g_free(volume->backing_path);
+    spImageInfoClear(&volume->info);
+    g_free(volume);
+}
+
+
+/* Images stormpool does not handle are no volumes of the pool. */
+static SpVolume *
+volumeAccept(SpVolume *volume, GError **error)
+{
+    g_autoptr(SpVolume) owned = volume;
+
+    if (volume->info.format == SP_IMAGE_FORMAT_OTHER) {
+        g_set_error(error, SP_ERROR, SP_ERROR_UNSUPPORTED,
+                    "'%s' is a %s image; stormpool volumes are qcow2 or raw",
+                    volume->path, volume->info.other_format);
+        return NULL;
+    }
+    if (volume->info.external_data_file) {
+        g_set_error(error, SP_ERROR, SP_ERROR_UNSUPPORTED,
+                    "'%s' uses an external data file, which stormpool does not support",
+                    volume->path);
+        return NULL;
+    }
+    if (volume->info.backing_file)
+        volume->backing_path = spBackingFileResolve(volume->path, volume->info.backing_file);
+    return g_steal_pointer(&owned);
+}
+
+
+static SpVolume *
+volumeNew(const char *dir, const char *name, SpTier tier)
+{
+    SpVolume *volume = g_new0(SpVolume, 1);
+
+    volume->name = g_strdup(name);
+    volume->path = g_build_filename(dir, name, NULL);
+    volume->tier = tier;
+    return volume;
+}
+
+
+SpVolume *
+spVolumeRead(const char *path, SpTier tier, GError **error)
+{
+    g_autofree char *dir = g_path_get_dirname(path);
+    g_autofree char *name = g_path_get_basename(path);
+    g_autoptr(SpVolume) volume = volumeNew(dir, name, tier);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    gboolean ok;
+
+    if (fd < 0) {
+        spErrorSetErrno(error, errno, "cannot open volume '%s'", path);
+        return NULL;
+    }
+    if (fstat(fd, &volume->sb) < 0)
+        ok = spErrorSetErrno(error, errno, "cannot stat volume '%s'", path);
+    else
+        ok = spImageInfoReadFdStat(fd, &volume->sb, &volume->info, error);
+    close(fd);
+    return ok ? volumeAccept(g_steal_pointer(&volume), error) : NULL;
+}
+
+
+/* ---- scanning the tiers ---------------------------------------------------- */
+
+/* Why @volume is no instance of this pool, or NULL. */
+static const char *
+notAnInstanceReason(SpPool *pool, const SpVolume *volume)
+{
+    g_autofree char *name = NULL;
+
+    if (volume->info.format != SP_IMAGE_FORMAT_QCOW2)
+        return "it is not a qcow2 overlay";
+    if (!volume->backing_path)
+        return "it has no backing file";
+    if (spPathIsInDir(volume->backing_path, pool->primary))
+        return NULL;
+    if (!(name = spPoolReplicaTemplateName(pool, volume->backing_path)))
+        return "its backing file is neither a template nor a replica of this pool";
+    return NULL;
+}
+
+
+/* Why a template with a backing file of its own must not be used, or
+ * NULL. Its header may have been written by a guest (a raw template whose
+ * guest wrote a qcow2 header), and making a replica reads the whole chain
+ * as root: the chain must stay inside the primary tier, with the formats
+ * written down. */
+static const char *
+unsafeTemplateReason(SpPool *pool, const SpVolume *volume)
+{
+    const char *format = volume->info.backing_format;
+
+    if (!volume->backing_path)
+        return NULL;
+    if (!spPathIsInDir(volume->backing_path, pool->primary))
+        return "its backing file is outside the primary tier";
+    if (!format || (strcmp(format, "qcow2") != 0 && strcmp(format, "raw") != 0))
+        return "its header does not name the format of its backing file";
+    return NULL;
+}
+
+
+/* One refresh's view of the tiers, so that the checks after the scan
+ * need not walk every volume again. */
+typedef struct {
+    SpPool *pool;
+    GPtrArray *volumes;         /* of SpVolume */
+    GHashTable *templates;      /* name -> SpVolume of a template (borrowed) */
+    GHashTable *users;          /* backing path -> instances backing onto it */
+    GHashTable *backing_seen;   /* backing path -> exists, checked once */
+} Scan;
+
+
+static void
+scanClear(Scan *scan)
+{
+    g_clear_pointer(&scan->volumes, g_ptr_array_unref);
+    g_clear_pointer(&scan->templates, g_hash_table_unref);
+    g_clear_pointer(&scan->users, g_hash_table_unref);
+    g_clear_pointer(&scan->backing_seen, g_hash_table_unref);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(Scan, scanClear)
+
+
+static void
+warnMissingBacking(Scan *scan, const SpVolume *volume)
+{
+    gpointer known;
+    gboolean exists;
+
+    if (g_hash_table_lookup_extended(scan->backing_seen, volume->backing_path, NULL, &known)) {
+        exists = GPOINTER_TO_INT(known);
+    } else {
+        exists = access(volume->backing_path, F_OK) == 0;
+        g_hash_table_insert(scan->backing_seen, g_strdup(volume->backing_path),
+                            GINT_TO_POINTER(exists));
+    }
+    if (!exists)
+        g_warning("instance '%s' backs onto missing template '%s'",
+                  volume->path, volume->backing_path);
+}
+
+
+/* Whether @volume may be listed; warns why not. */
+static gboolean
+scanCheck(Scan *scan, const SpVolume *volume)
+{
+    const char *reason;
+
+    if (volume->tier == SP_TIER_PRIMARY) {
+        if ((reason = unsafeTemplateReason(scan->pool, volume)))
+            g_warning("skipping template '%s': %s", volume->path, reason);
+        return !reason;
+    }
+    if ((reason = notAnInstanceReason(scan->pool, volume))) {
+        g_warning("skipping '%s': not an instance of this pool, %s", volume->path, reason);
+        return FALSE;
+    }
+    warnMissingBacking(scan, volume);
+    return TRUE;
+}
+
+
+static void
+scanOne(Scan *scan, SpTier tier, int dirfd, const char *dir, const char *name)
+{
+    g_autoptr(SpVolume) volume = NULL;
+    g_autoptr(GError) err = NULL;
+    gboolean hit;
+    const char *backing;
+
+    /* Templates are scanned first: a name can only clash with one. */
+    if (tier == SP_TIER_SECONDARY && g_hash_table_contains(scan->templates, name)) {
+        g_warning("skipping '%s/%s': a volume of that name exists in the other tier", dir, name);
+        return;
+    }
+    volume = volumeNew(dir, name, tier);
+    if (!spHeaderCacheRead(scan->pool->headers, dirfd, dir, name, &volume->sb,
+                           &volume->info, &hit, &err) ||
+        !(volume = volumeAccept(g_steal_pointer(&volume), &err))) {
+        g_warning("skipping '%s/%s': %s", dir, name, err->message);
+        return;
+    }
+    if (!scanCheck(scan, volume))
+        return;
+    if (tier == SP_TIER_PRIMARY) {
+        g_hash_table_insert(scan->templates, volume->name, volume);
+    } else {
+        backing = volume->backing_path;
+        g_hash_table_insert(scan->users, (gpointer) backing,
+                            GUINT_TO_POINTER(GPOINTER_TO_UINT(g_hash_table_lookup(scan->users,
+                                                                                  backing)) + 1));
+    }
+    g_ptr_array_add(scan->volumes, g_steal_pointer(&volume));
+}
+
+
+/* A crash between creating a temporary file and renaming it leaves the
+ * temporary file behind; it is never a volume, so remove it. The storage
+ * driver refuses a refresh while volume builds run, so none is in use. */
+static void
+removeStaleTmpFile(int dirfd, const char *dir, const char *name)
+{
+    if (unlinkat(dirfd, name, 0) == 0)
+        g_warning("removed '%s/%s' left behind by an interrupted volume creation", dir, name);
+    else
+        g_warning("cannot remove stale temporary file '%s/%s': %s", dir, name, g_strerror(errno));
+}
+
+
+/* One pass over the directory: volumes, and the temporary files of
+ * interrupted creations. */
+static gboolean
+scanTier(Scan *scan, SpTier tier, const char *dir, GError **error)
+{
+    g_autoptr(GDir) d = NULL;
+    int dirfd;
+    const char *name;
+
+    if ((dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return spErrorSetErrno(error, errno, "cannot read %s tier directory '%s'",
+                               spTierName(tier), dir);
+    if (!(d = g_dir_open(dir, 0, error))) {
+        close(dirfd);
+        return FALSE;
+    }
+    while ((name = g_dir_read_name(d))) {
+        if (name[0] != '.')
+            scanOne(scan, tier, dirfd, dir, name);
+        else if (spAtomicFileIsTmpName(name))
+            removeStaleTmpFile(dirfd, dir, name);
+    }
+    close(dirfd);
+    spHeaderCacheSweep(scan->pool->headers, dir);
+    return TRUE;
+}
+
+
+/* ---- replicas at refresh --------------------------------------------------- */
+
+static SpReplicaStatus *
+replicaStatus(const SpReplicaInfo *replica, guint dependents)
+{
+    SpReplicaStatus *status = g_new0(SpReplicaStatus, 1);
+
+    status->template_name = g_strdup(replica->template_name);
+    status->path = g_strdup(replica->path);
+    status->dependents = dependents;
+    status->size = replica->size;
+    status->allocation = replica->allocation;
+    return status;
+}
+
+
+/* Dependents are counted from the overlays' own headers, read by this
+ * refresh. Replicas nobody uses any more (their instances were deleted
+ * behind libvirt's back) are removed, unless prepare='eager' wants them. */
+static GPtrArray *
+scanReplicas(Scan *scan)
+{
+    g_autoptr(GPtrArray) replicas = NULL;
+    g_autoptr(GError) err = NULL;
+    GPtrArray *status = g_ptr_array_new_with_free_func((GDestroyNotify) spReplicaStatusFree);
+    guint i;
+
+    if (!(replicas = spPoolReplicaListAll(scan->pool, &err))) {
+        g_warning("cannot list replicas: %s", err->message);
+        return status;
+    }
+    for (i = 0; i < replicas->len; i++) {
+        SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
+        guint n = GPOINTER_TO_UINT(g_hash_table_lookup(scan->users, replica->path));
+
+        if (n == 0 && spPoolReplicaUnused(scan->pool, replica->path)) {
+            if (spReplicaRemove(replica->path, NULL))
+                g_info("removed unused replica '%s'", replica->path);
+            continue;
+        }
+        g_ptr_array_add(status, replicaStatus(replica, n));
+    }
+    return status;
+}
+
+
+static void
+removeStaleTmpFiles(const char *dir)
+{
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const char *name;
+
+    while (d && dirfd >= 0 && (name = g_dir_read_name(d))) {
+        if (spAtomicFileIsTmpName(name))
+            removeStaleTmpFile(dirfd, dir, name);
+    }
+    if (dirfd >= 0)
+        close(dirfd);
+}
+
+
+/* Temporary files of replicas whose making was interrupted (a daemon
+ * killed while it made one); a replica being made right now keeps its
+ * own. */
+static void
+removeStaleReplicaTmpFilesIn(SpPool *pool, const char *top)
+{
+    g_autofree char *root = g_build_filename(top, SP_REPLICA_DIR, NULL);
+    g_autoptr(GDir) d = g_dir_open(root, 0, NULL);
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        g_autofree char *dir = g_build_filename(root, name, NULL);
+
+        if (!spPoolReplicaDirBusy(pool, dir))
+            removeStaleTmpFiles(dir);
+    }
+}
+
+
+static void
+removeStaleReplicaTmpFiles(SpPool *pool)
+{
+    removeStaleReplicaTmpFilesIn(pool, pool->secondary);
+    if (pool->ns->replica_tier)
+        removeStaleReplicaTmpFilesIn(pool, pool->ns->replica_tier);
+}
+
+
+static void
+prepareEagerReplicas(Scan *scan)
+{
+    GHashTableIter iter;
+    gpointer value;
+
+    g_hash_table_iter_init(&iter, scan->templates);
+    while (g_hash_table_iter_next(&iter, NULL, &value)) {
+        SpVolume *template = value;
+        g_autofree char *replica = spPoolInstanceBacking(scan->pool, template->path, NULL);
+
+        if (replica && strcmp(replica, template->path) != 0)
+            spPoolReplicaPrepare(scan->pool, template->path, replica);
+    }
+}
+
+
+/* After a host reboot the RAM tier is empty while instances still name
+ * its replicas as their backing files: make them again, now, so that
+ * the guests autostarted after the pool find them. */
+static void
+rebuildMissingReplica(Scan *scan, const char *backing)
+{
+    SpPool *pool = scan->pool;
+    g_autofree char *name = NULL;
+    g_autofree char *template_path = NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (!pool->ns->replica_tier || access(backing, F_OK) == 0 ||
+        !(name = spReplicaTemplateName(pool->ns->replica_tier, backing)))
+        return;
+    template_path = g_build_filename(pool->primary, name, NULL);
+    if (!spPoolReplicaRebuild(pool, template_path, backing, &err)) {
+        g_warning("cannot make the missing replica '%s' of template '%s' again: %s",
+                  backing, name, err->message);
+        return;
+    }
+    g_info("made the missing replica '%s' of template '%s' again", backing, name);
+}
+
+
+static void
+rebuildMissingReplicas(Scan *scan)
+{
+    GHashTableIter iter;
+    gpointer key;
+
+    g_hash_table_iter_init(&iter, scan->users);
+    while (g_hash_table_iter_next(&iter, &key, NULL))
+        rebuildMissingReplica(scan, key);
+}
+
+
+static void
+setRamStatus(SpPool *pool)
+{
+    g_autoptr(GError) err = NULL;
+    guint64 used = 0;
+
+    if (!pool->ns->replica_tier)
+        return;
+    if (!spRamTierUsage(pool->ns->replica_tier, &used, &err))
+        g_warning("cannot read the usage of the RAM tier: %s", err->message);
+    g_mutex_lock(&pool->status_lock);
+    spPoolNamespaceSetRamStatus(pool->ns, used);
+    g_mutex_unlock(&pool->status_lock);
+}
+
+
+static gboolean
+refreshReplicas(Scan *scan, GError **error)
+{
+    SpPool *pool = scan->pool;
+    SpReplicaPolicy policy;
+    GPtrArray *status;
+
+    if (!spPoolReplicaPolicy(pool, &policy, error))
+        return FALSE;
+    removeStaleReplicaTmpFiles(pool);
+    spPoolCheckTemplateStamps(pool, scan->volumes, scan->templates);
+    spPoolCollectHotSets(pool);
+    rebuildMissingReplicas(scan);
+    /* Under policy='hot' this is also where hot sets are learned. */
+    if ((pool->ns->replica_eager && policy != SP_REPLICA_NONE) || policy == SP_REPLICA_HOT)
+        prepareEagerReplicas(scan);
+    status = scanReplicas(scan);
+    g_mutex_lock(&pool->status_lock);
+    spPoolNamespaceSetReplicas(pool->ns, policy, status);
+    g_mutex_unlock(&pool->status_lock);
+    setRamStatus(pool);
+    return TRUE;
+}
+
+
+static gboolean
+refreshUsage(SpPool *pool, SpTierUsage *usage, GError **error)
+{
+    g_autoptr(GMutexLocker) locker = NULL;
+    SpTierUsage primary;
+
+    if (!spTierUsageGet(pool->primary, &primary, error) ||
+        !spTierUsageGet(pool->secondary, usage, error))
+        return FALSE;
+    locker = g_mutex_locker_new(&pool->status_lock);
+    spPoolNamespaceSetStatus(pool->ns, SP_TIER_PRIMARY, pool->primary, &primary);
+    spPoolNamespaceSetStatus(pool->ns, SP_TIER_SECONDARY, pool->secondary, usage);
+    return TRUE;
+}
+
+
+GPtrArray *
+spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
+{
+    g_auto(Scan) scan = { 0 };
+
+    /* A tier can vanish or turn read-only while the pool runs. */
+    if (!spPoolCheck(pool, error))
+        return NULL;
+    scan.pool = pool;
+    scan.volumes = g_ptr_array_new_with_free_func((GDestroyNotify) spVolumeFree);
+    scan.templates = g_hash_table_new(g_str_hash, g_str_equal);
+    scan.users = g_hash_table_new(g_str_hash, g_str_equal);
+    scan.backing_seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    /* Templates first, so that instances can be checked against them. */
+    if (!scanTier(&scan, SP_TIER_PRIMARY, pool->primary, error) ||
+        !scanTier(&scan, SP_TIER_SECONDARY, pool->secondary, error) ||
+        !refreshReplicas(&scan, error) ||
+        !refreshUsage(pool, usage, error))
+        return NULL;
+    return g_steal_pointer(&scan.volumes);
+}
+

@@ -1,0 +1,407 @@
+/*
+ * pool_volumes.c: writing, cloning, uploading into, resetting and deleting
+ * volumes
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pool_private.h"
+#include "util/atomic_file.h"
+#include "stormpool/error.h"
+#include "util/file_copy.h"
+#include "fs/image_lock.h"
+#include "image/qcow2_overlay.h"
+#include "image/qemu_img.h"
+#include "replica/template_index.h"
+
+/* Open the temporary file a volume is written to, owned as requested. */
+static SpAtomicFile *
+beginFile(const SpNewVolume *vol, GError **error)
+{
+    g_autoptr(SpAtomicFile) file = NULL;
+
+    if (!(file = spAtomicFileBegin(vol->path, vol->mode, error)))
+        return NULL;
+    if ((vol->uid != (uid_t) -1 || vol->gid != (gid_t) -1) &&
+        fchown(spAtomicFileFd(file), vol->uid, vol->gid) < 0) {
+        spErrorSetErrno(error, errno, "cannot set owner of '%s' to %u:%u",
+                        vol->path, (unsigned int) vol->uid, (unsigned int) vol->gid);
+        return NULL;
+    }
+    return g_steal_pointer(&file);
+}
+
+
+static gboolean
+writeQcow2(const SpNewVolume *vol, guint64 capacity, const char *backing_file,
+           const char *backing_format, gboolean replace, GError **error)
+{
+    g_autoptr(SpAtomicFile) file = NULL;
+    SpQcow2Spec spec = {
+        .virtual_size = capacity,
+        .backing_file = backing_file,
+        .backing_format = backing_format,
+    };
+
+    return spQcow2SpecValidate(&spec, error) &&
+           (file = beginFile(vol, error)) &&
+           spQcow2WriteFd(spAtomicFileFd(file), &spec, error) &&
+           spAtomicFileCommit(file, replace, error);
+}
+
+
+static gboolean
+writeRaw(const SpNewVolume *vol, GError **error)
+{
+    g_autoptr(SpAtomicFile) file = NULL;
+
+    if (!(file = beginFile(vol, error)))
+        return FALSE;
+    if (ftruncate(spAtomicFileFd(file), vol->capacity) < 0)
+        return spErrorSetErrno(error, errno, "cannot set size of '%s' to %" G_GUINT64_FORMAT
+                               " bytes", vol->path, vol->capacity);
+    return spAtomicFileCommit(file, FALSE, error);
+}
+
+
+/* The replica an instance is about to back onto must exist, made from a
+ * template that has not changed since its path was chosen. */
+static gboolean
+ensureBackingReplica(SpPool *pool, const char *replica_path, gboolean *acquired,
+                     GError **error)
+{
+    g_autofree char *name = spPoolReplicaTemplateName(pool, replica_path);
+    g_autofree char *template_path = NULL;
+    g_autofree char *expected = NULL;
+
+    if (!name)
+        return TRUE;
+    template_path = g_build_filename(pool->primary, name, NULL);
+    if (!(expected = spPoolInstanceBacking(pool, template_path, error)))
+        return FALSE;
+    if (strcmp(expected, replica_path) != 0) {
+        g_set_error(error, SP_ERROR, SP_ERROR_CHANGED,
+                    "template '%s' changed while the instance was being created; try again",
+                    name);
+        return FALSE;
+    }
+    if (!spPoolReplicaEnsure(pool, template_path, replica_path, error))
+        return FALSE;
+    *acquired = TRUE;
+    return TRUE;
+}
+
+
+static gboolean
+createInstance(SpPool *pool, const SpNewVolume *vol, GError **error)
+{
+    gboolean acquired = FALSE;
+    gboolean ok;
+
+    ok = ensureBackingReplica(pool, vol->backing_path, &acquired, error) &&
+         writeQcow2(vol, vol->capacity, vol->backing_path, vol->backing_format, FALSE, error);
+    if (ok)
+        spPoolNoteReplicaUse(pool, vol->backing_path, +1);
+    /* The RAM tier evicts the replica least recently built upon first. */
+    if (ok && acquired)
+        utimensat(AT_FDCWD, vol->backing_path,
+                  (const struct timespec[]) { { 0, UTIME_NOW }, { 0, UTIME_OMIT } }, 0);
+    if (acquired)
+        spPoolReplicaRelease(pool, vol->backing_path);
+    return ok;
+}
+
+
+gboolean
+spPoolCreateVolume(SpPool *pool, const SpNewVolume *vol, GError **error)
+{
+    if (vol->backing_path)
+        return createInstance(pool, vol, error);
+    if (vol->format == SP_IMAGE_FORMAT_QCOW2)
+        return writeQcow2(vol, vol->capacity, NULL, NULL, FALSE, error);
+    return writeRaw(vol, error);
+}
+
+
+/* An instance cloned from an instance: the overlay file is copied as it
+ * is, so the clone backs onto the same template and holds the same data. */
+static gboolean
+cloneInstance(const SpNewVolume *vol, const SpSourceVolume *src, GError **error)
+{
+    g_autoptr(SpAtomicFile) file = NULL;
+    int fd;
+    gboolean ok;
+
+    if ((fd = open(src->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+        return spErrorSetErrno(error, errno, "cannot open '%s'", src->path);
+    ok = (file = beginFile(vol, error)) && spFileCopySparse(fd, spAtomicFileFd(file), error);
+    close(fd);
+    if (ok && vol->capacity > src->capacity)
+        ok = spQemuImgResize(spAtomicFileTmpPath(file), "qcow2", vol->capacity, error);
+    return ok && spAtomicFileCommit(file, FALSE, error);
+}
+
+
+/* A template made from any volume: its data, flattened, in the format
+ * asked for. Converting data is what qemu-img is for. */
+static gboolean
+convertToTemplate(const SpNewVolume *vol, const SpSourceVolume *src, GError **error)
+{
+    g_autoptr(SpAtomicFile) file = NULL;
+    const char *informat = src->format == SP_IMAGE_FORMAT_QCOW2 ? "qcow2" : "raw";
+    const char *outformat = vol->format == SP_IMAGE_FORMAT_QCOW2 ? "qcow2" : "raw";
+
+    if (!(file = beginFile(vol, error)) ||
+        !spQemuImgConvert(src->path, informat, spAtomicFileTmpPath(file), outformat, error))
+        return FALSE;
+    if (vol->capacity > src->capacity &&
+        !spQemuImgResize(spAtomicFileTmpPath(file), outformat, vol->capacity, error))
+        return FALSE;
+    return spAtomicFileCommit(file, FALSE, error);
+}
+
+
+/* A copy of an image a guest is writing would be torn. */
+static gboolean
+checkNoWriter(const SpSourceVolume *src, GError **error)
+{
+    gboolean has_writer = FALSE;
+
+    if (!spImageHasWriter(src->path, &has_writer, error))
+        return FALSE;
+    if (has_writer) {
+        g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                    "cannot copy '%s': a running guest or another QEMU "
+                    "process is writing to it", src->name);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+gboolean
+spPoolCreateVolumeFrom(SpPool *pool, const SpNewVolume *vol, const SpSourceVolume *src,
+                       GError **error)
+{
+    g_autofree char *template = NULL;
+    g_autofree char *src_template = NULL;
+
+    if (!checkNoWriter(src, error))
+        return FALSE;
+    if (!vol->backing_path)
+        return convertToTemplate(vol, src, error);
+    if (!(template = spPoolBackingTemplateName(pool, vol->backing_path))) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_ARG,
+                    "'%s' is neither a template nor a replica of this pool", vol->backing_path);
+        return FALSE;
+    }
+    /* A clone of the template itself, as an instance of it, is a fresh
+     * instance: its data is the template's. */
+    if (strcmp(src->path, vol->backing_path) == 0 ||
+        (spPathIsInDir(src->path, pool->primary) && strcmp(src->name, template) == 0))
+        return createInstance(pool, vol, error);
+    if (src->backing_path)
+        src_template = spPoolBackingTemplateName(pool, src->backing_path);
+    if (!src_template || strcmp(src_template, template) != 0) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_ARG,
+                    "cannot clone '%s' as an instance of template '%s': "
+                    "it is not an instance of that template", src->name, template);
+        return FALSE;
+    }
+    /* The copy keeps the source's backing file, which may be an older
+     * replica: the data is the same. */
+    if (!cloneInstance(vol, src, error))
+        return FALSE;
+    spPoolNoteReplicaUse(pool, src->backing_path, +1);
+    return TRUE;
+}
+
+
+/* ---- deleting ------------------------------------------------------------- */
+
+/* A deleted template's replicas serve no new instance, and the dependents
+ * check just found no instance on them: they go at once, not at the next
+ * refresh, so that an emptied pool can be deleted right away. */
+static void
+collectTemplateReplicas(SpPool *pool, const char *template_name)
+{
+    g_autoptr(GPtrArray) replicas = spPoolReplicaListAll(pool, NULL);
+    guint i;
+
+    for (i = 0; replicas && i < replicas->len; i++) {
+        SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
+
+        if (strcmp(replica->template_name, template_name) != 0)
+            continue;
+        spPoolCollectReplica(pool, replica->path);
+        spPoolNoteReplicaUse(pool, replica->path, 0);
+    }
+}
+
+
+gboolean
+spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
+                   const char *backing, GError **error)
+{
+    gboolean instance = spPoolIsInstance(pool, path);
+    int lock = -1;
+
+    if (!instance && !spPoolCheckTemplateChange(pool, name, path, SP_CHANGE_DELETE, error))
+        return FALSE;
+    if (access(path, F_OK) == 0 &&
+        (lock = spPoolLockNotInUse(name, path, SP_CHANGE_DELETE, error)) < 0)
+        return FALSE;
+    if (unlink(path) < 0 && errno != ENOENT) {
+        spErrorSetErrno(error, errno, "cannot delete volume '%s'", path);
+        if (lock >= 0)
+            close(lock);
+        return FALSE;
+    }
+    if (lock >= 0)
+        close(lock);
+    spPoolForgetTemplateStamp(pool, path);
+    if (!instance) {
+        collectTemplateReplicas(pool, name);
+        spPoolCollectHotSets(pool);
+    } else if (backing) {
+        spPoolCollectReplica(pool, backing);
+        spPoolNoteReplicaUse(pool, backing, -1);
+    }
+    g_info("deleted %s '%s'", instance ? "instance" : "template", path);
+    return TRUE;
+}
+
+
+/* ---- uploading ------------------------------------------------------------ */
+
+/* The stream itself belongs to the storage driver: the pool only refuses
+ * the upload, or registers it (pool_uploads.c) before the stream opens. */
+gboolean
+spPoolUploadBegin(SpPool *pool, const char *name, const char *path, GError **error)
+{
+    if (spPoolIsInstance(pool, path)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_STATE,
+                    "cannot upload into instance '%s': upload fills templates; "
+                    "an instance's data comes from its guest", name);
+        return FALSE;
+    }
+    if (!spPoolCheckNotUploading(pool, name, path, error))
+        return FALSE;
+    /* From here on, new instances of the template are refused. */
+    spPoolUploadSet(pool, path, FALSE);
+    if (!spPoolCheckNoDependents(pool, name, path, SP_CHANGE_UPLOAD, error) ||
+        !spPoolCheckNotInUse(name, path, SP_CHANGE_UPLOAD, error)) {
+        /* The stream will never open: the template is free again. */
+        spPoolUploadOpened(pool, path, FALSE);
+        return FALSE;
+    }
+    spPoolForgetTemplateStamp(pool, path);
+    return TRUE;
+}
+
+
+/* ---- wiping and resizing ------------------------------------------------ */
+
+gboolean
+spPoolPrepareTemplateWipe(SpPool *pool, const char *name, const char *path, GError **error)
+{
+    if (!spPoolCheckTemplateChange(pool, name, path, SP_CHANGE_WIPE, error) ||
+        !spPoolCheckNotInUse(name, path, SP_CHANGE_WIPE, error))
+        return FALSE;
+    spPoolForgetTemplateStamp(pool, path);
+    return TRUE;
+}
+
+
+/* The backing file and its format of the overlay at @path, as its
+ * header, not the cached definition, says they are now. */
+static gboolean
+readOverlay(SpPool *pool, const char *path, SpImageInfo *info, char **backing,
+            GError **error)
+{
+    g_autofree char *template = NULL;
+    g_auto(SpImageInfo) binfo = { 0 };
+
+    if (!spImageInfoRead(path, info, error))
+        return FALSE;
+    if (info->format != SP_IMAGE_FORMAT_QCOW2 || !info->backing_file) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_STATE,
+                    "'%s' is no longer an overlay of a template", path);
+        return FALSE;
+    }
+    *backing = spBackingFileResolve(path, info->backing_file);
+    if (!(template = spPoolBackingTemplateName(pool, *backing))) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_STATE,
+                    "'%s' backs onto '%s', which is not a template of this pool",
+                    path, *backing);
+        return FALSE;
+    }
+    /* Never guess a missing backing format: read it from the backing
+     * file, which belongs to the pool. */
+    if (!info->backing_format) {
+        if (!spImageInfoRead(*backing, &binfo, error))
+            return FALSE;
+        info->backing_format = g_strdup(spImageFormatName(&binfo));
+    }
+    return TRUE;
+}
+
+
+/* A new, empty overlay of the same size replaces the old one atomically. */
+gboolean
+spPoolResetInstance(SpPool *pool, const char *name, const char *path, GError **error)
+{
+    g_auto(SpImageInfo) info = { 0 };
+    g_autofree char *backing = NULL;
+    SpNewVolume vol = { .name = name, .path = path, .mode = 0600,
+                        .uid = (uid_t) -1, .gid = (gid_t) -1 };
+    struct stat sb;
+    int lock;
+    gboolean ok;
+
+    if ((lock = spPoolLockNotInUse(name, path, SP_CHANGE_WIPE, error)) < 0)
+        return FALSE;
+    /* The new overlay keeps the old one's mode and owner. */
+    if (fstat(lock, &sb) == 0) {
+        vol.mode = sb.st_mode & 07777;
+        vol.uid = sb.st_uid;
+        vol.gid = sb.st_gid;
+    }
+    ok = readOverlay(pool, path, &info, &backing, error) &&
+         writeQcow2(&vol, info.virtual_size, backing, info.backing_format, TRUE, error);
+    close(lock);
+    if (ok)
+        g_info("reset instance '%s' to template '%s'", path, backing);
+    return ok;
+}
+
+
+gboolean
+spPoolResizeVolume(SpPool *pool, const char *name, const char *path,
+                   SpImageFormat format, guint64 capacity, GError **error)
+{
+    if (!spPoolIsInstance(pool, path) &&
+        !spPoolCheckTemplateChange(pool, name, path, SP_CHANGE_RESIZE, error))
+        return FALSE;
+    /* qemu-img takes the image locks itself, so probing is enough here. */
+    if (!spPoolCheckNotInUse(name, path, SP_CHANGE_RESIZE, error))
+        return FALSE;
+    if (!spPoolIsInstance(pool, path))
+        spPoolForgetTemplateStamp(pool, path);
+    if (format == SP_IMAGE_FORMAT_RAW) {
+        if (truncate(path, capacity) < 0)
+            return spErrorSetErrno(error, errno, "cannot resize '%s'", path);
+        return TRUE;
+    }
+    if (capacity > spQcow2MaxVirtualSize(SP_QCOW2_DEFAULT_CLUSTER_BITS)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_ARG,
+                    "capacity %" G_GUINT64_FORMAT " is larger than the qcow2 limit", capacity);
+        return FALSE;
+    }
+    return spQemuImgResize(path, "qcow2", capacity, error);
+}
