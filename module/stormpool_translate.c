@@ -68,7 +68,7 @@ stormpoolReportError(const GError *err)
     if (errnum != 0)
         virReportSystemError(errnum, "%s", spErrorWhat(err));
     else
-        virReportError(stormpoolErrorNumber(err->code), "%s", err->message);
+        virReportError(stormpoolErrorNumber(spErrorCode(err)), "%s", err->message);
     return -1;
 }
 

@@ -16,6 +16,7 @@
 #include "pool_private.h"
 #include "util/atomic_file.h"
 #include "stormpool/error.h"
+#include "util/dir.h"
 #include "replica/ram_tier.h"
 #include "replica/template_index.h"
 #include "replica/template_stamps.h"
@@ -252,7 +253,7 @@ scanTier(Scan *scan, SpTier tier, const char *dir, GError **error)
     if ((dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         return spErrorSetErrno(error, errno, "cannot read %s tier directory '%s'",
                                spTierName(tier), dir);
-    if (!(d = g_dir_open(dir, 0, error))) {
+    if (!(d = spDirOpen(dir, error))) {
         close(dirfd);
         return FALSE;
     }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "stormpool/error.h"
+#include "util/dir.h"
 #include "image/image_header.h"
 #include "replica/template_index.h"
 #include "replica/template_replica.h"
@@ -129,7 +130,7 @@ spBackingDependents(const char *secondary_dir, const char * const *backing_paths
     }
     if (inodes->len == 0)
         return g_steal_pointer(&names);
-    if (!(dir = g_dir_open(secondary_dir, 0, error)))
+    if (!(dir = spDirOpen(secondary_dir, error)))
         return NULL;
 
     while ((name = g_dir_read_name(dir))) {

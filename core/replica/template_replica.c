@@ -16,6 +16,7 @@
 
 #include "util/atomic_file.h"
 #include "stormpool/error.h"
+#include "util/dir.h"
 #include "util/file_copy.h"
 #include "replica/template_replica.h"
 #include "fs/volume_name.h"
@@ -314,7 +315,7 @@ spReplicaList(const char *secondary, GError **error)
      * removed by garbage collection. */
     if (lstat(root, &sb) < 0 || !S_ISDIR(sb.st_mode))
         return g_steal_pointer(&list);
-    if (!(d = g_dir_open(root, 0, error)))
+    if (!(d = spDirOpen(root, error)))
         return NULL;
     while ((name = g_dir_read_name(d))) {
         g_autofree char *dir = g_build_filename(root, name, NULL);

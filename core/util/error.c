@@ -86,6 +86,15 @@ spErrorSetErrno(GError **error, int errnum, const char *format, ...)
 }
 
 
+SpErrorCode
+spErrorCode(const GError *error)
+{
+    if (!error || error->domain != SP_ERROR)
+        return SP_ERROR_IO;
+    return error->code;
+}
+
+
 int
 spErrorErrno(const GError *error)
 {

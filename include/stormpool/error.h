@@ -42,6 +42,11 @@ gboolean spErrorSetErrno(GError **error, int errnum, const char *format, ...)
 /* The errno an error of spErrorSetErrno carries, else 0. */
 int spErrorErrno(const GError *error);
 
+/* The code of any error the core returns: its own in the SP_ERROR domain;
+ * an error of another domain (a bug: the core converts them) is
+ * SP_ERROR_IO, never read as one of ours. */
+SpErrorCode spErrorCode(const GError *error);
+
 /* What failed, without the strerror() text: the message given to
  * spErrorSetErrno, or the whole message of any other error. */
 const char *spErrorWhat(const GError *error);
