@@ -26,6 +26,8 @@ poolAlloc(const char *primary, const char *secondary, SpPoolNamespace *ns)
     g_cond_init(&pool->replicas_cond);
     g_mutex_init(&pool->uploads_lock);
     g_mutex_init(&pool->stamps_lock);
+    g_mutex_init(&pool->jobs_lock);
+    g_cond_init(&pool->jobs_cond);
     pool->headers = spHeaderCacheNew(SP_HEADER_CACHE_RACY_SECONDS);
     pool->in_progress = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     pool->users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
@@ -107,6 +109,8 @@ spPoolUnref(SpPool *pool)
     g_cond_clear(&pool->replicas_cond);
     g_mutex_clear(&pool->uploads_lock);
     g_mutex_clear(&pool->stamps_lock);
+    g_mutex_clear(&pool->jobs_lock);
+    g_cond_clear(&pool->jobs_cond);
     g_free(pool);
 }
 

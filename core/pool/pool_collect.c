@@ -73,15 +73,12 @@ spPoolReplicaUnused(SpPool *pool, const char *path)
 void
 spPoolCollectReplica(SpPool *pool, const char *path)
 {
-    g_autoptr(GError) err = NULL;
     g_autofree char *name = spPoolReplicaTemplateName(pool, path);
+    guint64 claims = spPoolReplicaClaims(pool);
 
-    if (!name || !spPoolReplicaUnused(pool, path))
+    if (!name || !spPoolReplicaUnused(pool, path) ||
+        !spPoolReplicaRemoveIfIdle(pool, path, claims))
         return;
-    if (!spReplicaRemove(path, &err)) {
-        g_warning("cannot remove unused replica '%s': %s", path, err->message);
-        return;
-    }
     g_info("removed replica '%s' of template '%s': nothing uses it any more", path, name);
 }
 

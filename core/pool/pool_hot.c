@@ -76,7 +76,17 @@ learnFrom(const char *instance, guint64 virtual_size, GError **error)
 
 
 gboolean
-spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity,
+spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity)
+{
+    g_autofree char *name = g_path_get_basename(template_path);
+    g_autofree char *path = spPoolHotSetPath(pool, name, identity);
+
+    return access(path, F_OK) == 0;
+}
+
+
+gboolean
+spPoolHotSetLearn(SpPool *pool, const char *template_path, const char *identity,
                   GError **error)
 {
     g_autofree char *name = g_path_get_basename(template_path);

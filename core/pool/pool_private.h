@@ -13,8 +13,8 @@
  *   pool_stamps.c                    tier's cap; checks before a change;
  *                                    templates changed behind libvirt's back
  *   pool_registry.c pool_uploads.c   what a running pool keeps in memory:
- *                                    replicas being made and used,
- *                                    uploads under way
+ *   pool_workers.c                   replicas being made and used,
+ *                                    uploads under way, background jobs
  *   pool.c                           the object: its tiers, settings,
  *                                    paths and live status
  *
@@ -48,6 +48,15 @@ struct _SpPool {
     GHashTable *users;          /* -> instances being built onto it (guint) */
     GHashTable *copying;        /* -> SpCopyShare of a copy under way */
     gboolean stopped;           /* copies stop, queued ones are dropped */
+    guint64 claims;             /* instance builds that claimed a replica */
+
+    /* Background jobs queued and not finished (pool_workers.c). */
+    GMutex jobs_lock;
+    GCond jobs_cond;
+    guint jobs_pending;
+
+    /* The work the last refresh left to the workers, while queued. */
+    gpointer maintenance;
 
     /* vol-upload streams under way, keyed by template path. */
     GMutex uploads_lock;
@@ -101,6 +110,23 @@ gboolean spPoolReplicaBusy(SpPool *pool, const char *replica_path);
 
 /* Whether a replica inside directory @dir is being made right now. */
 gboolean spPoolReplicaDirBusy(SpPool *pool, const char *dir);
+
+/* Remove the replica at @replica_path unless it is busy, or an instance
+ * build has claimed any replica since spPoolReplicaClaims() returned
+ * @claims: a build that began after a caller counted the replica's users
+ * might back onto it. Whether it was removed; errors go to the log. */
+guint64 spPoolReplicaClaims(SpPool *pool);
+gboolean spPoolReplicaRemoveIfIdle(SpPool *pool, const char *replica_path, guint64 claims);
+
+/* ---- pool_workers.c: background work, off libvirt's pool lock ---------- */
+
+typedef void (*SpPoolJobFunc)(SpPool *pool, gpointer data);
+
+/* Run @func(@pool, @data) on the daemon's worker thread, then @free_data
+ * (@data). @func checks spPoolReplicasStopped: a stopped pool's jobs
+ * still run, to let go of what they hold. */
+void spPoolJobQueue(SpPool *pool, SpPoolJobFunc func, gpointer data,
+                    GDestroyNotify free_data);
 
 /* ---- pool_uploads.c: vol-upload streams under way, in memory ----------- */
 
@@ -160,10 +186,14 @@ gboolean spPoolRamTierMakeRoom(SpPool *pool, guint64 need, gboolean evict_wanted
 char *spPoolHotSetPath(SpPool *pool, const char *template_name, const char *identity);
 
 /* Whether the hot set of the template at @template_path (its current
- * identity @identity) is known; if not, try to learn it from the
- * instances backing directly onto the template (pool_hot.c says which
- * one qualifies). FALSE with no error means: still learning. */
-gboolean spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity,
+ * identity @identity) is known: a question, answered from the file. */
+gboolean spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity);
+
+/* Learn it if it is not known yet, from the instances backing directly
+ * onto the template (pool_hot.c says which one qualifies): a scan of the
+ * secondary tier and a write, for the background worker. FALSE with no
+ * error means: still learning. */
+gboolean spPoolHotSetLearn(SpPool *pool, const char *template_path, const char *identity,
                            GError **error);
 
 /* Make the hot replica @replica_path of @template_path from its stored

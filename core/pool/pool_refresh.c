@@ -20,6 +20,8 @@
 #include "replica/ram_tier.h"
 #include "replica/template_index.h"
 #include "replica/template_stamps.h"
+#include "fs/image_lock.h"
+#include "replica/template_replica.h"
 
 void
 spVolumeFree(SpVolume *volume)
@@ -285,31 +287,43 @@ replicaStatus(const SpReplicaInfo *replica, guint dependents)
 }
 
 
+/* A replica no instance of this refresh names, that the pool does not
+ * keep ready and that nobody builds on or holds open: the worker removes
+ * it after its last check (spPoolCollectReplica). */
+static gboolean
+replicaUnusedNow(SpPool *pool, const char *path)
+{
+    gboolean in_use = TRUE;
+
+    return !spPoolReplicaWanted(pool, path) && !spPoolReplicaBusy(pool, path) &&
+           spImageInUse(path, &in_use, NULL) && !in_use;
+}
+
+
 /* Dependents are counted from the overlays' own headers, read by this
  * refresh. Replicas nobody uses any more (their instances were deleted
- * behind libvirt's back) are removed, unless prepare='eager' wants them. */
+ * behind libvirt's back) go to @unused, if given, for the worker to
+ * remove, unless prepare='eager' wants them. */
 static GPtrArray *
-scanReplicas(Scan *scan)
+scanReplicas(SpPool *pool, GHashTable *users, GPtrArray *unused)
 {
     g_autoptr(GPtrArray) replicas = NULL;
     g_autoptr(GError) err = NULL;
     GPtrArray *status = g_ptr_array_new_with_free_func((GDestroyNotify) spReplicaStatusFree);
     guint i;
 
-    if (!(replicas = spPoolReplicaListAll(scan->pool, &err))) {
+    if (!(replicas = spPoolReplicaListAll(pool, &err))) {
         g_warning("cannot list replicas: %s", err->message);
         return status;
     }
     for (i = 0; i < replicas->len; i++) {
         SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
-        guint n = GPOINTER_TO_UINT(g_hash_table_lookup(scan->users, replica->path));
+        guint n = GPOINTER_TO_UINT(g_hash_table_lookup(users, replica->path));
 
-        if (n == 0 && spPoolReplicaUnused(scan->pool, replica->path)) {
-            if (spReplicaRemove(replica->path, NULL))
-                g_info("removed unused replica '%s'", replica->path);
-            continue;
-        }
-        g_ptr_array_add(status, replicaStatus(replica, n));
+        if (unused && n == 0 && replicaUnusedNow(pool, replica->path))
+            g_ptr_array_add(unused, g_strdup(replica->path));
+        else
+            g_ptr_array_add(status, replicaStatus(replica, n));
     }
     return status;
 }
@@ -360,29 +374,100 @@ removeStaleReplicaTmpFiles(SpPool *pool)
 
 
 static void
-prepareEagerReplicas(Scan *scan)
+setRamStatus(SpPool *pool)
+{
+    g_autoptr(GError) err = NULL;
+    guint64 used = 0;
+
+    if (!pool->ns->replica_tier)
+        return;
+    if (!spRamTierUsage(pool->ns->replica_tier, &used, &err))
+        g_warning("cannot read the usage of the RAM tier: %s", err->message);
+    g_mutex_lock(&pool->status_lock);
+    spPoolNamespaceSetRamStatus(pool->ns, used);
+    g_mutex_unlock(&pool->status_lock);
+}
+
+
+/* The replicas and the RAM tier as pool-dumpxml shows them. */
+static void
+setReplicaStatus(SpPool *pool, SpReplicaPolicy policy, GHashTable *users, GPtrArray *unused)
+{
+    GPtrArray *status = scanReplicas(pool, users, unused);
+
+    g_mutex_lock(&pool->status_lock);
+    spPoolNamespaceSetReplicas(pool->ns, policy, status);
+    g_mutex_unlock(&pool->status_lock);
+    setRamStatus(pool);
+}
+
+
+/* ---- what refresh hands to the worker ---------------------------------------- */
+
+/* The state one refresh found, for the work that takes long. */
+typedef struct {
+    GPtrArray *volumes;         /* of SpVolume, shared with refresh's caller */
+    GPtrArray *backings;        /* what the instances back onto, once each */
+    GPtrArray *unused;          /* replicas to collect */
+    GHashTable *users;          /* backing path -> instances backing onto it */
+    SpReplicaPolicy policy;
+    gboolean prepare;           /* eager, or hot: ready the current replicas */
+} Maintenance;
+
+
+static void
+maintenanceFree(Maintenance *m)
+{
+    if (!m)
+        return;
+    g_ptr_array_unref(m->volumes);
+    g_ptr_array_unref(m->backings);
+    g_ptr_array_unref(m->unused);
+    g_hash_table_unref(m->users);
+    g_free(m);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(Maintenance, maintenanceFree)
+
+
+/* Under policy='hot' this is also where hot sets are learned. */
+static void
+prepareReplica(SpPool *pool, SpReplicaPolicy policy, const char *template_path)
+{
+    g_autofree char *identity = NULL;
+    g_autofree char *replica = NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (policy == SP_REPLICA_HOT && (identity = spReplicaIdentity(template_path, NULL)) &&
+        !spPoolHotSetLearn(pool, template_path, identity, &err) && err)
+        g_warning("cannot learn the hot set of '%s': %s", template_path, err->message);
+    replica = spPoolInstanceBacking(pool, template_path, NULL);
+    if (replica && strcmp(replica, template_path) != 0)
+        spPoolReplicaPrepare(pool, template_path, replica);
+}
+
+
+static void
+prepareReplicas(SpPool *pool, GHashTable *templates)
 {
     GHashTableIter iter;
     gpointer value;
+    SpReplicaPolicy policy;
 
-    g_hash_table_iter_init(&iter, scan->templates);
-    while (g_hash_table_iter_next(&iter, NULL, &value)) {
-        SpVolume *template = value;
-        g_autofree char *replica = spPoolInstanceBacking(scan->pool, template->path, NULL);
-
-        if (replica && strcmp(replica, template->path) != 0)
-            spPoolReplicaPrepare(scan->pool, template->path, replica);
-    }
+    if (!spPoolReplicaPolicy(pool, &policy, NULL))
+        return;
+    g_hash_table_iter_init(&iter, templates);
+    while (g_hash_table_iter_next(&iter, NULL, &value) && !spPoolReplicasStopped(pool))
+        prepareReplica(pool, policy, ((SpVolume *) value)->path);
 }
 
 
 /* After a host reboot the RAM tier is empty while instances still name
- * its replicas as their backing files: make them again, now, so that
- * the guests autostarted after the pool find them. */
+ * its replicas as their backing files: make them again, first of all the
+ * worker's jobs, so that the guests started after the pool find them. */
 static void
-rebuildMissingReplica(Scan *scan, const char *backing)
+rebuildMissingReplica(SpPool *pool, const char *backing)
 {
-    SpPool *pool = scan->pool;
     g_autofree char *name = NULL;
     g_autofree char *template_path = NULL;
     g_autoptr(GError) err = NULL;
@@ -400,31 +485,92 @@ rebuildMissingReplica(Scan *scan, const char *backing)
 }
 
 
-static void
-rebuildMissingReplicas(Scan *scan)
+static GHashTable *
+templatesOf(GPtrArray *volumes)
 {
-    GHashTableIter iter;
-    gpointer key;
+    GHashTable *templates = g_hash_table_new(g_str_hash, g_str_equal);
+    guint i;
 
-    g_hash_table_iter_init(&iter, scan->users);
-    while (g_hash_table_iter_next(&iter, &key, NULL))
-        rebuildMissingReplica(scan, key);
+    for (i = 0; i < volumes->len; i++) {
+        SpVolume *volume = g_ptr_array_index(volumes, i);
+
+        if (volume->tier == SP_TIER_PRIMARY)
+            g_hash_table_insert(templates, volume->name, volume);
+    }
+    return templates;
 }
 
 
 static void
-setRamStatus(SpPool *pool)
+maintain(SpPool *pool, gpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(GError) err = NULL;
-    guint64 used = 0;
+    g_autoptr(Maintenance) m = NULL;
+    g_autoptr(GHashTable) templates = NULL;
+    gboolean newer;
+    guint i;
 
-    if (!pool->ns->replica_tier)
+    g_mutex_lock(&pool->jobs_lock);
+    m = g_steal_pointer(&pool->maintenance);
+    g_mutex_unlock(&pool->jobs_lock);
+    if (!m || spPoolReplicasStopped(pool))
         return;
-    if (!spRamTierUsage(pool->ns->replica_tier, &used, &err))
-        g_warning("cannot read the usage of the RAM tier: %s", err->message);
-    g_mutex_lock(&pool->status_lock);
-    spPoolNamespaceSetRamStatus(pool->ns, used);
-    g_mutex_unlock(&pool->status_lock);
+    templates = templatesOf(m->volumes);
+    for (i = 0; i < m->backings->len; i++)
+        rebuildMissingReplica(pool, g_ptr_array_index(m->backings, i));
+    removeStaleReplicaTmpFiles(pool);
+    spPoolCheckTemplateStamps(pool, m->volumes, templates);
+    spPoolCollectHotSets(pool);
+    for (i = 0; i < m->unused->len; i++)
+        spPoolCollectReplica(pool, g_ptr_array_index(m->unused, i));
+    if (m->prepare)
+        prepareReplicas(pool, templates);
+    /* What this work made and removed shows without another refresh,
+     * unless the pool stopped or a newer refresh will say it. */
+    g_mutex_lock(&pool->jobs_lock);
+    newer = pool->maintenance != NULL;
+    g_mutex_unlock(&pool->jobs_lock);
+    if (!newer && !spPoolReplicasStopped(pool))
+        setReplicaStatus(pool, m->policy, m->users, NULL);
+}
+
+
+/* A refresh while the last one's work still waits replaces it: the newer
+ * scan is the truer one, and the queue never grows with refreshes. */
+static void
+handOver(SpPool *pool, Maintenance *m)
+{
+    gboolean queued;
+
+    g_mutex_lock(&pool->jobs_lock);
+    queued = pool->maintenance != NULL;
+    maintenanceFree(pool->maintenance);
+    pool->maintenance = m;
+    g_mutex_unlock(&pool->jobs_lock);
+    if (!queued)
+        spPoolJobQueue(pool, maintain, NULL, NULL);
+}
+
+
+static Maintenance *
+maintenanceNew(Scan *scan, SpReplicaPolicy policy)
+{
+    Maintenance *m = g_new0(Maintenance, 1);
+    GHashTableIter iter;
+    gpointer key, value;
+
+    m->volumes = g_ptr_array_ref(scan->volumes);
+    m->backings = g_ptr_array_new_with_free_func(g_free);
+    m->unused = g_ptr_array_new_with_free_func(g_free);
+    m->users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    m->policy = policy;
+    m->prepare = (scan->pool->ns->replica_eager && policy != SP_REPLICA_NONE) ||
+                 policy == SP_REPLICA_HOT;
+    g_hash_table_iter_init(&iter, scan->users);
+    while (g_hash_table_iter_next(&iter, &key, &value)) {
+        g_ptr_array_add(m->backings, g_strdup(key));
+        g_hash_table_insert(m->users, g_strdup(key), value);
+    }
+    return m;
 }
 
 
@@ -433,22 +579,13 @@ refreshReplicas(Scan *scan, GError **error)
 {
     SpPool *pool = scan->pool;
     SpReplicaPolicy policy;
-    GPtrArray *status;
+    Maintenance *m;
 
     if (!spPoolReplicaPolicy(pool, &policy, error))
         return FALSE;
-    removeStaleReplicaTmpFiles(pool);
-    spPoolCheckTemplateStamps(pool, scan->volumes, scan->templates);
-    spPoolCollectHotSets(pool);
-    rebuildMissingReplicas(scan);
-    /* Under policy='hot' this is also where hot sets are learned. */
-    if ((pool->ns->replica_eager && policy != SP_REPLICA_NONE) || policy == SP_REPLICA_HOT)
-        prepareEagerReplicas(scan);
-    status = scanReplicas(scan);
-    g_mutex_lock(&pool->status_lock);
-    spPoolNamespaceSetReplicas(pool->ns, policy, status);
-    g_mutex_unlock(&pool->status_lock);
-    setRamStatus(pool);
+    m = maintenanceNew(scan, policy);
+    setReplicaStatus(pool, policy, scan->users, m->unused);
+    handOver(pool, m);
     return TRUE;
 }
 

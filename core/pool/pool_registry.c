@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "pool_private.h"
+#include "replica/template_replica.h"
 
 /* ---- stopping -------------------------------------------------------------- */
 
@@ -83,8 +84,10 @@ spPoolReplicaReadyOrClaim(SpPool *pool, const char *replica_path, gboolean user)
     if (access(replica_path, F_OK) == 0) {
         /* Only instance builds count; a second eager job for the same
          * replica (queued twice by two refreshes) has nothing to release. */
-        if (user)
+        if (user) {
             addUser(pool, replica_path, 1);
+            pool->claims++;
+        }
         return TRUE;
     }
     g_hash_table_add(pool->in_progress, g_strdup(replica_path));
@@ -98,8 +101,10 @@ spPoolReplicaClaimEnd(SpPool *pool, const char *replica_path, gboolean user)
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->replicas_lock);
 
     g_hash_table_remove(pool->in_progress, replica_path);
-    if (user)
+    if (user) {
         addUser(pool, replica_path, 1);
+        pool->claims++;
+    }
     g_cond_broadcast(&pool->replicas_cond);
 }
 
@@ -138,4 +143,35 @@ spPoolReplicaDirBusy(SpPool *pool, const char *dir)
             return TRUE;
     }
     return FALSE;
+}
+
+
+/* ---- removal ---------------------------------------------------------------- */
+
+guint64
+spPoolReplicaClaims(SpPool *pool)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->replicas_lock);
+
+    return pool->claims;
+}
+
+
+/* Under the registry's lock, so that no build claims the replica between
+ * the check and the unlink: a claim finds it gone and makes it again. */
+gboolean
+spPoolReplicaRemoveIfIdle(SpPool *pool, const char *replica_path, guint64 claims)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->replicas_lock);
+    g_autoptr(GError) err = NULL;
+
+    if (pool->claims != claims ||
+        g_hash_table_contains(pool->in_progress, replica_path) ||
+        g_hash_table_contains(pool->users, replica_path))
+        return FALSE;
+    if (!spReplicaRemove(replica_path, &err)) {
+        g_warning("cannot remove unused replica '%s': %s", replica_path, err->message);
+        return FALSE;
+    }
+    return TRUE;
 }

@@ -328,16 +328,16 @@ spPoolReplicaRebuild(SpPool *pool, const char *template_path,
 /* ---- eager preparation ------------------------------------------------- */
 
 typedef struct {
-    SpPool *pool;
     char *template_path;
     char *replica_path;
 } ReplicaJob;
 
 
 static void
-replicaJobFree(ReplicaJob *job)
+replicaJobFree(gpointer data)
 {
-    spPoolUnref(job->pool);
+    ReplicaJob *job = data;
+
     g_free(job->template_path);
     g_free(job->replica_path);
     g_free(job);
@@ -345,66 +345,43 @@ replicaJobFree(ReplicaJob *job)
 
 
 static void
-prepareWorker(gpointer data, gpointer opaque G_GNUC_UNUSED)
+prepareJob(SpPool *pool, gpointer data)
 {
     ReplicaJob *job = data;
     g_autoptr(GError) err = NULL;
 
     /* Jobs queued for a pool that has been stopped since are dropped. */
-    if (!spPoolReplicasStopped(job->pool) &&
-        !ensure(job->pool, job->template_path, job->replica_path, PURPOSE_PREPARE, &err) &&
+    if (!spPoolReplicasStopped(pool) &&
+        !ensure(pool, job->template_path, job->replica_path, PURPOSE_PREPARE, &err) &&
         !g_error_matches(err, SP_ERROR, SP_ERROR_CANCELLED))
         g_critical("cannot prepare replica of template '%s': %s",
                    job->template_path, err->message);
-    replicaJobFree(job);
-}
-
-
-/* One worker for every pool of the daemon: preparing the replicas of
- * many templates at once would read them all from the slow disks
- * together, the very storm the pool avoids. */
-static GThreadPool *
-prepareWorkers(void)
-{
-    static gsize once;
-    static GThreadPool *workers;
-
-    if (g_once_init_enter(&once)) {
-        workers = g_thread_pool_new(prepareWorker, NULL, 1, FALSE, NULL);
-        g_once_init_leave(&once, 1);
-    }
-    return workers;
 }
 
 
 void
 spPoolReplicaPrepare(SpPool *pool, const char *template_path, const char *replica_path)
 {
-    g_autoptr(GError) err = NULL;
     ReplicaJob *job;
 
     if (access(replica_path, F_OK) == 0 || spPoolReplicaBusy(pool, replica_path))
         return;
     job = g_new0(ReplicaJob, 1);
-    job->pool = spPoolRef(pool);
     job->template_path = g_strdup(template_path);
     job->replica_path = g_strdup(replica_path);
-    if (!g_thread_pool_push(prepareWorkers(), job, &err)) {
-        g_warning("cannot queue the replica of '%s': %s", template_path, err->message);
-        replicaJobFree(job);
-    }
+    spPoolJobQueue(pool, prepareJob, job, replicaJobFree);
 }
 
 
 /* ---- which replica an instance backs onto ---------------------------- */
 
 /* A template whose hot set is not known yet is used directly, never
- * waiting for a copy: one of these instances is the one to learn from. */
+ * waiting for a copy: one of these instances is the one to learn from.
+ * Only a question: learning is refresh's background work (pool_hot.c). */
 char *
 spPoolInstanceBacking(SpPool *pool, const char *template_path, GError **error)
 {
     g_autofree char *identity = NULL;
-    g_autoptr(GError) err = NULL;
     SpReplicaPolicy policy;
 
     if (!spPoolReplicaPolicy(pool, &policy, error))
@@ -415,9 +392,7 @@ spPoolInstanceBacking(SpPool *pool, const char *template_path, GError **error)
         return spPoolCurrentReplica(pool, template_path, error);
     if (!(identity = spReplicaIdentity(template_path, error)))
         return NULL;
-    if (spPoolHotSetKnown(pool, template_path, identity, &err))
+    if (spPoolHotSetKnown(pool, template_path, identity))
         return spPoolCurrentReplica(pool, template_path, error);
-    if (err)
-        g_warning("cannot learn the hot set of '%s': %s", template_path, err->message);
     return g_strdup(template_path);
 }

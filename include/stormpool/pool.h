@@ -73,6 +73,11 @@ gboolean spPoolReplicaPolicy(SpPool *pool, SpReplicaPolicy *policy, GError **err
 
 /* ---- refresh ------------------------------------------------------------- */
 
+/* Wait until the background work queued for @pool so far (replica
+ * copies, and what refresh hands on: collection, stamps, hot-set
+ * learning, RAM-tier rebuilds) is done. */
+void spPoolWaitIdle(SpPool *pool);
+
 /* A volume as refresh found it in a tier. */
 typedef struct {
     char *name;
@@ -90,11 +95,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpVolume, spVolumeFree)
  * not handle (SP_ERROR_UNSUPPORTED). */
 SpVolume *spVolumeRead(const char *path, SpTier tier, GError **error);
 
-/* Scan both tiers and bring the pool's own state up to date: volumes,
- * stale temporary files, template stamps, replicas (made eagerly, or
- * removed when unused) and the live status. Returns the volumes, the
- * templates first; files that are no volume of the pool are skipped
- * with a warning. @usage receives the usage of the secondary tier. */
+/* Scan both tiers: the volumes, the live status, and stale temporary
+ * files of interrupted creations. What takes long is handed to the
+ * pool's background worker: template stamps, hot sets learned and
+ * collected, replicas made (eagerly, or again after a reboot) or removed
+ * when unused. Returns the volumes, the templates first; files that are
+ * no volume of the pool are skipped with a warning. @usage receives the
+ * usage of the secondary tier. */
 GPtrArray *spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error);
 
 /* ---- volumes ------------------------------------------------------------- */

@@ -91,6 +91,8 @@ refresh(SpPool *pool)
     SpTierUsage usage = { 0 };
     GPtrArray *volumes = spPoolRefresh(pool, &usage, &err);
 
+    spPoolWaitIdle(pool);
+
     g_assert_no_error(err);
     g_assert_nonnull(volumes);
     g_assert_cmpuint(usage.capacity, >, 0);

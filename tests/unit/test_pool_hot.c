@@ -118,6 +118,8 @@ refresh(SpPool *pool)
     SpTierUsage usage = { 0 };
     g_autoptr(GPtrArray) volumes = spPoolRefresh(pool, &usage, &err);
 
+    spPoolWaitIdle(pool);
+
     g_assert_no_error(err);
     g_assert_nonnull(volumes);
 }
@@ -205,6 +207,7 @@ testLearn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *learner = NULL;
     g_autofree char *old_identity = NULL;
     g_autofree char *old_set = NULL;
+    g_autofree char *probe = NULL;
     g_autoptr(GError) err = NULL;
     int held;
 
@@ -226,8 +229,15 @@ testLearn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     refresh(pool);
     g_assert_null(strstr(f->log->str, "learned"));
     close(held);
-    second = mustCreateInstance(pool, "a.qcow2", template);
+    /* a lookup never learns (a scan and a write under libvirt's pool
+     * lock): refresh hands learning to the pool's worker */
+    probe = spPoolInstanceBacking(pool, template, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(probe, ==, template);
+    g_assert_null(strstr(f->log->str, "learned"));
+    refresh(pool);
     g_assert_nonnull(strstr(f->log->str, "learned the hot set of template"));
+    second = mustCreateInstance(pool, "a.qcow2", template);
     g_assert_true(g_str_has_prefix(second, f->secondary));
     g_assert_nonnull(strstr(second, "/" SP_REPLICA_DIR "/t.qcow2/"));
     g_assert_cmpuint(heldBytes(second), ==, 2 * MiB);
@@ -287,6 +297,79 @@ testLearnAtRefresh(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_assert_true(g_file_test(replica, G_FILE_TEST_IS_REGULAR));
     backing = mustCreateInstance(pool, "a.qcow2", template);
     g_assert_cmpstr(backing, ==, replica);
+    spPoolReplicasStop(pool);
+}
+
+
+/* A job that holds the worker until the test lets it go. */
+typedef struct {
+    GMutex lock;
+    GCond cond;
+    gboolean running;
+    gboolean released;
+} Blocker;
+
+
+static void
+blockWorker(SpPool *pool G_GNUC_UNUSED, gpointer data)
+{
+    Blocker *blocker = data;
+
+    g_mutex_lock(&blocker->lock);
+    blocker->running = TRUE;
+    g_cond_broadcast(&blocker->cond);
+    while (!blocker->released)
+        g_cond_wait(&blocker->cond, &blocker->lock);
+    g_mutex_unlock(&blocker->lock);
+}
+
+
+static void
+blockerSet(Blocker *blocker, gboolean *field)
+{
+    g_mutex_lock(&blocker->lock);
+    *field = TRUE;
+    g_cond_broadcast(&blocker->cond);
+    g_mutex_unlock(&blocker->lock);
+}
+
+
+static void
+blockerWaitRunning(Blocker *blocker)
+{
+    g_mutex_lock(&blocker->lock);
+    while (!blocker->running)
+        g_cond_wait(&blocker->cond, &blocker->lock);
+    g_mutex_unlock(&blocker->lock);
+}
+
+
+/* spPoolRefresh itself only scans: with the worker busy elsewhere it
+ * returns having learned nothing, and the worker learns afterwards. */
+static void
+testRefreshHandsOver(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = NULL;
+    g_autofree char *template = NULL;
+    g_autofree char *learner = NULL;
+    g_autoptr(GPtrArray) volumes = NULL;
+    g_autoptr(GError) err = NULL;
+    Blocker blocker = { 0 };
+    SpTierUsage usage;
+
+    if (!(pool = newHotPool(f, 2, &template, &learner)))
+        return;
+    g_free(mustCreateInstance(pool, "learner.qcow2", template));
+    bootWithCopyOnRead(learner, 1);
+    spPoolJobQueue(pool, blockWorker, &blocker, NULL);
+    blockerWaitRunning(&blocker);
+    volumes = spPoolRefresh(pool, &usage, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(volumes->len, ==, 2);
+    g_assert_null(strstr(f->log->str, "learned"));
+    blockerSet(&blocker, &blocker.released);
+    spPoolWaitIdle(pool);
+    g_assert_nonnull(strstr(f->log->str, "learned the hot set of template"));
     spPoolReplicasStop(pool);
 }
 
@@ -486,6 +569,7 @@ main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_log_set_always_fatal(G_LOG_FATAL_MASK);
     ADD("learn", testLearn);
+    ADD("refresh-hands-over", testRefreshHandsOver);
     ADD("learn-at-refresh", testLearnAtRefresh);
     ADD("ram-rebuild", testRamRebuild);
     ADD("ram-cap", testRamCap);
