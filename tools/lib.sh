@@ -1,0 +1,80 @@
+# shellcheck shell=bash
+# What the scripts of tools/ share; each sources it near its top:
+#
+#   # shellcheck source-path=SCRIPTDIR
+#   . "$(dirname "$0")/lib.sh"
+#
+# It sets top (the checkout), prog (the script's name, the prefix of its
+# messages) and cache (STORMPOOL_CACHE, default /var/cache/stormpool), and
+# defines
+#   log, say, die        messages "<script>: ..." (on stderr, stdout; die
+#                        says "<script>: error: ..." and exits 1)
+#   release_get, release_column, release_oldest, release_list
+#                        queries of the release table, tools/releases
+# A change here can change what tools/build-libvirt builds: it is part of
+# that build's key (inputs_hash), as tools/releases is.
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+prog=${0##*/}
+cache=${STORMPOOL_CACHE:-/var/cache/stormpool}
+
+# --- messages ------------------------------------------------------------------
+
+# "<script>: MESSAGE" on stderr.
+log() { printf '%s: %s\n' "$prog" "$*" >&2; }
+# "<script>: MESSAGE" on stdout, for the scripts whose progress goes there.
+say() { printf '%s: %s\n' "$prog" "$*"; }
+# "<script>: error: MESSAGE" on stderr, then exit 1. A script whose errors
+# read "<script>: MESSAGE" sets die_tag= after sourcing this file.
+die_tag="error: "
+die() { printf '%s: %s%s\n' "$prog" "$die_tag" "$*" >&2; exit 1; }
+
+# --- the release table -----------------------------------------------------------
+
+release_table="$top/tools/releases"
+
+# The awk program's start: skips comments and blank lines, reads the column
+# names from the header line into col[] and fails (status 2) on a column
+# the table lacks; the variables key and want name the columns used.
+release_awk='
+    { sub(/#.*/, "") }
+    NF == 0 { next }
+    !header {
+        header = 1
+        for (i = 1; i <= NF; i++) col[$i] = i
+        if (!(key in col) || !(want in col)) {
+            printf "tools/releases has no column %s\n", (key in col) ? want : key > "/dev/stderr"
+            bad = 1
+            exit 2
+        }
+        next
+    }'
+
+# release_get COLUMN VALUE WANTED: the WANTED column of the release whose
+# COLUMN is VALUE, e.g. 'release_get suite trixie libvirt' prints 11.3.0.
+# Prints nothing and returns 1 if no release has it.
+release_get() {
+    awk -v key="$1" -v value="$2" -v want="$3" "$release_awk"'
+        $col[key] == value { print $col[want]; found = 1; exit }
+        END { if (!bad) exit !found }' "$release_table"
+}
+
+# release_column COLUMN: that column of every release, oldest first, one
+# a line.
+release_column() {
+    awk -v key="$1" -v want="$1" "$release_awk"'
+        { print $col[want] }' "$release_table"
+}
+
+# release_oldest COLUMN: that column of the oldest release (the first line).
+release_oldest() {
+    release_column "$1" | sed -n 1p
+}
+
+# release_list COLUMN SEPARATOR: that column of every release, oldest
+# first, on one line, SEPARATOR between them ('bookworm or trixie').
+release_list() {
+    local values
+    values=$(release_column "$1")
+    printf '%s\n' "${values//$'\n'/$2}"
+}
