@@ -11,6 +11,7 @@
 #                        says "<script>: error: ..." and exits 1)
 #   release_get, release_column, release_oldest, release_list
 #                        queries of the release table, tools/releases
+#   cached_root          a Debian root made by mmdebstrap, cached in $cache
 # A change here can change what tools/build-libvirt builds: it is part of
 # that build's key (inputs_hash), as tools/releases is.
 
@@ -77,4 +78,39 @@ release_list() {
     local values
     values=$(release_column "$1")
     printf '%s\n' "${values//$'\n'/$2}"
+}
+
+# --- Debian roots ------------------------------------------------------------------
+
+# cached_root NAME RELEASE KEY_INPUTS WHAT VARIANT [MMDEBSTRAP_OPTION...]
+#
+# A root of Debian RELEASE (a suite) made by mmdebstrap --variant=VARIANT
+# with the options given, from the system's own Debian sources
+# (tools/release-sources), as a tarball $cache/NAME-RELEASE-KEY.tar.zst;
+# prints its path. KEY is a hash of KEY_INPUTS (text: a recipe number, the
+# packages, ... whatever the options make of the root) and of the release's
+# sources, so that the root is made again when one of them changes, and
+# only then. WHAT names it in messages ("the trixie build root").
+cached_root() {
+    local name=$1 release=$2 key_inputs=$3 what=$4 variant=$5 key tarball tmp
+    shift 5
+    key=$( { printf '%s\n' "$key_inputs"; "$top/tools/release-sources" "$release"; } |
+           sha256sum | cut -c1-16)
+    tarball="$cache/$name-$release-$key.tar.zst"
+    if [ -f "$tarball" ]; then echo "$tarball"; return 0; fi
+    log "making the $release $what (mmdebstrap; cached as $(basename "$tarball"))"
+    tmp=$(mktemp -d "/var/tmp/stormpool-$name.XXXXXX")
+    "$top/tools/release-sources" "$release" > "$tmp/sources.list"
+    mmdebstrap --mode=root --variant="$variant" --quiet \
+        --aptopt='Acquire::Check-Valid-Until "false"' \
+        --aptopt='Acquire::Languages "none"' \
+        --aptopt='APT::Install-Recommends "false"' \
+        "$@" \
+        "$release" "$tmp/root.tar.zst" "$tmp/sources.list" > "$tmp/mmdebstrap.log" 2>&1 ||
+        { tail -n 30 "$tmp/mmdebstrap.log" >&2; rm -rf "$tmp"; die "mmdebstrap of the $release $what failed"; }
+    mkdir -p "$cache"
+    mv "$tmp/root.tar.zst" "$tarball.tmp"
+    mv "$tarball.tmp" "$tarball"
+    rm -rf "$tmp"
+    echo "$tarball"
 }
