@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+#!/bin/bash
 # What the scripts of tools/ share; each sources it near its top:
 #
 #   # shellcheck source-path=SCRIPTDIR
@@ -11,6 +11,8 @@
 #                        says "<script>: error: ..." and exits 1)
 #   release_get, release_column, release_oldest, release_list
 #                        queries of the release table, tools/releases
+#   count_files, newest_file
+#                        globs' matches, counted or the newest one
 #   cached_root          a Debian root made by mmdebstrap, cached in $cache
 # A change here can change what tools/build-libvirt builds: it is part of
 # that build's key (inputs_hash), as tools/releases is.
@@ -37,6 +39,7 @@ release_table="$top/tools/releases"
 # The awk program's start: skips comments and blank lines, reads the column
 # names from the header line into col[] and fails (status 2) on a column
 # the table lacks; the variables key and want name the columns used.
+# shellcheck disable=SC2016  # awk's $i and $0, not the shell's
 release_awk='
     { sub(/#.*/, "") }
     NF == 0 { next }
@@ -78,6 +81,28 @@ release_list() {
     local values
     values=$(release_column "$1")
     printf '%s\n' "${values//$'\n'/$2}"
+}
+
+# --- files ---------------------------------------------------------------------
+
+# count_files FILE...: how many of the FILEs exist (a glob that matches
+# nothing stays a word of its own that names no file: 0).
+count_files() {
+    local f n=0
+    for f in "$@"; do
+        if [ -e "$f" ]; then n=$((n + 1)); fi
+    done
+    echo "$n"
+}
+
+# newest_file FILE...: the one of the existing FILEs whose name sorts last
+# by version (sort -V: libvirt_9.0.0-4+deb12u2.dsc after -4.dsc); nothing
+# if none exists.
+newest_file() {
+    local f
+    for f in "$@"; do
+        if [ -e "$f" ]; then printf '%s\n' "$f"; fi
+    done | sort -V | tail -n1
 }
 
 # --- Debian roots ------------------------------------------------------------------
