@@ -493,6 +493,15 @@ class Bench:
         self.check_replays([{"proc": proc, "log": log_path}])
         start = time.monotonic()
         pools.virsh("pool-refresh", pool.name)
+        # refresh hands learning to the pool's background worker: the
+        # hot set is known once its file is there
+        hot_sets = os.path.join(os.path.dirname(learner), ".stormpool-hot-sets",
+                                w.template_name)
+        deadline = start + 300
+        while not (os.path.isdir(hot_sets) and os.listdir(hot_sets)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s: no hot set learned 300 s after pool-refresh" % config)
+            time.sleep(0.02)
         refresh_s = time.monotonic() - start
         path, first = pool.create_instance("pc01.qcow2", w.template_name, w.virtual_size)
         ready = time.monotonic() - t0

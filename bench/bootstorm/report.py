@@ -120,7 +120,7 @@ def hot_table(results):
         if not rows:
             continue
         lines += ["| %s: a new template under policy='hot' | learner vol-create s "
-                  "| copy-on-read boot s | pool-refresh s | first instance s | storm-proof after s "
+                  "| copy-on-read boot s | pool-refresh + learning s | first instance s | storm-proof after s "
                   "| hot replica MiB | distinct MiB |" % trace_name,
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for config, rep in rows:

@@ -548,6 +548,7 @@ handOver(SpPool *pool, Maintenance *m)
     g_mutex_unlock(&pool->jobs_lock);
     if (!queued)
         spPoolJobQueue(pool, maintain, NULL, NULL);
+    g_debug("pool '%s': refresh queued its background work", pool->secondary);
 }
 
 

@@ -34,7 +34,9 @@ jobDone(Job *job)
     if (job->free_data)
         job->free_data(job->data);
     g_mutex_lock(&pool->jobs_lock);
-    pool->jobs_pending--;
+    /* Tests and admins reading the log wait for this line. */
+    if (--pool->jobs_pending == 0)
+        g_debug("pool '%s': background work done", pool->secondary);
     g_cond_broadcast(&pool->jobs_cond);
     g_mutex_unlock(&pool->jobs_lock);
     spPoolUnref(pool);

@@ -36,9 +36,66 @@ def run(argv, check=True, input=None):
     return proc.returncode, proc.stdout, proc.stderr
 
 
-def virsh(*args, check=True):
-    """The private virsh (tools/virt-env exec puts it first on PATH)."""
-    return run(["virsh", "-q"] + list(args), check=check)[1]
+STORAGED_LOG = os.path.join(PREFIX, "var", "log", "libvirt", "virtstoraged.log")
+# Commands after which libvirt refreshes a pool, whose refresh hands its
+# slow work (replica copies and rebuilds, hot-set learning, collection,
+# stamps) to the pool's background worker.
+REFRESHING = ("pool-refresh", "pool-start")
+POOL_WORK_TIMEOUT = 300
+
+
+def log_size():
+    try:
+        return os.path.getsize(STORAGED_LOG)
+    except OSError:
+        return 0
+
+
+def pool_target(pool):
+    import xml.etree.ElementTree as ET
+    rc, out, _ = run(["virsh", "-q", "pool-dumpxml", pool], check=False)
+    if rc != 0:
+        return None
+    path = ET.fromstring(out).find("target/path")
+    return path.text if path is not None else None
+
+
+def wait_pool_work(pool, offset):
+    """Wait until the background work that a refresh of @pool queued after
+    log offset @offset is done: the worker's debug lines, in order. Where
+    the daemon's log no longer carries them (a benchmark lowered its
+    level), a fixed pause instead."""
+    target = pool_target(pool)
+    if target is None:
+        return
+    queued = "pool '%s': refresh queued its background work" % target
+    done = "pool '%s': background work done" % target
+    deadline = time.monotonic() + POOL_WORK_TIMEOUT
+    while time.monotonic() < deadline:
+        with open(STORAGED_LOG, "rb") as f:
+            f.seek(offset if log_size() >= offset else 0)
+            text = f.read().decode("utf-8", "replace")
+        at = text.find(queued)
+        if at < 0 and time.monotonic() > deadline - POOL_WORK_TIMEOUT + 5:
+            print("# no background work of pool %s in the log: waited 5 s" % pool)
+            return
+        if at >= 0 and text.find(done, at) >= 0:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the background work of pool %s is not done after %d s"
+                         % (pool, POOL_WORK_TIMEOUT))
+
+
+def virsh(*args, check=True, wait=True):
+    """The private virsh (tools/virt-env exec puts it first on PATH). After
+    a command that refreshes a pool, wait for the pool's background work
+    (@wait), as the suites expect its results at once."""
+    offset = log_size()
+    rc, out, _ = run(["virsh", "-q"] + list(args), check=check)
+    refreshed = [a for a in args if not a.startswith("-")]
+    if wait and rc == 0 and len(refreshed) >= 2 and refreshed[0] in REFRESHING:
+        wait_pool_work(refreshed[1], offset)
+    return out
 
 
 def virsh_fails(*args, expect):

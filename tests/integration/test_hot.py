@@ -224,6 +224,7 @@ def changed_template():
     assert hot_sets(hot_ssd, "t.qcow2") == [], hot_sets(hot_ssd, "t.qcow2")
     assert os.path.exists(old)
     boot_with_copy_on_read(os.path.join(hot_ssd, "c.qcow2"), [(8 * MiB, MiB)])
+    virsh("pool-refresh", P_HOT)
     create_instance(P_HOT, "d.qcow2", "t.qcow2")
     new = backing_of(os.path.join(hot_ssd, "d.qcow2"))
     assert new != old and os.path.dirname(new) == os.path.dirname(old), (new, old)
@@ -257,6 +258,7 @@ def ram_learn():
     virsh("pool-refresh", P_RAM)
     create_instance(P_RAM, "learner.qcow2", "t.qcow2")
     boot_with_copy_on_read(os.path.join(ram_ssd, "learner.qcow2"), READS)
+    virsh("pool-refresh", P_RAM)
     create_instance(P_RAM, "a.qcow2", "t.qcow2")
     replica = backing_of(os.path.join(ram_ssd, "a.qcow2"))
     assert replica.startswith(ram_tier + "/"), replica
@@ -331,7 +333,7 @@ t_crash = os.path.join(crash_hdd, "big.qcow2")
 BIG_READ = 384 * MiB
 
 
-@suite.step("4. kill -9 virtstoraged while vol-create makes a hot replica: only a "
+@suite.step("4. kill -9 virtstoraged while the pool makes a hot replica: only a "
             "temporary file, removed at the next start; never a partial replica")
 def crash_during_hot_replica():
     os.makedirs(crash_hdd)
@@ -341,6 +343,9 @@ def crash_during_hot_replica():
     virsh("pool-refresh", P_CRASH)
     create_instance(P_CRASH, "learner.qcow2", "big.qcow2", 512 * MiB)
     boot_with_copy_on_read(os.path.join(crash_ssd, "learner.qcow2"), [(0, BIG_READ)])
+    # the refresh's background work learns the hot set and makes the hot
+    # replica, which the vol-create waits for
+    virsh("pool-refresh", P_CRASH, wait=False)
     rdir = os.path.join(crash_ssd, REPLICAS, "big.qcow2")
     proc = subprocess.Popen(["virsh", "-q", "vol-create-as", P_CRASH, "victim.qcow2",
                              str(512 * MiB), "--format", "qcow2", "--backing-vol",
@@ -362,7 +367,7 @@ def crash_during_hot_replica():
     finally:
         run([VIRT_ENV, "start"])
     wait_for(lambda: pool_running(P_CRASH), 30, "the autostarted pool to run again")
-    assert not os.path.exists(tmp), "temporary file kept after the restart"
+    wait_for(lambda: not os.path.exists(tmp), 60, "the temporary file to go after the restart")
     # the refresh at start knows the hot set and makes the replica again
     sets = hot_sets(crash_ssd, "big.qcow2")
     assert len(sets) == 1, sets

@@ -161,6 +161,9 @@ void
 spTestCaptureLog(const gchar *domain G_GNUC_UNUSED, GLogLevelFlags level,
                  const gchar *message, gpointer log)
 {
+    /* Debug messages trace the daemon's work; tests compare what admins read. */
+    if (level & G_LOG_LEVEL_DEBUG)
+        return;
     g_string_append_printf(log, "%s: %s\n",
                            level & G_LOG_LEVEL_CRITICAL ? "error" :
                            level & G_LOG_LEVEL_WARNING ? "warning" : "info", message);
