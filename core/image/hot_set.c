@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "util/atomic_file.h"
+#include "util/full_io.h"
 #include "stormpool/error.h"
 #include "image/hot_set.h"
 #include "image/image_header.h"
@@ -253,24 +254,6 @@ spHotSetFormat(const SpHotSet *set)
 }
 
 
-static gboolean
-writeAll(int fd, const char *data, size_t len, const char *path, GError **error)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            return spErrorSetErrno(error, errno, "cannot write hot set '%s'", path);
-        }
-        data += n;
-        len -= n;
-    }
-    return TRUE;
-}
-
-
 gboolean
 spHotSetSave(const SpHotSet *set, const char *path, GError **error)
 {
@@ -279,7 +262,8 @@ spHotSetSave(const SpHotSet *set, const char *path, GError **error)
 
     if (!file)
         return FALSE;
-    if (!writeAll(spAtomicFileFd(file), text, strlen(text), path, error))
+    if (!spFullWrite(spAtomicFileFd(file), text, strlen(text), error,
+                     "cannot write hot set '%s'", path))
         return FALSE;
     return spAtomicFileCommit(file, TRUE, error);
 }
@@ -315,11 +299,10 @@ spHotSetLoad(const char *path, guint64 virtual_size, GError **error)
 static gboolean
 readExact(int fd, void *buf, size_t len, guint64 offset, const char *path, GError **error)
 {
-    ssize_t n = pread(fd, buf, len, offset);
+    gssize n = spFullPread(fd, buf, len, offset, error, "cannot read '%s'", path);
 
-    if (n < 0) {
-        return spErrorSetErrno(error, errno, "cannot read '%s'", path);
-    }
+    if (n < 0)
+        return FALSE;
     if ((size_t) n != len) {
         g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
                     "'%s' ends inside its own qcow2 tables", path);

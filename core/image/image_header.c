@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "stormpool/error.h"
+#include "util/full_io.h"
 #include "image/image_header.h"
 
 /* Enough for every magic we probe and, for most overlays, for the qcow2
@@ -177,27 +178,19 @@ qcow2Bad(GError **error, const char *fmt, ...)
 static gboolean
 imageReadAt(int fd, guint8 *buf, gsize len, guint64 offset, GError **error)
 {
-    gsize done = 0;
+    gssize n = spFullPread(fd, buf, len, offset, error,
+                           "cannot read image header at offset %" G_GUINT64_FORMAT,
+                           offset);
 
-    while (done < len) {
-        ssize_t n = pread(fd, buf + done, len - done, offset + done);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            return spErrorSetErrno(error, errno,
-                                   "cannot read image header at offset %" G_GUINT64_FORMAT,
-                                   offset + done);
-        }
-        /* The length came from fstat(), so only a concurrent truncate gets
-         * us here; the bytes we would parse are gone. */
-        if (n == 0) {
-            g_set_error(error, SP_ERROR, SP_ERROR_IO,
-                        "image shrank to %" G_GUINT64_FORMAT " bytes while its header was read",
-                        offset + done);
-            return FALSE;
-        }
-        done += n;
+    if (n < 0)
+        return FALSE;
+    /* The length came from fstat(), so only a concurrent truncate gets
+     * us here; the bytes we would parse are gone. */
+    if ((gsize) n < len) {
+        g_set_error(error, SP_ERROR, SP_ERROR_IO,
+                    "image shrank to %" G_GUINT64_FORMAT " bytes while its header was read",
+                    offset + n);
+        return FALSE;
     }
     return TRUE;
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "stormpool/error.h"
+#include "util/full_io.h"
 #include "image/qcow2_overlay.h"
 
 #define QCOW2_MAGIC 0x514649fbU             /* "QFI\xfb" */
@@ -428,28 +429,6 @@ spQcow2SpecValidate(const SpQcow2Spec *spec, GError **error)
 
 
 static gboolean
-qcow2PwriteAll(int fd, const void *data, size_t len, off_t offset,
-               GError **error)
-{
-    const guint8 *p = data;
-
-    while (len > 0) {
-        ssize_t done = pwrite(fd, p, len, offset);
-
-        if (done < 0 && errno == EINTR)
-            continue;
-        if (done < 0) {
-            return spErrorSetErrno(error, errno, "cannot write qcow2 image");
-        }
-        p += done;
-        len -= done;
-        offset += done;
-    }
-    return TRUE;
-}
-
-
-static gboolean
 qcow2WriteRefcountTable(int fd, const Qcow2Layout *layout, GError **error)
 {
     g_autofree guint64 *table = g_new(guint64, layout->refcount_blocks);
@@ -458,8 +437,9 @@ qcow2WriteRefcountTable(int fd, const Qcow2Layout *layout, GError **error)
     for (i = 0; i < layout->refcount_blocks; i++)
         table[i] = GUINT64_TO_BE(layout->refcount_block_offset +
                                  i * layout->cluster_size);
-    return qcow2PwriteAll(fd, table, layout->refcount_blocks * sizeof(*table),
-                          layout->refcount_table_offset, error);
+    return spFullPwrite(fd, table, layout->refcount_blocks * sizeof(*table),
+                        layout->refcount_table_offset, error,
+                        "cannot write qcow2 image");
 }
 
 
@@ -473,8 +453,9 @@ qcow2WriteRefcountBlocks(int fd, const Qcow2Layout *layout, GError **error)
 
     for (i = 0; i < layout->used_clusters; i++)
         counts[i] = GUINT16_TO_BE(1);
-    return qcow2PwriteAll(fd, counts, layout->used_clusters * sizeof(*counts),
-                          layout->refcount_block_offset, error);
+    return spFullPwrite(fd, counts, layout->used_clusters * sizeof(*counts),
+                        layout->refcount_block_offset, error,
+                        "cannot write qcow2 image");
 }
 
 
@@ -504,7 +485,8 @@ spQcow2WriteFd(int fd, const SpQcow2Spec *spec, GError **error)
                                " bytes", layout.file_size);
     }
 
-    return qcow2PwriteAll(fd, header->data, header->len, 0, error) &&
+    return spFullPwrite(fd, header->data, header->len, 0, error,
+                        "cannot write qcow2 image") &&
            qcow2WriteRefcountTable(fd, &layout, error) &&
            qcow2WriteRefcountBlocks(fd, &layout, error);
 }

@@ -5,6 +5,7 @@
  */
 
 #include "stormpool/error.h"
+#include "util/process.h"
 #include "image/qemu_img.h"
 
 static gboolean
@@ -12,9 +13,7 @@ runQemuImg(const char * const *args, GError **error)
 {
     g_autofree char *qemu_img = g_find_program_in_path("qemu-img");
     g_autoptr(GPtrArray) argv = g_ptr_array_new();
-    g_autofree char *errors = NULL;
-    g_autoptr(GError) err = NULL;
-    gint status = 0;
+    g_autoptr(GError) local = NULL;
 
     if (!qemu_img) {
         g_set_error(error, SP_ERROR, SP_ERROR_UNSUPPORTED,
@@ -25,17 +24,14 @@ runQemuImg(const char * const *args, GError **error)
     for (; *args; args++)
         g_ptr_array_add(argv, (gpointer) *args);
     g_ptr_array_add(argv, NULL);
-    if (!g_spawn_sync(NULL, (char **) argv->pdata, NULL, G_SPAWN_STDOUT_TO_DEV_NULL,
-                      NULL, NULL, NULL, &errors, &status, &err)) {
-        g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot run qemu-img: %s", err->message);
-        return FALSE;
-    }
-    if (!g_spawn_check_wait_status(status, NULL)) {
+    if (spProcessRun((const char * const *) argv->pdata, NULL, &local))
+        return TRUE;
+    if (local->domain == G_SPAWN_ERROR)
+        g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot run qemu-img: %s", local->message);
+    else
         g_set_error(error, SP_ERROR, SP_ERROR_IO, "qemu-img %s failed: %s",
-                    (const char *) g_ptr_array_index(argv, 1), g_strstrip(errors));
-        return FALSE;
-    }
-    return TRUE;
+                    (const char *) g_ptr_array_index(argv, 1), local->message);
+    return FALSE;
 }
 
 

@@ -50,36 +50,19 @@ spPoolNew(const char *primary, const char *secondary,
 }
 
 
-static xmlNodePtr
-findChild(xmlNodePtr parent, const char *name)
-{
-    xmlNodePtr node;
-
-    for (node = parent ? parent->children : NULL; node; node = node->next) {
-        if (node->type == XML_ELEMENT_NODE && !node->ns &&
-            strcmp((const char *) node->name, name) == 0)
-            return node;
-    }
-    return NULL;
-}
-
-
 /* libvirt parsed the same elements already, but hands a namespace parser
- * only the XML; the namespace parser has checked both paths. */
+ * only the XML; spPoolNamespaceParse reads and checks the tier paths with
+ * the rest, so the element is walked once. */
 SpPool *
 spPoolNewFromXml(xmlNodePtr node, GError **error)
 {
     g_autoptr(SpPoolNamespace) ns = NULL;
     g_autofree char *primary = NULL;
     g_autofree char *secondary = NULL;
-    xmlNodePtr dir = findChild(findChild(node, "source"), "dir");
-    xmlNodePtr path = findChild(findChild(node, "target"), "path");
 
-    if (!(ns = spPoolNamespaceParse(node, error)))
+    if (!(ns = spPoolNamespaceParse(node, &primary, &secondary, error)))
         return NULL;
-    primary = (char *) xmlGetProp(dir, (const xmlChar *) "path");
-    secondary = (char *) xmlNodeGetContent(path);
-    return poolAlloc(g_strstrip(primary), g_strstrip(secondary), g_steal_pointer(&ns));
+    return poolAlloc(primary, secondary, g_steal_pointer(&ns));
 }
 
 

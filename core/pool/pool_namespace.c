@@ -181,7 +181,8 @@ parseReplica(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
 
 
 SpPoolNamespace *
-spPoolNamespaceParse(xmlNodePtr pool, GError **error)
+spPoolNamespaceParse(xmlNodePtr pool, char **primary_out, char **secondary_out,
+                     GError **error)
 {
     g_autoptr(SpPoolNamespace) ns = g_new0(SpPoolNamespace, 1);
     g_autofree char *primary = NULL;
@@ -218,6 +219,10 @@ spPoolNamespaceParse(xmlNodePtr pool, GError **error)
     }
     if (!validateRamTier(ns, primary, secondary, error))
         return NULL;
+    if (primary_out)
+        *primary_out = g_steal_pointer(&primary);
+    if (secondary_out)
+        *secondary_out = g_steal_pointer(&secondary);
     return g_steal_pointer(&ns);
 }
 

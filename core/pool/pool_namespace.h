@@ -54,12 +54,16 @@ typedef struct {
     SpTierUsage ram_usage;      /* capacity = cap, allocation = bytes held */
 } SpPoolNamespace;
 
-/* Parse the children of @pool (the <pool> element) that are in our
- * namespace, and validate the tier directories named by <source><dir> and
- * <target><path> (spTierLayoutValidatePaths). Status elements are accepted and dropped, so the output of
- * pool-dumpxml can be defined again; anything else in the namespace is an
- * SP_ERROR_XML error. Never returns NULL on success. */
-SpPoolNamespace *spPoolNamespaceParse(xmlNodePtr pool, GError **error);
+/* The one reading of the <pool> element @pool: the tier directories
+ * named by <source><dir> and <target><path>, validated
+ * (spTierLayoutValidatePaths) and stored, stripped of surrounding white
+ * space, in @primary and @secondary when they are non-NULL; and the
+ * children in our namespace. Status elements are accepted and dropped, so
+ * the output of pool-dumpxml can be defined again; anything else in the
+ * namespace is an SP_ERROR_XML error. Never returns NULL on success; on
+ * failure @primary and @secondary are left alone. */
+SpPoolNamespace *spPoolNamespaceParse(xmlNodePtr pool, char **primary, char **secondary,
+                                      GError **error);
 
 void spPoolNamespaceFree(SpPoolNamespace *ns);
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "util/atomic_file.h"
+#include "util/process.h"
 #include "stormpool/error.h"
 #include "replica/hot_replica.h"
 #include "image/image_header.h"
@@ -115,9 +116,7 @@ runQemuIo(const char *qemu_io, const char *path, const SpRange *first, guint cou
 {
     g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
     g_autofree char *out = NULL;
-    g_autofree char *err = NULL;
-    g_autoptr(GError) spawn_error = NULL;
-    int status = 0;
+    g_autoptr(GError) local = NULL;
     guint i;
 
     g_ptr_array_add(argv, g_strdup(qemu_io ? qemu_io : "qemu-io"));
@@ -131,20 +130,18 @@ runQemuIo(const char *qemu_io, const char *path, const SpRange *first, guint cou
     }
     g_ptr_array_add(argv, g_strdup(path));
     g_ptr_array_add(argv, NULL);
-    if (!g_spawn_sync(NULL, (char **) argv->pdata, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL,
-                      &out, &err, &status, &spawn_error)) {
+    /* qemu-io exits non-zero when one of its commands fails; its stdout is
+     * captured because it reports those failures there, not on stderr. */
+    if (spProcessRun((const char * const *) argv->pdata, &out, &local))
+        return TRUE;
+    if (local->domain == G_SPAWN_ERROR)
         g_set_error(error, SP_ERROR, SP_ERROR_IO, "cannot run '%s' to copy a hot set: %s",
-                    (char *) argv->pdata[0], spawn_error->message);
-        return FALSE;
-    }
-    if (!g_spawn_check_wait_status(status, NULL) || strstr(out, "failed") ||
-        strstr(out, "rror") || *g_strstrip(err)) {
+                    (char *) argv->pdata[0], local->message);
+    else
         g_set_error(error, SP_ERROR, SP_ERROR_IO,
                     "copying the hot set into '%s' with qemu-io failed: %s", path,
-                    *err ? err : *out ? g_strstrip(out) : "no output");
-        return FALSE;
-    }
-    return TRUE;
+                    local->message);
+    return FALSE;
 }
 
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "stormpool/error.h"
+#include "util/size_format.h"
 #include "replica/ram_tier.h"
 #include "replica/template_replica.h"
 
@@ -139,33 +140,14 @@ olderFirst(gconstpointer a, gconstpointer b)
 }
 
 
-/* "1.5 GiB": binary units, plain ASCII (g_format_size puts a no-break
- * space in, which libvirt's error messages and logs show as garbage). */
-static char *
-formatSize(guint64 bytes)
-{
-    static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB" };
-    double value = bytes;
-    guint unit = 0;
-
-    while (value >= 1024 && unit + 1 < G_N_ELEMENTS(units)) {
-        value /= 1024;
-        unit++;
-    }
-    if (unit == 0)
-        return g_strdup_printf("%" G_GUINT64_FORMAT " bytes", bytes);
-    return g_strdup_printf("%.1f %s", value, units[unit]);
-}
-
-
 static void
 setNoRoom(GError **error, const char *dir, guint64 cap, guint64 used, guint64 need,
           guint64 evictable)
 {
-    g_autofree char *cap_s = formatSize(cap);
-    g_autofree char *used_s = formatSize(used);
-    g_autofree char *need_s = formatSize(need);
-    g_autofree char *free_s = formatSize(evictable);
+    g_autofree char *cap_s = spFormatSize(cap);
+    g_autofree char *used_s = spFormatSize(used);
+    g_autofree char *need_s = spFormatSize(need);
+    g_autofree char *free_s = spFormatSize(evictable);
 
     g_set_error(error, SP_ERROR, SP_ERROR_NO_SPACE,
                 "RAM tier '%s' is capped at %s: %s are in use and a replica needs %s more; "

@@ -18,6 +18,7 @@
 #include "stormpool/error.h"
 #include "util/dir.h"
 #include "util/file_copy.h"
+#include "util/size_format.h"
 #include "replica/template_replica.h"
 #include "fs/volume_name.h"
 
@@ -189,10 +190,10 @@ spReplicaCheckRoom(const char *replica_path, guint64 need, guint64 reserved,
     if (need + reserved + keep <= avail)
         return TRUE;
     {
-        g_autofree char *need_s = g_format_size(need);
-        g_autofree char *avail_s = g_format_size(avail);
-        g_autofree char *keep_s = g_format_size(keep);
-        g_autofree char *reserved_s = g_format_size(reserved);
+        g_autofree char *need_s = spFormatSize(need);
+        g_autofree char *avail_s = spFormatSize(avail);
+        g_autofree char *keep_s = spFormatSize(keep);
+        g_autofree char *reserved_s = spFormatSize(reserved);
 
         g_set_error(error, SP_ERROR, SP_ERROR_NO_SPACE,
                     "not enough space for a replica of '%s' in '%s': the copy needs %s, "

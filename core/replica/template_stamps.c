@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "util/atomic_file.h"
+#include "util/full_io.h"
 #include "stormpool/error.h"
 #include "replica/template_stamps.h"
 
@@ -142,21 +143,12 @@ spTemplateStampsSave(const char *path, GHashTable *stamps, GError **error)
 {
     g_autoptr(SpAtomicFile) file = NULL;
     g_autofree char *text = formatStamps(stamps);
-    size_t len = strlen(text);
-    size_t done = 0;
 
     if (!(file = spAtomicFileBegin(path, 0600, error)))
         return FALSE;
-    while (done < len) {
-        ssize_t n = write(spAtomicFileFd(file), text + done, len - done);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            return spErrorSetErrno(error, errno, "cannot write template stamps '%s'", path);
-        }
-        done += n;
-    }
+    if (!spFullWrite(spAtomicFileFd(file), text, strlen(text), error,
+                     "cannot write template stamps '%s'", path))
+        return FALSE;
     return spAtomicFileCommit(file, TRUE, error);
 }
 

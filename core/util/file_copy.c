@@ -10,6 +10,7 @@
 
 #include "stormpool/error.h"
 #include "util/file_copy.h"
+#include "util/full_io.h"
 
 /* Fallback for file systems where copy_file_range refuses the pair. */
 static gboolean
@@ -19,29 +20,23 @@ copyRangeByReadWrite(int src_fd, int dst_fd, off_t offset, off_t len,
     g_autofree char *buf = g_malloc(1024 * 1024);
 
     while (len > 0) {
-        ssize_t want = MIN(len, (off_t) (1024 * 1024));
-        ssize_t got = pread(src_fd, buf, want, offset);
-        ssize_t off = 0;
+        gsize want = MIN(len, (off_t) (1024 * 1024));
+        gssize got = spFullPread(src_fd, buf, want, offset, error,
+                                 "cannot read source image");
 
-        if (got < 0 && errno == EINTR)
-            continue;
         if (got < 0)
-            return spErrorSetErrno(error, errno, "cannot read source image");
-        if (got == 0) {
+            return FALSE;
+        /* The extent came from SEEK_DATA/SEEK_HOLE on this file, so it
+         * ending early means someone truncated it under us. */
+        if ((gsize) got < want) {
             g_set_error(error, SP_ERROR, SP_ERROR_IO,
                         "source image shrank while copying");
             return FALSE;
         }
-        while (off < got) {
-            ssize_t put = pwrite(dst_fd, buf + off, got - off, offset + off);
-            if (put < 0 && errno == EINTR)
-                continue;
-            if (put < 0)
-                return spErrorSetErrno(error, errno, "cannot write image copy");
-            off += put;
-        }
-        offset += got;
-        len -= got;
+        if (!spFullPwrite(dst_fd, buf, want, offset, error, "cannot write image copy"))
+            return FALSE;
+        offset += want;
+        len -= want;
     }
     return TRUE;
 }

@@ -421,6 +421,54 @@ testHotReplicaFailuresLeaveNothing(void)
 }
 
 
+/* An executable shell script @name in @dir running @body. */
+static char *
+writeScript(const char *dir, const char *name, const char *body)
+{
+    g_autofree char *text = g_strdup_printf("#!/bin/sh\n%s\n", body);
+    char *path = g_build_filename(dir, name, NULL);
+
+    g_assert_true(g_file_set_contents(path, text, -1, NULL));
+    g_assert_cmpint(g_chmod(path, 0755), ==, 0);
+    return path;
+}
+
+
+/* qemu-io's exit status decides, not what it prints: a run that copies
+ * and then talks of errors succeeds, one that exits 1 silently fails. */
+static void
+testHotReplicaJudgedByExitStatus(void)
+{
+    g_autofree char *dir = spTestTempDir();
+    g_autofree char *tmpl = g_build_filename(dir, "win10.qcow2", NULL);
+    g_autofree char *replica = g_build_filename(dir, "r", "0123456789abcdef", NULL);
+    g_autofree char *chatty = writeScript(dir, "chatty", "qemu-io \"$@\" || exit\n"
+                                          "echo 'read failed? no: error-free' >&2\n"
+                                          "echo 'Error: just a word'");
+    g_autofree char *silent = writeScript(dir, "silent", "qemu-io \"$@\" >/dev/null\n"
+                                          "exit 1");
+    g_autoptr(SpHotSet) set = spHotSetNew(1024 * MiB);
+    g_autoptr(GError) error = NULL;
+
+    if (!spTestHaveQemuImg()) {
+        g_test_skip("qemu-img not installed");
+        return;
+    }
+    makeTemplate(tmpl);
+    g_assert_true(spHotSetAdd(set, 0, 65536, NULL));
+    g_assert_true(spHotReplicaCreate(tmpl, "qcow2", set, replica, chatty, &error));
+    g_assert_no_error(error);
+    g_assert_cmpint(g_unlink(replica), ==, 0);
+
+    g_assert_false(spHotReplicaCreate(tmpl, "qcow2", set, replica, silent, &error));
+    g_assert_error(error, SP_ERROR, SP_ERROR_IO);
+    g_assert_true(g_str_has_suffix(error->message,
+                                   "with qemu-io failed: Child process exited with code 1"));
+    g_assert_false(g_file_test(replica, G_FILE_TEST_EXISTS));
+    spTestTempDirFree(g_steal_pointer(&dir));
+}
+
+
 /* A host reboot empties the RAM tier: Ensure makes the replica again at
  * the same path, and does nothing when it is there. */
 static void
@@ -602,6 +650,7 @@ main(int argc, char **argv)
     g_test_add_func("/hot_set/learn-refuses-garbage-tables", testLearnRefusesGarbageTables);
     g_test_add_func("/hot_replica/reads-like-its-template", testHotReplicaReadsLikeItsTemplate);
     g_test_add_func("/hot_replica/failures-leave-nothing", testHotReplicaFailuresLeaveNothing);
+    g_test_add_func("/hot_replica/judged-by-exit-status", testHotReplicaJudgedByExitStatus);
     g_test_add_func("/hot_replica/ensure-rebuilds-after-reboot", testEnsureRebuildsAfterReboot);
     g_test_add_func("/ram_tier/parse-cap", testParseCap);
     g_test_add_func("/ram_tier/plan-room-evicts-unused-lru", testPlanRoomEvictsUnusedLeastRecentFirst);

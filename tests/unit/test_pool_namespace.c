@@ -244,6 +244,48 @@ testAdjustReplicas(void)
 }
 
 
+/* One parse of <pool> gives the tier paths and the namespace together:
+ * the paths stripped as spPoolNewFromXml keeps them, untouched on error. */
+static void
+testParseGivesTierPaths(void)
+{
+    const char *text =
+        "<pool type='stormpool' xmlns:stormpool='" SP_POOL_NAMESPACE_URI "'>\n"
+        "  <source><dir path=' " PRIMARY " '/></source>\n"
+        "  <target><path>\n    " SECONDARY "\n  </path></target>\n"
+        "  <stormpool:replica policy='copy'/>\n"
+        "</pool>\n";
+    xmlDocPtr doc = xmlReadMemory(text, strlen(text), "pool.xml", NULL, XML_PARSE_NONET);
+    g_autoptr(SpPoolNamespace) ns = NULL;
+    g_autoptr(SpPoolNamespace) again = NULL;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *primary = NULL;
+    g_autofree char *secondary = NULL;
+    char *untouched = (char *) "x";
+    xmlNodePtr target;
+
+    g_assert_nonnull(doc);
+    ns = spPoolNamespaceParse(xmlDocGetRootElement(doc), &primary, &secondary, &error);
+    g_assert_no_error(error);
+    g_assert_cmpstr(primary, ==, PRIMARY);
+    g_assert_cmpstr(secondary, ==, SECONDARY);
+    g_assert_cmpint(ns->replica_policy, ==, SP_REPLICA_COPY);
+    /* the paths are optional outputs */
+    again = spPoolNamespaceParse(xmlDocGetRootElement(doc), NULL, NULL, &error);
+    g_assert_nonnull(again);
+
+    /* a pool without <target> is refused and sets neither path */
+    target = xmlDocGetRootElement(doc)->children->next->next->next;
+    g_assert_cmpstr((const char *) target->name, ==, "target");
+    xmlUnlinkNode(target);
+    xmlFreeNode(target);
+    g_assert_null(spPoolNamespaceParse(xmlDocGetRootElement(doc), &untouched, NULL, &error));
+    g_assert_nonnull(error);
+    g_assert_cmpstr(untouched, ==, "x");
+    xmlFreeDoc(doc);
+}
+
+
 static void
 addCases(const char *kind, GTestDataFunc func)
 {
@@ -285,6 +327,7 @@ main(int argc, char **argv)
     g_test_add_func("/pool-namespace/format-status", testFormatStatus);
     g_test_add_func("/pool-namespace/format-replicas", testFormatReplicas);
     g_test_add_func("/pool-namespace/adjust-replicas", testAdjustReplicas);
+    g_test_add_func("/pool-namespace/parse-gives-tier-paths", testParseGivesTierPaths);
     ret = g_test_run();
     xmlCleanupParser();
     return ret;

@@ -159,6 +159,9 @@ testCheckRoom(void)
     g_assert_error(error, SP_ERROR, SP_ERROR_NO_SPACE);
     g_assert_nonnull(strstr(error->message, "not enough space for a replica of 't.qcow2'"));
     g_assert_nonnull(strstr(error->message, "still to be written by other replica copies"));
+    /* sizes as the RAM tier's messages give them: "2.0 MiB", plain ASCII */
+    g_assert_nonnull(strstr(error->message, "(2.0 MiB of it still to be written"));
+    g_assert_true(g_str_is_ascii(error->message));
     g_clear_error(&error);
     /* the 5 % kept free */
     g_assert_false(spReplicaCheckRoom(replica, avail - keep / 2, 0, "t.qcow2", &error));
