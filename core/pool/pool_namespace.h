@@ -12,10 +12,9 @@
 #include "replica/template_replica.h"
 #include "fs/tier_layout.h"
 
-G_BEGIN_DECLS
+#include "stormpool/types.h"
 
-#define SP_POOL_NAMESPACE_PREFIX "stormpool"
-#define SP_POOL_NAMESPACE_URI "urn:stormpool:pool:1.0"
+G_BEGIN_DECLS
 
 typedef struct {
     char *path;

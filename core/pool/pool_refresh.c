@@ -626,6 +626,7 @@ spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
         !refreshReplicas(&scan, error) ||
         !refreshUsage(pool, usage, error))
         return NULL;
+    spPoolIndexReplace(pool, scan.volumes);
     return g_steal_pointer(&scan.volumes);
 }
 

@@ -230,6 +230,7 @@ testDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autofree char *backing = NULL;
     g_autoptr(GError) err = NULL;
+    gboolean wipe_here = TRUE;
 
     createTemplate(pool, "t.qcow2", 4 * MiB);
     backing = createInstance(pool, "b.qcow2", "t.qcow2");
@@ -241,12 +242,13 @@ testDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
                     "a.qcow2, b.qcow2");
     g_clear_error(&err);
     g_assert_false(spPoolResizeVolume(pool, "t.qcow2", template, SP_IMAGE_FORMAT_QCOW2,
-                                      8 * MiB, &err));
+                                      MiB, 8 * MiB, &err));
     g_assert_cmpstr(err->message, ==,
                     "cannot resize template 't.qcow2': 2 instance(s) depend on it: "
                     "a.qcow2, b.qcow2");
     g_clear_error(&err);
-    g_assert_false(spPoolPrepareTemplateWipe(pool, "t.qcow2", template, &err));
+    g_assert_false(spPoolWipeVolume(pool, "t.qcow2", template, TRUE, &wipe_here, &err));
+    g_assert_false(wipe_here);
     g_assert_true(g_str_has_prefix(err->message, "cannot wipe template 't.qcow2': 2"));
     g_assert_true(g_file_test(template, G_FILE_TEST_EXISTS));
 }
@@ -350,14 +352,16 @@ testResetInstance(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autoptr(GError) err = NULL;
     g_auto(SpImageInfo) before = { 0 };
     g_auto(SpImageInfo) after = { 0 };
+    gboolean wipe_here = TRUE;
     struct stat sb;
 
     createTemplate(pool, "t.qcow2", MiB);
     backing = createInstance(pool, "i.qcow2", "t.qcow2");
     g_assert_true(spImageInfoRead(instance, &before, &err));
     g_assert_cmpint(chmod(instance, 0640), ==, 0);
-    g_assert_true(spPoolResetInstance(pool, "i.qcow2", instance, &err));
+    g_assert_true(spPoolWipeVolume(pool, "i.qcow2", instance, TRUE, &wipe_here, &err));
     g_assert_no_error(err);
+    g_assert_false(wipe_here);
     g_assert_true(spImageInfoRead(instance, &after, &err));
     g_assert_cmpstr(after.backing_file, ==, backing);
     g_assert_cmpuint(after.virtual_size, ==, before.virtual_size);
