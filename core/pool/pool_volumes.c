@@ -513,13 +513,38 @@ spPoolWipeVolume(SpPool *pool, const char *name, const char *path, gboolean zero
 
 /* ---- reading one volume again ---------------------------------------------- */
 
+/* A guest's start reads its volume again (libvirt's refreshVol): an
+ * instance whose replica is gone (a RAM tier after a reboot, before the
+ * worker made it again) gets it now, or waits for the one being made,
+ * rather than a QEMU that cannot open its backing file. */
+static gboolean
+ensureReplicaOf(SpPool *pool, const SpVolume *volume, GError **error)
+{
+    g_autofree char *name = NULL;
+    g_autofree char *template_path = NULL;
+
+    if (volume->tier != SP_TIER_SECONDARY || !volume->backing_path ||
+        access(volume->backing_path, F_OK) == 0 ||
+        !(name = spPoolReplicaTemplateName(pool, volume->backing_path)))
+        return TRUE;
+    template_path = g_build_filename(pool->primary, name, NULL);
+    if (spPoolReplicaRebuild(pool, template_path, volume->backing_path, error))
+        return TRUE;
+    g_prefix_error(error, "instance '%s' backs onto the missing replica '%s' of template "
+                   "'%s', which cannot be made again: ", volume->name,
+                   volume->backing_path, name);
+    return FALSE;
+}
+
+
 SpVolume *
 spPoolRefreshVolume(SpPool *pool, const char *path, GError **error)
 {
     SpTier tier = spPoolIsInstance(pool, path) ? SP_TIER_SECONDARY : SP_TIER_PRIMARY;
-    SpVolume *volume = spVolumeRead(path, tier, error);
+    g_autoptr(SpVolume) volume = spVolumeRead(path, tier, error);
 
-    if (volume)
-        spPoolIndexUpdate(pool, volume);
-    return volume;
+    if (!volume || !ensureReplicaOf(pool, volume, error))
+        return NULL;
+    spPoolIndexUpdate(pool, volume);
+    return g_steal_pointer(&volume);
 }

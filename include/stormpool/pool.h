@@ -171,8 +171,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpVolumePlan, spVolumePlanFree)
 SpVolumePlan *spPoolPlanVolume(SpPool *pool, const SpVolumeRequest *request,
                                GError **error);
 
-/* Read the volume at @path again (vol-refresh, vol-info, a guest's start),
- * keeping what the pool lists of it current. */
+/* Read the volume at @path again (vol-info, vol-dumpxml, a guest's start),
+ * keeping what the pool lists of it current. An instance whose replica
+ * is missing (a RAM tier emptied by a reboot, not made again yet by the
+ * pool's worker) gets it first: its guest is about to open it. */
 SpVolume *spPoolRefreshVolume(SpPool *pool, const char *path, GError **error);
 
 /* The modes of new volumes whose creator named none. A template is a

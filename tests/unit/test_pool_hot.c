@@ -435,6 +435,43 @@ testRamRebuild(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* A guest started after a reboot, before the worker made its replica
+ * again (the worker is busy elsewhere): libvirt reads its volume again
+ * (refreshVol), and the replica is made for it there. */
+static void
+testRamRebuildAtGuestStart(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = NULL;
+    g_autofree char *template = NULL;
+    g_autofree char *backing = NULL;
+    g_autofree char *instance = NULL;
+    g_autofree char *rm = NULL;
+    g_autoptr(SpVolume) volume = NULL;
+    g_autoptr(GError) err = NULL;
+    Blocker blocker = { 0 };
+
+    if (!haveQemu())
+        return;
+    pool = newRamPool(f, "", "64M");
+    template = createTemplate(pool, "t.qcow2", 16 * MiB, 3);
+    backing = mustCreateInstance(pool, "a.qcow2", template);
+    instance = spPoolVolumePath(pool, "a.qcow2", TRUE);
+    rm = g_build_filename(f->root, "ram", NULL);
+    spTestTempDirFree(g_steal_pointer(&rm));
+    spPoolStop(pool);
+    g_assert_true(spPoolStart(pool, &err));
+    spPoolJobQueue(pool, blockWorker, &blocker, NULL);
+    blockerWaitRunning(&blocker);
+    volume = spPoolRefreshVolume(pool, instance, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(volume->backing_path, ==, backing);
+    g_assert_true(g_file_test(backing, G_FILE_TEST_IS_REGULAR));
+    blockerSet(&blocker, &blocker.released);
+    spPoolWaitIdle(pool);
+    spPoolReplicasStop(pool);
+}
+
+
 /* The cap is never exceeded: unused replicas are evicted least recently
  * used first, and a replica that cannot fit is refused. */
 static void
@@ -572,6 +609,7 @@ main(int argc, char **argv)
     ADD("refresh-hands-over", testRefreshHandsOver);
     ADD("learn-at-refresh", testLearnAtRefresh);
     ADD("ram-rebuild", testRamRebuild);
+    ADD("ram-rebuild-at-guest-start", testRamRebuildAtGuestStart);
     ADD("ram-cap", testRamCap);
     ADD("ram-eager-no-churn", testRamEagerNoChurn);
     ADD("ram-protects", testRamProtects);
