@@ -111,6 +111,27 @@ validateRamTier(const SpPoolNamespace *ns, const char *primary, const char *seco
 }
 
 
+/* The RAM tier's path as written, without white space around it or
+ * trailing slashes. Stripping once is not enough: '/a\n/' loses its slash
+ * only after the strip, and would lose the line break when the pool's XML
+ * is read again. */
+static char *
+replicaTierPath(const char *text)
+{
+    g_autofree char *path = g_strstrip(g_strdup(text));
+
+    for (;;) {
+        g_autofree char *normal = spTierPathNormalise(path);
+
+        g_strstrip(normal);
+        if (strcmp(normal, path) == 0)
+            return g_steal_pointer(&path);
+        g_free(path);
+        path = g_steal_pointer(&normal);
+    }
+}
+
+
 /* tier= and cap= come together, and only with a policy that makes
  * replica files: a tier without a cap could fill the host's RAM. */
 static gboolean
@@ -139,7 +160,7 @@ parseReplicaTier(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
                     err->message);
         return FALSE;
     }
-    ns->replica_tier = spTierPathNormalise(g_strstrip(tier));
+    ns->replica_tier = replicaTierPath(tier);
     ns->replica_cap_text = g_strdup(g_strstrip(cap));
     return TRUE;
 }
