@@ -22,18 +22,6 @@
 typedef SpTestPoolFixture Fixture;
 
 
-static SpPool *
-newPool(Fixture *f, SpReplicaPolicy policy)
-{
-    SpPool *pool = spPoolNew(f->primary, f->secondary, policy, FALSE);
-    g_autoptr(GError) err = NULL;
-
-    g_assert_true(spPoolStart(pool, &err));
-    g_assert_no_error(err);
-    return pool;
-}
-
-
 static void
 createTemplate(SpPool *pool, const char *name, guint64 capacity)
 {
@@ -146,8 +134,8 @@ testStartMissingTier(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testPolicy(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) automatic = newPool(f, SP_REPLICA_AUTO);
-    g_autoptr(SpPool) none = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) automatic = spTestPoolNew(f, SP_REPLICA_AUTO);
+    g_autoptr(SpPool) none = spTestPoolNew(f, SP_REPLICA_NONE);
     g_autoptr(GError) err = NULL;
     g_autofree char *template = NULL;
     g_autofree char *backing = NULL;
@@ -172,7 +160,7 @@ testPolicy(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testNameFree(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autoptr(GError) err = NULL;
     g_autofree char *expected = g_strdup_printf("a file named 't.qcow2' already exists in the "
                                                 "primary tier '%s'", f->primary);
@@ -191,7 +179,7 @@ testNameFree(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testInstanceReplica(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autoptr(GPtrArray) volumes = NULL;
     g_autoptr(GPtrArray) lines = NULL;
     g_autofree char *names = NULL;
@@ -226,7 +214,7 @@ testInstanceReplica(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autofree char *backing = NULL;
     g_autoptr(GError) err = NULL;
@@ -257,7 +245,7 @@ testDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testUploads(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autofree char *instance = spPoolVolumePath(pool, "i.qcow2", TRUE);
     g_autoptr(GError) err = NULL;
@@ -287,7 +275,7 @@ testUploads(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testStamps(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autoptr(GError) err = NULL;
     g_autofree char *want = g_strdup_printf("error: template '%s' changed behind libvirt's "
@@ -322,7 +310,7 @@ testStamps(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testRefreshSkips(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autofree char *stray = g_build_filename(f->secondary, "stray.img", NULL);
     g_autofree char *tmp = g_build_filename(f->primary, ".stormpool-tmp-t.qcow2-Ab12Cd", NULL);
     g_autofree char *want = g_strdup_printf("warning: skipping '%s': not an instance of this "
@@ -346,7 +334,7 @@ testRefreshSkips(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testResetInstance(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autofree char *instance = spPoolVolumePath(pool, "i.qcow2", TRUE);
     g_autofree char *backing = NULL;
     g_autoptr(GError) err = NULL;
@@ -395,7 +383,7 @@ ensureThread(gpointer data)
 static void
 testReplicaRegistry(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autofree char *replica = NULL;
     g_autoptr(GError) err = NULL;
@@ -433,7 +421,7 @@ testReplicaRegistry(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testChainAllocation(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autofree char *instance = spPoolVolumePath(pool, "i.qcow2", TRUE);
     struct stat st, si;

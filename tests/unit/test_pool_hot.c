@@ -374,6 +374,22 @@ testRefreshHandsOver(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* What a host reboot does to a pool with a RAM tier: the tmpfs is empty
+ * when the pool starts again. */
+static void
+reboot(Fixture *f, SpPool *pool)
+{
+    g_autofree char *ram = g_build_filename(f->root, "ram", NULL);
+    g_autoptr(GError) err = NULL;
+
+    spTestTempDirFree(g_steal_pointer(&ram));
+    g_assert_false(g_file_test(f->ram, G_FILE_TEST_EXISTS));
+    spPoolStop(pool);
+    g_assert_true(spPoolStart(pool, &err));
+    g_assert_no_error(err);
+}
+
+
 /* Host reboot: the RAM tier is empty; pool-start and refresh make the
  * replicas instances name again, and remove a killed copy's temporary. */
 static void
@@ -384,7 +400,6 @@ testRamRebuild(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *backing = NULL;
     g_autofree char *dir = NULL;
     g_autofree char *tmp = NULL;
-    g_autofree char *rm = NULL;
     g_autoptr(GError) err = NULL;
     g_autoptr(GPtrArray) lines = NULL;
     g_autofree char *want = NULL;
@@ -400,12 +415,7 @@ testRamRebuild(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     backing = mustCreateInstance(pool, "a.qcow2", template);
     g_assert_true(g_str_has_prefix(backing, f->ram));
 
-    rm = g_build_filename(f->root, "ram", NULL);
-    spTestTempDirFree(g_steal_pointer(&rm));
-    g_assert_false(g_file_test(f->ram, G_FILE_TEST_EXISTS));
-    spPoolStop(pool);
-    g_assert_true(spPoolStart(pool, &err));
-    g_assert_no_error(err);
+    reboot(f, pool);
     dir = g_path_get_dirname(backing);
     g_assert_cmpint(g_mkdir_with_parents(dir, 0711), ==, 0);
     tmp = g_build_filename(dir, ".stormpool-tmp-0123456789abcdef-Ab12Cd", NULL);
@@ -445,7 +455,6 @@ testRamRebuildAtGuestStart(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *template = NULL;
     g_autofree char *backing = NULL;
     g_autofree char *instance = NULL;
-    g_autofree char *rm = NULL;
     g_autoptr(SpVolume) volume = NULL;
     g_autoptr(GError) err = NULL;
     Blocker blocker = { 0 };
@@ -456,10 +465,7 @@ testRamRebuildAtGuestStart(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     template = createTemplate(pool, "t.qcow2", 16 * MiB, 3);
     backing = mustCreateInstance(pool, "a.qcow2", template);
     instance = spPoolVolumePath(pool, "a.qcow2", TRUE);
-    rm = g_build_filename(f->root, "ram", NULL);
-    spTestTempDirFree(g_steal_pointer(&rm));
-    spPoolStop(pool);
-    g_assert_true(spPoolStart(pool, &err));
+    reboot(f, pool);
     spPoolJobQueue(pool, blockWorker, &blocker, NULL);
     blockerWaitRunning(&blocker);
     volume = spPoolRefreshVolume(pool, instance, &err);

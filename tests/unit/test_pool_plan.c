@@ -18,18 +18,6 @@
 typedef SpTestPoolFixture Fixture;
 
 
-static SpPool *
-newPool(Fixture *f, SpReplicaPolicy policy)
-{
-    SpPool *pool = spPoolNew(f->primary, f->secondary, policy, FALSE);
-    g_autoptr(GError) err = NULL;
-
-    g_assert_true(spPoolStart(pool, &err));
-    g_assert_no_error(err);
-    return pool;
-}
-
-
 static SpVolumeRequest
 templateRequest(const char *name, SpImageFormat format, guint64 capacity)
 {
@@ -90,7 +78,7 @@ assertRefused(SpPool *pool, const SpVolumeRequest *request, SpErrorCode code,
 static void
 testTemplate(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
     SpVolumeRequest request = templateRequest("t.qcow2", SP_IMAGE_FORMAT_QCOW2, 4 * MiB);
     g_autoptr(SpVolumePlan) plan = planAndWrite(pool, &request);
     g_autofree char *path = g_build_filename(f->primary, "t.qcow2", NULL);
@@ -106,7 +94,7 @@ testTemplate(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testInstance(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
     SpVolumeRequest template = templateRequest("t.qcow2", SP_IMAGE_FORMAT_QCOW2, 4 * MiB);
     SpVolumeRequest request = instanceRequest("i.qcow2", "t.qcow2", 0);
     g_autoptr(SpVolumePlan) t = planAndWrite(pool, &template);
@@ -125,7 +113,7 @@ testInstance(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testInstanceBySpec(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     SpVolumeRequest template = templateRequest("t.img", SP_IMAGE_FORMAT_RAW, 2 * MiB);
     g_autoptr(SpVolumePlan) t = planAndWrite(pool, &template);
     g_autofree char *messy = g_strdup_printf("%s//t.img/", f->primary);
@@ -145,7 +133,7 @@ testInstanceBySpec(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testTemplateBeingBuilt(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
     SpVolumeRequest template = templateRequest("t.qcow2", SP_IMAGE_FORMAT_QCOW2, MiB);
     SpVolumeRequest instance = instanceRequest("i.qcow2", "t.qcow2", 0);
     g_autoptr(GError) err = NULL;
@@ -173,7 +161,7 @@ testTemplateBeingBuilt(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testListedOnly(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
     g_autofree char *path = g_build_filename(f->primary, "t.img", NULL);
     SpVolumeRequest instance = instanceRequest("i.qcow2", "t.img", 0);
     g_autoptr(GPtrArray) volumes = NULL;
@@ -200,7 +188,7 @@ testListedOnly(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testRefusals(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
     SpVolumeRequest template = templateRequest("t.qcow2", SP_IMAGE_FORMAT_QCOW2, 4 * MiB);
     g_autoptr(SpVolumePlan) t = planAndWrite(pool, &template);
     SpVolumeRequest i = instanceRequest("i.qcow2", "t.qcow2", 0);
