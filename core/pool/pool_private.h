@@ -164,6 +164,12 @@ typedef void (*SpPoolJobFunc)(SpPool *pool, gpointer data);
 void spPoolJobQueue(SpPool *pool, SpPoolJobFunc func, gpointer data,
                     GDestroyNotify free_data);
 
+/* The same, for a caller that already counted the job in jobs_pending,
+ * under jobs_lock, so that nothing it logged there can come after the
+ * job's end. */
+void spPoolJobQueueCounted(SpPool *pool, SpPoolJobFunc func, gpointer data,
+                           GDestroyNotify free_data);
+
 /* ---- pool_uploads.c: vol-upload streams under way, in memory ----------- */
 
 /* A vol-upload into the template at @path: its stream is being opened,
