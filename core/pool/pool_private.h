@@ -192,6 +192,8 @@ void spPoolCheckTemplateStamps(SpPool *pool, GPtrArray *volumes, GHashTable *tem
 
 gboolean spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
                                  SpChange change, GError **error);
+gboolean spPoolCheckNoLayers(SpPool *pool, const char *name, const char *path,
+                             SpChange change, GError **error);
 gboolean spPoolCheckNotInUse(const char *name, const char *path, SpChange change,
                              GError **error);
 int spPoolLockNotInUse(const char *name, const char *path, SpChange change,

@@ -315,6 +315,8 @@ spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
 
     if (!instance && !spPoolCheckTemplateChange(pool, name, path, SP_CHANGE_DELETE, error))
         return FALSE;
+    if (instance && !spPoolCheckNoLayers(pool, name, path, SP_CHANGE_DELETE, error))
+        return FALSE;
     if (access(path, F_OK) == 0 &&
         (lock = spPoolLockNotInUse(name, path, SP_CHANGE_DELETE, error)) < 0)
         return FALSE;
@@ -427,7 +429,8 @@ resetInstance(SpPool *pool, const char *name, const char *path, GError **error)
     int lock;
     gboolean ok;
 
-    if ((lock = spPoolLockNotInUse(name, path, SP_CHANGE_WIPE, error)) < 0)
+    if (!spPoolCheckNoLayers(pool, name, path, SP_CHANGE_WIPE, error) ||
+        (lock = spPoolLockNotInUse(name, path, SP_CHANGE_WIPE, error)) < 0)
         return FALSE;
     /* The new overlay keeps the old one's mode and owner. */
     if (fstat(lock, &sb) == 0) {

@@ -276,6 +276,24 @@ def _():
     assert_unchanged()
 
 
+@suite.step("an instance with an external snapshot layer on it is neither deleted nor "
+            "wiped; both files stay as they were")
+def _():
+    inst = os.path.join(secondary, "inst.qcow2")
+    layer = os.path.join(secondary, "inst.s1")
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", inst, "-F", "qcow2", layer])
+    suite.cleanup(lambda: os.path.exists(layer) and os.unlink(layer))
+    before = sha256(layer)
+    want = "1 layer(s) in '%s' back onto it: inst.s1" % secondary
+    virsh_fails("vol-delete", "--pool", POOL, "inst.qcow2",
+                expect="cannot delete instance 'inst.qcow2': " + want)
+    virsh_fails("vol-wipe", "--pool", POOL, "inst.qcow2",
+                expect="cannot wipe instance 'inst.qcow2': " + want)
+    assert sha256(layer) == before
+    os.unlink(layer)
+    assert_unchanged()
+
+
 def ofd_locked(path):
     """Whether some process holds an OFD lock (QEMU's image locks) on path."""
     st = os.stat(path)

@@ -330,6 +330,47 @@ testRefreshSkips(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* A layer the pool did not make (an external snapshot, a blockcopy
+ * destination) backs onto an instance: the instance is neither deleted
+ * nor reset under it, and every byte stays. */
+static void
+testInstanceLayers(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
+    g_autofree char *instance = spPoolVolumePath(pool, "pc01.qcow2", TRUE);
+    g_autofree char *layer = g_build_filename(f->secondary, "pc01.s1", NULL);
+    g_autofree char *backing = NULL;
+    g_autofree char *want = NULL;
+    g_autoptr(GError) err = NULL;
+    const char *snapshot[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-b", instance,
+                               "-F", "qcow2", layer, NULL };
+    gboolean wipe_here = TRUE;
+
+    if (!spTestHaveQemuImg()) {
+        g_test_skip("qemu-img is not installed");
+        return;
+    }
+    createTemplate(pool, "t.qcow2", 4 * MiB);
+    backing = createInstance(pool, "pc01.qcow2", "t.qcow2");
+    g_assert_cmpint(spTestRun(snapshot, NULL, NULL), ==, 0);
+    want = g_strdup_printf("cannot delete instance 'pc01.qcow2': 1 layer(s) in '%s' back "
+                           "onto it: pc01.s1", f->secondary);
+    g_assert_false(spPoolDeleteVolume(pool, "pc01.qcow2", instance, backing, &err));
+    g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
+    g_assert_cmpstr(err->message, ==, want);
+    g_clear_error(&err);
+    g_assert_false(spPoolWipeVolume(pool, "pc01.qcow2", instance, TRUE, &wipe_here, &err));
+    g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
+    g_assert_true(g_str_has_prefix(err->message, "cannot wipe instance 'pc01.qcow2': 1 layer"));
+    g_clear_error(&err);
+    g_assert_true(g_file_test(instance, G_FILE_TEST_IS_REGULAR));
+    /* the layer committed and gone, the instance is free again */
+    g_assert_cmpint(unlink(layer), ==, 0);
+    g_assert_true(spPoolDeleteVolume(pool, "pc01.qcow2", instance, backing, &err));
+    g_assert_no_error(err);
+}
+
+
 /* Wiping an instance gives it a new, empty overlay on the same backing. */
 static void
 testResetInstance(Fixture *f, gconstpointer data G_GNUC_UNUSED)
@@ -482,6 +523,7 @@ main(int argc, char **argv)
     ADD("name-free", testNameFree);
     ADD("instance-replica", testInstanceReplica);
     ADD("dependents", testDependents);
+    ADD("instance-layers", testInstanceLayers);
     ADD("uploads", testUploads);
     ADD("stamps", testStamps);
     ADD("refresh-skips", testRefreshSkips);
