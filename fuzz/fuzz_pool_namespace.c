@@ -76,22 +76,6 @@ parsePool(const char *text, size_t len, char **primary, char **secondary,
 }
 
 
-/* Text for an attribute value or element content: beyond what
- * g_markup_escape_text() does, white space an attribute value would
- * normalise away, so that what changes in the round trip is ours. */
-static char *
-escape(const char *text)
-{
-    g_autofree char *escaped = g_markup_escape_text(text, -1);
-    GString *out = g_string_new(escaped);
-
-    g_string_replace(out, "\t", "&#9;", 0);
-    g_string_replace(out, "\n", "&#10;", 0);
-    g_string_replace(out, "\r", "&#13;", 0);
-    return g_string_free(out, FALSE);
-}
-
-
 static char *
 joinLines(GPtrArray *lines)
 {
@@ -130,8 +114,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     lines = spPoolFormatXml(pool);
     ours = joinLines(lines);
-    primaryText = escape(primary);
-    secondaryText = escape(secondary);
+    primaryText = spPoolNamespaceEscape(primary);
+    secondaryText = spPoolNamespaceEscape(secondary);
     doc = g_strdup_printf("<pool type='stormpool' xmlns:stormpool='%s'>\n"
                           "  <name>fuzz</name>\n"
                           "  <source>\n    <dir path='%s'/>\n  </source>\n"

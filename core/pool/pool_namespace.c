@@ -382,8 +382,8 @@ spPoolNamespaceSetStatus(SpPoolNamespace *ns, SpTier tier,
  * attribute value (XML 1.0, 3.3.3): a RAM tier '/a<TAB>b' would come back
  * from pool-dumpxml and pool-define as '/a b'. Character references keep
  * them. */
-static char *
-escapeAttribute(const char *text)
+char *
+spPoolNamespaceEscape(const char *text)
 {
     g_autofree char *escaped = g_markup_escape_text(text, -1);
     GString *out = g_string_new(escaped);
@@ -415,7 +415,7 @@ static void
 formatUsage(GPtrArray *lines, const char *name, const char *path_text,
             const SpTierUsage *usage)
 {
-    g_autofree char *path = escapeAttribute(path_text ? path_text : "");
+    g_autofree char *path = spPoolNamespaceEscape(path_text ? path_text : "");
     const SpTierUsage *u = usage;
 
     addLine(lines, 1, "<%s:tier name='%s' path='%s'>", SP_POOL_NAMESPACE_PREFIX, name, path);
@@ -460,8 +460,8 @@ formatReplicas(GPtrArray *lines, const SpPoolNamespace *ns)
             spReplicaPolicyName(ns->effective_policy));
     for (i = 0; i < ns->replicas->len; i++) {
         SpReplicaStatus *r = g_ptr_array_index(ns->replicas, i);
-        g_autofree char *name = escapeAttribute(r->template_name);
-        g_autofree char *path = escapeAttribute(r->path);
+        g_autofree char *name = spPoolNamespaceEscape(r->template_name);
+        g_autofree char *path = spPoolNamespaceEscape(r->path);
 
         addLine(lines, 1, "<%s:replica template='%s' path='%s' dependents='%u' "
                 "size='%" G_GUINT64_FORMAT "' allocation='%" G_GUINT64_FORMAT "'/>",
@@ -478,8 +478,8 @@ formatReplica(GPtrArray *lines, const SpPoolNamespace *ns)
     g_autofree char *tier = NULL;
 
     if (ns->replica_tier) {
-        g_autofree char *path = escapeAttribute(ns->replica_tier);
-        g_autofree char *size = escapeAttribute(ns->replica_cap_text);
+        g_autofree char *path = spPoolNamespaceEscape(ns->replica_tier);
+        g_autofree char *size = spPoolNamespaceEscape(ns->replica_cap_text);
 
         tier = g_strdup_printf(" tier='%s' cap='%s'", path, size);
     }

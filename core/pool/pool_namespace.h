@@ -102,4 +102,8 @@ void spPoolNamespaceClearStatus(SpPoolNamespace *ns);
  * is nothing to show. */
 GPtrArray *spPoolNamespaceFormat(const SpPoolNamespace *ns);
 
+/* @text escaped for an XML attribute value or element content, tabs and
+ * line breaks as character references, so that they survive a parse. */
+char *spPoolNamespaceEscape(const char *text);
+
 G_END_DECLS
