@@ -637,7 +637,7 @@ def _():
     virsh("pool-refresh", P_GC)
     assert not os.path.exists(replica), "unused replica kept by the refresh"
     assert not os.path.exists(os.path.join(gc_ssd, REPLICAS)), listdir(gc_ssd)
-    assert_logged(mark, "removed unused replica '%s'" % replica)
+    assert_logged(mark, "removed replica '%s' of template 'g.qcow2': nothing uses it any more" % replica)
     assert pool_replicas(P_GC) == ("copy", [])
     assert vol_names(P_GC) == ["g.qcow2"]
 
