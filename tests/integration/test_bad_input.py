@@ -63,6 +63,9 @@ def assert_unchanged():
 
 @suite.step("setup: a pool with template base.qcow2 and instance inst.qcow2")
 def _():
+    # A pool left by an interrupted earlier run must not fail this one.
+    run(["virsh", "-q", "pool-destroy", POOL], check=False)
+    run(["virsh", "-q", "pool-undefine", POOL], check=False)
     suite.cleanup_pool(POOL)
     os.makedirs(outside_dir)
     virsh("pool-define-as", POOL, "stormpool", "--source-path", primary,
