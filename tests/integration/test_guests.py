@@ -530,11 +530,14 @@ def _():
         assert time.monotonic() < deadline, \
             "no warning %r in %s:\n%s" % (warning, log, log_since(log, offset)[-2000:])
         time.sleep(0.1)
-    # QEMU holds the instance read-only below the transient layer: still locked
+    # the throw-away layer backs onto the instance (and QEMU holds it
+    # read-only below the layer): the layer is named first
+    layer = "1 layer(s) in '%s' back onto it: %s" % (os.path.dirname(overlay),
+                                                     os.path.basename(overlay))
     virsh_fails("vol-delete", "--pool", POOL, "pc03.qcow2",
-                expect="cannot delete 'pc03.qcow2': " + IN_USE)
+                expect="cannot delete instance 'pc03.qcow2': " + layer)
     virsh_fails("vol-wipe", "--pool", POOL, "pc03.qcow2",
-                expect="cannot wipe 'pc03.qcow2': " + IN_USE)
+                expect="cannot wipe instance 'pc03.qcow2': " + layer)
 
 
 @step("the transient guest's writes are thrown away: after destroy the layer is gone "
