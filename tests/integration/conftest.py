@@ -22,8 +22,6 @@ Markers:
 
 import collections
 import faulthandler
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -36,6 +34,7 @@ import libvirt
 import pytest
 
 import stormpool_client as sp
+from stormpool_client import make_template, qemu_io, sha256
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # On the disk (O_DIRECT works there; /tmp may be a tmpfs).
@@ -43,8 +42,8 @@ TEST_TMP = os.path.join(TOP, "_build", "test-tmp")
 VIRT_ENV = os.path.join(TOP, "tools", "virt-env")
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-TMP_PREFIX = ".stormpool-tmp-"
-REPLICAS = ".stormpool-replicas"
+REPLICAS = sp.REPLICAS
+TMP_PREFIX = sp.TMP_PREFIX
 DEFAULT_TIME_LIMIT = 300
 
 Tiers = collections.namedtuple("Tiers", "primary secondary")
@@ -92,12 +91,43 @@ def time_limit(request):
     faulthandler.cancel_dump_traceback_later()
 
 
-def daemon_alive():
-    return sp.run(["virsh", "-q", "version"], check=False)[0] == 0
+class Daemons:
+    """The shared private daemons (tools/virt-env), for the tests that stop
+    or kill them (marked disruptive)."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+
+    def storaged_pid(self):
+        with open(os.path.join(self.prefix, "var", "run", "virtstoraged.pid")) as f:
+            pid = int(f.read().strip())
+        with open("/proc/%d/comm" % pid) as f:
+            assert f.read().strip() == "virtstoraged"
+        return pid
+
+    def start(self):
+        """tools/virt-env start: idempotent, starts what does not run."""
+        sp.run([VIRT_ENV, "start"])
+
+    def stop(self):
+        sp.run([VIRT_ENV, "stop"])
+
+    def status(self):
+        """tools/virt-env status: 0 if every daemon runs."""
+        return sp.run([VIRT_ENV, "status"], check=False)[0]
+
+    @staticmethod
+    def alive():
+        return sp.daemon_alive()
 
 
-def virt_env_start():
-    sp.run([VIRT_ENV, "start"])
+@pytest.fixture
+def daemons(prefix):
+    """The shared private daemons; whatever a test did to them, they run
+    again at its end."""
+    d = Daemons(prefix)
+    yield d
+    d.start()
 
 
 # ---- directories, tiers, tmpfs ---------------------------------------------------
@@ -120,10 +150,11 @@ def workdir(request):
 @pytest.fixture
 def tiers(workdir):
     """tiers(name) -> Tiers(primary, secondary): fresh paths under the
-    test's directory, made by pool-build."""
-    def make(name="pool", base=None):
-        base = base or workdir
-        return Tiers(os.path.join(base, name, "hdd"), os.path.join(base, name, "ssd"))
+    test's directory, made by pool-build; @secondary puts the secondary
+    tier elsewhere (on a tmpfs, say)."""
+    def make(name="pool", secondary=None):
+        return Tiers(os.path.join(workdir, name, "hdd"),
+                     secondary or os.path.join(workdir, name, "ssd"))
     return make
 
 
@@ -260,38 +291,10 @@ def pool(request, conn, tiers, tmpfs):
             if e.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
                 raise
     assert left == [], "pools left: %s" % left
+    assert sp.daemon_alive(), "virsh version does not answer"
 
 
-# ---- images --------------------------------------------------------------------------
-
-def qemu_io(path, *commands, fmt="qcow2", cor=False):
-    argv = ["qemu-io", "-f", fmt] + (["-C"] if cor else [])
-    for c in commands:
-        argv += ["-c", c]
-    return sp.run(argv + [path])[1]
-
-
-def qemu_img_info(path):
-    return json.loads(sp.run(["qemu-img", "info", "--output=json", "-U", path])[1])
-
-
-def backing_of(overlay):
-    return qemu_img_info(overlay)["backing-filename"]
-
-
-def make_template(path, size, writes=(), prealloc=False, backing=None):
-    """A real qcow2 image at @path; @writes are (pattern, offset, length)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    argv = ["qemu-img", "create", "-q", "-f", "qcow2"]
-    if prealloc:
-        argv += ["-o", "preallocation=metadata"]
-    if backing:
-        argv += ["-b", backing, "-F", "qcow2"]
-    sp.run(argv + [path] + ([str(size)] if size else []))
-    if writes:
-        qemu_io(path, *["write -q -P 0x%02x %d %d" % w for w in writes])
-    return path
-
+# ---- images ----------------------------------------------------------------------
 
 @pytest.fixture
 def template():
@@ -299,50 +302,6 @@ def template():
     qcow2 template made with qemu-img and written with qemu-io; @writes are
     (pattern, offset, length). Returns its path."""
     return make_template
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def assert_pattern(path, pattern, offset, length):
-    """The qcow2 image at @path reads @pattern at @offset+@length, through
-    its whole chain, without taking its lock."""
-    rc, out, err = sp.run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c",
-                           "read -P 0x%02x %d %d" % (pattern, offset, length), path],
-                          check=False)
-    assert rc == 0 and "Pattern verification failed" not in out + err, \
-        "pattern 0x%02x not at %d+%d in %s: %s %s" % (pattern, offset, length, path, out, err)
-
-
-def wait_for(predicate, timeout, what, interval=0.05):
-    """Poll @predicate until it returns something true, and return that;
-    fail after @timeout seconds, naming @what was waited for."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-
-
-STAMPS_FILE = ".stormpool-template-stamps"
-
-
-def listdir(path):
-    """The directory's entries, without the pool's stamps file."""
-    if not os.path.isdir(path):
-        return []
-    return sorted(f for f in os.listdir(path) if f != STAMPS_FILE)
-
-
-def tmp_files(d):
-    return [f for f in listdir(d) if f.startswith(TMP_PREFIX)]
 
 
 @pytest.fixture(scope="session")
@@ -391,18 +350,24 @@ def big_template():
     shutil.rmtree(d, ignore_errors=True)
 
 
+class Children(list):
+    pass
+
+
 @pytest.fixture
 def children():
-    """Processes a test starts in the background: killed at its end if
-    still there."""
-    procs = []
+    """Processes a test starts in the background (children.start(virsh
+    args...) runs virsh): killed at its end if still there."""
+    procs = Children()
+
+    def start(*args):
+        proc = subprocess.Popen(["virsh", "-q"] + list(args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        return proc
+    procs.start = start
     yield procs
     for proc in procs:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-def popen_virsh(*args):
-    return subprocess.Popen(["virsh", "-q"] + list(args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)

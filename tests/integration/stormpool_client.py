@@ -9,6 +9,8 @@ the text a command line tool printed.
 """
 
 import contextlib
+import hashlib
+import json
 import os
 import subprocess
 import time
@@ -18,6 +20,8 @@ from xml.sax.saxutils import escape, quoteattr
 import libvirt
 
 NS = "urn:stormpool:pool:1.0"
+REPLICAS = ".stormpool-replicas"
+TMP_PREFIX = ".stormpool-tmp-"
 # Commands after which libvirt refreshes a pool, whose refresh hands its
 # slow work (replica copies and rebuilds, hot-set learning, collection,
 # stamps) to the pool's background worker.
@@ -168,6 +172,86 @@ def virsh(*args, check=True, wait=True):
     if wait and rc == 0 and len(words) >= 2 and words[0] in REFRESHING:
         wait_pool_work(words[1], offset)
     return out
+
+
+def daemon_alive():
+    """virsh version answers."""
+    return run(["virsh", "-q", "version"], check=False)[0] == 0
+
+
+# ---- images and files -----------------------------------------------------
+
+def qemu_io(path, *commands, fmt="qcow2", cor=False):
+    argv = ["qemu-io", "-f", fmt] + (["-C"] if cor else [])
+    for c in commands:
+        argv += ["-c", c]
+    return run(argv + [path])[1]
+
+
+def qemu_img_info(path):
+    return json.loads(run(["qemu-img", "info", "--output=json", "-U", path])[1])
+
+
+def backing_of(overlay):
+    return qemu_img_info(overlay)["backing-filename"]
+
+
+def make_template(path, size, writes=(), prealloc=False, backing=None):
+    """A real qcow2 image at @path; @writes are (pattern, offset, length)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2"]
+    if prealloc:
+        argv += ["-o", "preallocation=metadata"]
+    if backing:
+        argv += ["-b", backing, "-F", "qcow2"]
+    run(argv + [path] + ([str(size)] if size else []))
+    if writes:
+        qemu_io(path, *["write -q -P 0x%02x %d %d" % w for w in writes])
+    return path
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def assert_pattern(path, pattern, offset, length):
+    """The qcow2 image at @path reads @pattern at @offset+@length, through
+    its whole chain, without taking its lock."""
+    rc, out, err = run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c",
+                        "read -P 0x%02x %d %d" % (pattern, offset, length), path],
+                       check=False)
+    assert rc == 0 and "Pattern verification failed" not in out + err, \
+        "pattern 0x%02x not at %d+%d in %s: %s %s" % (pattern, offset, length, path, out, err)
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    """Poll @predicate until it returns something true, and return that;
+    fail after @timeout seconds, naming @what was waited for."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+STAMPS_FILE = ".stormpool-template-stamps"
+
+
+def listdir(path):
+    """The directory's entries, without the pool's stamps file."""
+    if not os.path.isdir(path):
+        return []
+    return sorted(f for f in os.listdir(path) if f != STAMPS_FILE)
+
+
+def tmp_files(d):
+    return [f for f in listdir(d) if f.startswith(TMP_PREFIX)]
 
 
 # ---- XML ------------------------------------------------------------------------
