@@ -52,6 +52,9 @@ Tiers = collections.namedtuple("Tiers", "primary secondary")
 def pytest_configure(config):
     config.addinivalue_line("markers", "disruptive: stops or kills the shared private daemons")
     config.addinivalue_line("markers", "time_limit(seconds): the test's time bound")
+    # A refused call raises libvirtError, checked by its code; libvirt's
+    # default handler would print each one on stderr as well.
+    libvirt.registerErrorHandler(lambda ctx, err: None, None)
 
 
 # ---- the environment -----------------------------------------------------------
