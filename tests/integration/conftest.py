@@ -67,12 +67,16 @@ def prefix():
     return os.environ["STORMPOOL_PREFIX"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def conn(prefix):
-    """A connection to the private daemons (python3-libvirt)."""
+    """A connection to the private daemons (python3-libvirt), one per test:
+    the daemons are shared, and others may restart them between tests."""
     c = sp.connect()
     yield c
-    c.close()
+    try:
+        c.close()
+    except libvirt.libvirtError:
+        pass                    # a test restarted the daemons
 
 
 @pytest.fixture
@@ -287,12 +291,15 @@ def pool(request, conn, tiers, tmpfs):
     for name, secondary in reversed(made):
         wait_no_copy_in_progress(secondary)
         remove_pool(name)
-        try:
-            conn.storagePoolLookupByName(name)
-            left.append(name)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
-                raise
+    # a fresh connection: the test may have restarted the daemons
+    with sp.connection() as c:
+        for name, _ in made:
+            try:
+                c.storagePoolLookupByName(name)
+                left.append(name)
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                    raise
     assert left == [], "pools left: %s" % left
     assert sp.daemon_alive(), "virsh version does not answer"
 
