@@ -15,6 +15,10 @@
 #                 in clean roots of each release, into _build/debs/<release>
 #   make check-host  those packages installed in booted throwaway roots of
 #                 each release: the host test; ends with "N passed, N failed"
+#   make fuzz     the libFuzzer targets of fuzz/ (one per parser of untrusted
+#                 input), FUZZ_SECONDS each (default 60), one after the other,
+#                 from the seeds in fuzz/corpus; make fuzz-merge adds what
+#                 they found that covers more to fuzz/corpus
 #
 # Everything lives under _build/; the host's own libvirt is never touched.
 
@@ -33,8 +37,11 @@ PREFIX  := $(CURDIR)/$(BUILD)/prefix-$(LIBVIRT)
 LVTREE  := $(CURDIR)/$(BUILD)/libvirt-$(LIBVIRT)
 SPBUILD := $(BUILD)/stormpool-$(LIBVIRT)
 ASANBUILD := $(BUILD)/stormpool-asan
+FUZZBUILD := $(BUILD)/stormpool-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := image_header hot_set template_stamps pool_namespace
 
-.PHONY: all deps libvirt stormpool virt-manager asan demo check unit-check debs check-host bench-create bench-bootstorm clean distclean
+.PHONY: all deps libvirt stormpool virt-manager asan fuzz-build fuzz fuzz-merge demo check unit-check debs check-host bench-create bench-bootstorm clean distclean
 
 all: stormpool virt-manager
 
@@ -68,16 +75,42 @@ asan: deps $(ASANBUILD)/build.ninja
 	@ninja -C $(ASANBUILD) >$(BUILD)/stormpool-asan.log 2>&1 || \
 	    { cat $(BUILD)/stormpool-asan.log; exit 1; }
 
+# The libFuzzer targets (fuzz/): the core built by clang with coverage,
+# ASan and UBSan. make check runs each briefly (the meson suite 'fuzz').
+$(FUZZBUILD)/build.ninja:
+	CC=clang meson setup $(FUZZBUILD) -Dmodule=disabled -Dfuzzing=true >/dev/null
+
+fuzz-build: deps $(FUZZBUILD)/build.ninja
+	@ninja -C $(FUZZBUILD) >$(BUILD)/stormpool-fuzz.log 2>&1 || \
+	    { cat $(BUILD)/stormpool-fuzz.log; exit 1; }
+
+# New inputs go to $(FUZZBUILD)/fuzz/<target>-run/corpus, kept from run to
+# run; fuzz/corpus is only read.
+fuzz: fuzz-build
+	@failed=0; for t in $(FUZZ_TARGETS); do \
+	    fuzz/run-target $(FUZZBUILD)/fuzz/fuzz_$$t fuzz/corpus/$$t fuzz/$$t.dict \
+	        $(FUZZBUILD)/fuzz/$$t-run $(FUZZ_SECONDS) || failed=1; \
+	done; exit $$failed
+
+fuzz-merge: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZBUILD)/fuzz/$$t-run/corpus; \
+	    $(FUZZBUILD)/fuzz/fuzz_$$t -merge=1 fuzz/corpus/$$t \
+	        $(FUZZBUILD)/fuzz/$$t-run/corpus >$(FUZZBUILD)/fuzz/$$t-merge.log 2>&1 || \
+	        { tail -n 20 $(FUZZBUILD)/fuzz/$$t-merge.log; exit 1; }; \
+	    echo "fuzz-merge: $$t: $$(grep -o 'MERGE-OUTER: [0-9]* new files' $(FUZZBUILD)/fuzz/$$t-merge.log)"; \
+	done
+
 demo: all
 	@tools/demo
 
 # Every version's libvirt, module and virt-manager first, then the suites.
 check: deps
 	@for v in $(CHECK_VERSIONS); do $(MAKE) --no-print-directory LIBVIRT=$$v all || exit 1; done
-	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory asan fuzz-build
 	@tools/run-checks --versions "$(CHECK_VERSIONS)"
 
-unit-check: all asan
+unit-check: all asan fuzz-build
 	@tools/run-checks --unit-only
 
 # Packages are cached in /var/cache/stormpool, keyed by the Debian version and
@@ -97,7 +130,7 @@ bench-bootstorm: stormpool
 	@bench/bootstorm/run
 
 clean:
-	rm -rf $(BUILD)/stormpool-* $(ASANBUILD)
+	rm -rf $(BUILD)/stormpool-* $(ASANBUILD) $(FUZZBUILD)
 
 distclean:
 	-for v in $$(tools/libvirt-version --all); do LIBVIRT=$$v tools/virt-env stop; done

@@ -33,7 +33,7 @@ int stormpoolVolUpdate(virStorageVolDef *vol, const SpVolume *volume);
 
 /* The core's view of a libvirt volume definition. */
 SpImageFormat stormpoolImageFormat(int format);
-void stormpoolNewVolume(virStorageVolDef *vol, SpNewVolume *out);
+void stormpoolNewVolume(virStorageVolDef *vol, unsigned int flags, SpNewVolume *out);
 
 /* Hand the core's log messages on to libvirt's log. */
 void stormpoolLogInit(void);

@@ -69,7 +69,7 @@ stormpoolBuildPool(virStoragePoolObj *obj,
     VIR_EXCLUSIVE_FLAGS_RET(VIR_STORAGE_POOL_BUILD_OVERWRITE,
                             VIR_STORAGE_POOL_BUILD_NO_OVERWRITE, -1);
 
-    if (!spTierLayoutValidatePaths(def->source.dir, def->target.path, &err))
+    if (!spPoolCheckLayout(stormpoolPoolOf(obj), &err))
         return stormpoolReportError(err);
 
     if (stormpoolBuildTier(def->source.dir, &def->target.perms) < 0 ||

@@ -49,6 +49,10 @@ stormpoolErrorNumber(SpErrorCode code)
         return VIR_ERR_OPERATION_ABORTED;
     case SP_ERROR_XML:
         return VIR_ERR_XML_ERROR;
+    case SP_ERROR_ARGUMENT_UNSUPPORTED:
+        return VIR_ERR_ARGUMENT_UNSUPPORTED;
+    case SP_ERROR_OPERATION_UNSUPPORTED:
+        return VIR_ERR_OPERATION_UNSUPPORTED;
     case SP_ERROR_IO:
     case SP_ERROR_NO_SPACE:
     case SP_ERROR_CHANGED:
@@ -82,6 +86,7 @@ stormpoolImageFormat(int format)
 
 void
 stormpoolNewVolume(virStorageVolDef *vol,
+                   unsigned int flags,
                    SpNewVolume *out)
 {
     virStorageSource *backing = vol->target.backingStore;
@@ -93,12 +98,10 @@ stormpoolNewVolume(virStorageVolDef *vol,
     out->capacity = vol->target.capacity;
     out->backing_path = backing ? backing->path : NULL;
     out->backing_format = backing ? virStorageFileFormatTypeToString(backing->format) : NULL;
-    if (perms && perms->mode != (mode_t) -1)
-        out->mode = perms->mode;
-    else
-        out->mode = backing ? SP_INSTANCE_DEFAULT_MODE : SP_TEMPLATE_DEFAULT_MODE;
+    out->mode = perms ? perms->mode : (mode_t) -1;
     out->uid = perms ? perms->uid : (uid_t) -1;
     out->gid = perms ? perms->gid : (gid_t) -1;
+    out->prealloc_metadata = !!(flags & VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA);
 }
 
 

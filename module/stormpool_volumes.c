@@ -12,8 +12,6 @@
 #include "virerror.h"
 #include "virfile.h"
 
-#include "image/qcow2_overlay.h"
-#include "fs/volume_name.h"
 #include "stormpool_module.h"
 
 #define VIR_FROM_THIS VIR_FROM_STORAGE
@@ -21,161 +19,54 @@
 
 /* ---- volume creation -------------------------------------------------- */
 
-static virStorageVolDef *
-stormpoolFindBacking(virStoragePoolObj *obj,
-                     const char *spec)
+static SpImageFormat
+stormpoolRequestFormat(int format)
 {
-    g_autofree char *clean = NULL;
-    virStorageVolDef *vol;
-
-    if (!strchr(spec, '/'))
-        return virStorageVolDefFindByName(obj, spec);
-
-    clean = virFileSanitizePath(spec);
-    if ((vol = virStorageVolDefFindByPath(obj, clean)))
-        return vol;
-    return virStorageVolDefFindByKey(obj, clean);
+    if (format == VIR_STORAGE_FILE_QCOW2)
+        return SP_IMAGE_FORMAT_QCOW2;
+    if (format == VIR_STORAGE_FILE_RAW)
+        return SP_IMAGE_FORMAT_RAW;
+    return SP_IMAGE_FORMAT_OTHER;
 }
 
 
-static virStorageVolDef *
-stormpoolLookupTemplate(virStoragePoolObj *obj,
-                        const char *spec)
+static void
+stormpoolVolumeRequest(virStoragePoolObj *obj,
+                       virStorageVolDef *vol,
+                       SpVolumeRequest *request)
 {
-    virStoragePoolDef *def = virStoragePoolObjGetDef(obj);
-    virStorageVolDef *template = stormpoolFindBacking(obj, spec);
-    g_autoptr(GError) err = NULL;
+    virStorageSource *backing = vol->target.backingStore;
 
-    if (!template) {
-        virReportError(VIR_ERR_NO_STORAGE_VOL,
-                       _("backing volume '%s' is not a template of pool '%s' "
-                         "(templates are the volumes in '%s')"),
-                       spec, def->name, def->source.dir);
-        return NULL;
-    }
-    if (spPoolIsInstance(stormpoolPoolOf(obj), template->target.path)) {
-        virReportError(VIR_ERR_INVALID_ARG,
-                       _("backing volume '%s' is an instance; an instance must "
-                         "back onto a template in the primary tier '%s'"),
-                       template->name, def->source.dir);
-        return NULL;
-    }
-    if (template->building) {
-        virReportError(VIR_ERR_OPERATION_INVALID,
-                       _("template '%s' is still being created"), template->name);
-        return NULL;
-    }
-    if (!spPoolCheckNotUploading(stormpoolPoolOf(obj), template->name,
-                                 template->target.path, &err)) {
-        stormpoolReportError(err);
-        return NULL;
-    }
-    return template;
+    request->pool_name = virStoragePoolObjGetDef(obj)->name;
+    request->name = vol->name;
+    request->format = stormpoolRequestFormat(vol->target.format);
+    request->format_name = virStorageFileFormatTypeToString(vol->target.format);
+    request->capacity = vol->target.capacity;
+    request->encrypted = vol->target.encryption != NULL;
+    request->backing = backing != NULL;
+    request->backing_spec = backing ? backing->path : NULL;
+    request->backing_raw = backing && backing->format == VIR_STORAGE_FILE_RAW;
 }
 
 
-/* The instance's backing store, given as a template (or, by vol-clone, as
- * the replica of one), becomes what the pool's policy backs it onto. */
-static int
-stormpoolPrepareBacking(virStoragePoolObj *obj,
-                        virStorageVolDef *vol,
-                        virStorageSource *backing)
+static void
+stormpoolVolApplyPlan(virStorageVolDef *vol,
+                      const SpVolumePlan *plan)
 {
-    SpPool *pool = stormpoolPoolOf(obj);
-    g_autofree char *replica_of = spPoolReplicaTemplateName(pool, backing->path);
-    g_autoptr(GError) err = NULL;
-    virStorageVolDef *template;
+    virStorageSource *backing = vol->target.backingStore;
 
-    if (!(template = stormpoolLookupTemplate(obj, replica_of ? replica_of : backing->path)))
-        return -1;
-    /* The volume XML parser turns an omitted backing format into qcow2, so
-     * only an explicit raw for a qcow2 template is a real contradiction. */
-    if (backing->format == VIR_STORAGE_FILE_RAW &&
-        template->target.format != VIR_STORAGE_FILE_RAW) {
-        virReportError(VIR_ERR_INVALID_ARG,
-                       _("backing format 'raw' does not match template '%s', which is %s"),
-                       template->name,
-                       virStorageFileFormatTypeToString(template->target.format));
-        return -1;
-    }
-    backing->format = template->target.format;
+    vol->type = VIR_STORAGE_VOL_FILE;
+    vol->target.capacity = plan->capacity;
+    g_free(vol->target.path);
+    vol->target.path = g_strdup(plan->path);
+    g_free(vol->key);
+    vol->key = g_strdup(plan->path);
+    if (!backing)
+        return;
     g_free(backing->path);
-    if (!(backing->path = spPoolInstanceBacking(pool, template->target.path, &err)))
-        return stormpoolReportError(err);
-    /* A replica of a template that has a backing file is flattened. */
-    if (template->target.backingStore && STRNEQ(backing->path, template->target.path))
-        backing->format = VIR_STORAGE_FILE_QCOW2;
-
-    if (vol->target.capacity == 0)
-        vol->target.capacity = template->target.capacity;
-    if (vol->target.capacity < template->target.capacity) {
-        virReportError(VIR_ERR_INVALID_ARG,
-                       _("capacity %llu of instance '%s' is smaller than its template '%s' (%llu bytes)"),
-                       vol->target.capacity, vol->name, template->name,
-                       template->target.capacity);
-        return -1;
-    }
-    return 0;
-}
-
-
-static int
-stormpoolPrepareInstance(virStoragePoolObj *obj,
-                         virStorageVolDef *vol)
-{
-    if (vol->target.format != VIR_STORAGE_FILE_QCOW2) {
-        virReportError(VIR_ERR_CONFIG_UNSUPPORTED,
-                       _("instance '%s' must be a qcow2 overlay, not %s"),
-                       vol->name, virStorageFileFormatTypeToString(vol->target.format));
-        return -1;
-    }
-    if (!vol->target.backingStore->path) {
-        virReportError(VIR_ERR_XML_ERROR, "%s",
-                       _("<backingStore> of an instance needs a <path>"));
-        return -1;
-    }
-    return stormpoolPrepareBacking(obj, vol, vol->target.backingStore);
-}
-
-
-static int
-stormpoolCheckVolDef(virStorageVolDef *vol)
-{
-    g_autoptr(GError) err = NULL;
-
-    if (!spVolumeNameValidate(vol->name, &err))
-        return stormpoolReportError(err);
-    if (vol->target.format != VIR_STORAGE_FILE_QCOW2 &&
-        vol->target.format != VIR_STORAGE_FILE_RAW) {
-        virReportError(VIR_ERR_CONFIG_UNSUPPORTED,
-                       _("unsupported volume format '%s': stormpool volumes are qcow2 or raw"),
-                       virStorageFileFormatTypeToString(vol->target.format));
-        return -1;
-    }
-    if (vol->target.encryption) {
-        virReportError(VIR_ERR_CONFIG_UNSUPPORTED, "%s",
-                       _("stormpool does not support encrypted volumes"));
-        return -1;
-    }
-    return 0;
-}
-
-
-static int
-stormpoolCheckCapacity(virStorageVolDef *vol)
-{
-    guint64 limit = vol->target.format == VIR_STORAGE_FILE_QCOW2
-        ? spQcow2MaxVirtualSize(SP_QCOW2_DEFAULT_CLUSTER_BITS) : (guint64) G_MAXINT64;
-
-    if (vol->target.capacity > limit) {
-        virReportError(VIR_ERR_INVALID_ARG,
-                       _("capacity %llu of volume '%s' is larger than the %s limit of %llu bytes"),
-                       vol->target.capacity, vol->name,
-                       virStorageFileFormatTypeToString(vol->target.format),
-                       (unsigned long long) limit);
-        return -1;
-    }
-    return 0;
+    backing->path = g_strdup(plan->backing_path);
+    backing->format = plan->backing_format == SP_IMAGE_FORMAT_QCOW2
+        ? VIR_STORAGE_FILE_QCOW2 : VIR_STORAGE_FILE_RAW;
 }
 
 
@@ -183,48 +74,15 @@ int
 stormpoolCreateVol(virStoragePoolObj *obj,
                    virStorageVolDef *vol)
 {
-    SpPool *pool = stormpoolPoolOf(obj);
-    bool instance = vol->target.backingStore != NULL;
+    g_autoptr(SpVolumePlan) plan = NULL;
     g_autoptr(GError) err = NULL;
+    SpVolumeRequest request;
 
-    if (stormpoolCheckVolDef(vol) < 0)
-        return -1;
-    if (!spPoolCheckNameFree(pool, vol->name, &err))
+    stormpoolVolumeRequest(obj, vol, &request);
+    if (!(plan = spPoolPlanVolume(stormpoolPoolOf(obj), &request, &err)))
         return stormpoolReportError(err);
-
-    vol->type = VIR_STORAGE_VOL_FILE;
-    if (instance && stormpoolPrepareInstance(obj, vol) < 0)
-        return -1;
-    if (!instance && vol->target.capacity == 0) {
-        virReportError(VIR_ERR_INVALID_ARG,
-                       _("template '%s' needs a capacity"), vol->name);
-        return -1;
-    }
-    if (stormpoolCheckCapacity(vol) < 0)
-        return -1;
-
-    g_free(vol->target.path);
-    vol->target.path = spPoolVolumePath(pool, vol->name, instance);
-    g_free(vol->key);
-    vol->key = g_strdup(vol->target.path);
+    stormpoolVolApplyPlan(vol, plan);
     return 0;
-}
-
-
-/* New volumes are written empty in milliseconds, or copied from their
- * source: there is no metadata to preallocate. The error is that of a
- * flag the backend does not take, which clients such as virt-install
- * answer by trying again without it. */
-static int
-stormpoolRefusePrealloc(unsigned int flags)
-{
-    if (!(flags & VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA))
-        return 0;
-    virReportError(VIR_ERR_INVALID_ARG, "%s",
-                   _("stormpool volumes cannot have preallocated metadata: an instance "
-                     "is a thin qcow2 overlay of its template, and a template gets its "
-                     "data from vol-upload or vol-create-from"));
-    return -1;
 }
 
 
@@ -240,10 +98,8 @@ stormpoolBuildVol(virStoragePoolObj *obj,
 
     virCheckFlags(VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA |
                   VIR_STORAGE_VOL_CREATE_VALIDATE, -1);
-    if (stormpoolRefusePrealloc(flags) < 0)
-        return -1;
 
-    stormpoolNewVolume(vol, &spec);
+    stormpoolNewVolume(vol, flags, &spec);
     spec.backing_path = backing = g_strdup(spec.backing_path);
     if (!spPoolCreateVolume(stormpoolPoolOf(obj), &spec, &err))
         return stormpoolReportError(err);
@@ -271,10 +127,8 @@ stormpoolBuildVolFrom(virStoragePoolObj *obj,
 
     virCheckFlags(VIR_STORAGE_VOL_CREATE_PREALLOC_METADATA |
                   VIR_STORAGE_VOL_CREATE_VALIDATE, -1);
-    if (stormpoolRefusePrealloc(flags) < 0)
-        return -1;
 
-    stormpoolNewVolume(vol, &spec);
+    stormpoolNewVolume(vol, flags, &spec);
     spec.backing_path = backing = g_strdup(spec.backing_path);
     if (!spPoolCreateVolumeFrom(stormpoolPoolOf(obj), &spec, &src, &err))
         return stormpoolReportError(err);
@@ -290,10 +144,8 @@ stormpoolRefreshVol(virStoragePoolObj *obj,
 {
     g_autoptr(GError) err = NULL;
     g_autoptr(SpVolume) volume = NULL;
-    SpTier tier = spPoolIsInstance(stormpoolPoolOf(obj), vol->target.path)
-        ? SP_TIER_SECONDARY : SP_TIER_PRIMARY;
 
-    if (!(volume = spVolumeRead(vol->target.path, tier, &err)))
+    if (!(volume = spPoolRefreshVolume(stormpoolPoolOf(obj), vol->target.path, &err)))
         return stormpoolReportError(err);
     return stormpoolVolUpdate(vol, volume);
 }
@@ -322,24 +174,18 @@ stormpoolWipeVol(virStoragePoolObj *obj,
                  unsigned int algorithm,
                  unsigned int flags)
 {
-    SpPool *pool = stormpoolPoolOf(obj);
     g_autoptr(GError) err = NULL;
+    gboolean wipe_here;
 
-    if (!spPoolIsInstance(pool, vol->target.path)) {
-        if (!spPoolPrepareTemplateWipe(pool, vol->name, vol->target.path, &err))
-            return stormpoolReportError(err);
-        return virStorageBackendVolWipeLocal(obj, vol, algorithm, flags);
-    }
-
+    /* libvirt defines no flags for wiping, and its own wipe takes none. */
     virCheckFlags(0, -1);
-    if (algorithm != VIR_STORAGE_VOL_WIPE_ALG_ZERO) {
-        virReportError(VIR_ERR_ARGUMENT_UNSUPPORTED, "%s",
-                       _("wiping an instance resets it to its template; "
-                         "only the default 'zero' algorithm is supported"));
-        return -1;
-    }
-    if (!spPoolResetInstance(pool, vol->name, vol->target.path, &err))
+
+    if (!spPoolWipeVolume(stormpoolPoolOf(obj), vol->name, vol->target.path,
+                          algorithm == VIR_STORAGE_VOL_WIPE_ALG_ZERO, &wipe_here, &err))
         return stormpoolReportError(err);
+    /* A template is wiped as libvirt wipes any file. */
+    if (wipe_here)
+        return virStorageBackendVolWipeLocal(obj, vol, algorithm, flags);
     return 0;
 }
 
@@ -355,13 +201,9 @@ stormpoolResizeVol(virStoragePoolObj *obj,
     virCheckFlags(VIR_STORAGE_VOL_RESIZE_DELTA |
                   VIR_STORAGE_VOL_RESIZE_SHRINK, -1);
 
-    if (capacity < vol->target.capacity) {
-        virReportError(VIR_ERR_OPERATION_UNSUPPORTED, "%s",
-                       _("stormpool volumes can only grow: shrinking would discard guest data"));
-        return -1;
-    }
     if (!spPoolResizeVolume(stormpoolPoolOf(obj), vol->name, vol->target.path,
-                            stormpoolImageFormat(vol->target.format), capacity, &err))
+                            stormpoolImageFormat(vol->target.format),
+                            vol->target.capacity, capacity, &err))
         return stormpoolReportError(err);
     return 0;
 }

@@ -8,18 +8,9 @@
 
 #include <glib.h>
 
+#include "stormpool/types.h"
+
 G_BEGIN_DECLS
-
-typedef enum {
-    SP_TIER_PRIMARY,    /* templates: big, slow disks */
-    SP_TIER_SECONDARY,  /* instance overlays: SSD */
-} SpTier;
-
-typedef struct {
-    guint64 capacity;
-    guint64 allocation;
-    guint64 available;
-} SpTierUsage;
 
 const char *spTierName(SpTier tier);
 

@@ -27,6 +27,9 @@ poolAlloc(const char *primary, const char *secondary, SpPoolNamespace *ns)
     g_mutex_init(&pool->uploads_lock);
     g_mutex_init(&pool->stamps_lock);
     g_mutex_init(&pool->jobs_lock);
+    g_mutex_init(&pool->index_lock);
+    pool->volumes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                          (GDestroyNotify) spVolumeEntryFree);
     g_cond_init(&pool->jobs_cond);
     pool->headers = spHeaderCacheNew(SP_HEADER_CACHE_RACY_SECONDS);
     pool->in_progress = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
@@ -93,6 +96,8 @@ spPoolUnref(SpPool *pool)
     g_mutex_clear(&pool->uploads_lock);
     g_mutex_clear(&pool->stamps_lock);
     g_mutex_clear(&pool->jobs_lock);
+    g_mutex_clear(&pool->index_lock);
+    g_hash_table_unref(pool->volumes);
     g_cond_clear(&pool->jobs_cond);
     g_free(pool);
 }
@@ -186,6 +191,13 @@ spPoolReplicaPolicy(SpPool *pool, SpReplicaPolicy *policy, GError **error)
     }
     *policy = SP_REPLICA_COPY;
     return TRUE;
+}
+
+
+gboolean
+spPoolCheckLayout(SpPool *pool, GError **error)
+{
+    return spTierLayoutValidatePaths(pool->primary, pool->secondary, error);
 }
 
 

@@ -68,6 +68,30 @@ spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
 }
 
 
+/* Layers that back onto an instance, whoever made them: an external
+ * snapshot (virsh snapshot-create-as --disk-only), a blockcopy
+ * destination, a qemu-img overlay. Deleting or resetting the instance
+ * would take their data's base away. */
+gboolean
+spPoolCheckNoLayers(SpPool *pool, const char *name, const char *path,
+                    SpChange change, GError **error)
+{
+    const char *paths[] = { path, NULL };
+    g_autoptr(GPtrArray) names = NULL;
+    g_autofree char *summary = NULL;
+
+    if (!(names = spBackingDependents(pool->secondary, paths, error)))
+        return FALSE;
+    if (names->len == 0)
+        return TRUE;
+    summary = spTemplateDependentsSummary(names, DEPENDENTS_LISTED);
+    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                "cannot %s instance '%s': %u layer(s) in '%s' back onto it: %s",
+                changeVerbs[change], name, names->len, pool->secondary, summary);
+    return FALSE;
+}
+
+
 static gboolean
 reportInUse(const char *name, SpChange change, GError **error)
 {

@@ -111,6 +111,27 @@ validateRamTier(const SpPoolNamespace *ns, const char *primary, const char *seco
 }
 
 
+/* The RAM tier's path as written, without white space around it or
+ * trailing slashes. Stripping once is not enough: '/a\n/' loses its slash
+ * only after the strip, and would lose the line break when the pool's XML
+ * is read again. */
+static char *
+replicaTierPath(const char *text)
+{
+    g_autofree char *path = g_strstrip(g_strdup(text));
+
+    for (;;) {
+        g_autofree char *normal = spTierPathNormalise(path);
+
+        g_strstrip(normal);
+        if (strcmp(normal, path) == 0)
+            return g_steal_pointer(&path);
+        g_free(path);
+        path = g_steal_pointer(&normal);
+    }
+}
+
+
 /* tier= and cap= come together, and only with a policy that makes
  * replica files: a tier without a cap could fill the host's RAM. */
 static gboolean
@@ -139,7 +160,7 @@ parseReplicaTier(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
                     err->message);
         return FALSE;
     }
-    ns->replica_tier = spTierPathNormalise(g_strstrip(tier));
+    ns->replica_tier = replicaTierPath(tier);
     ns->replica_cap_text = g_strdup(g_strstrip(cap));
     return TRUE;
 }
@@ -356,6 +377,24 @@ spPoolNamespaceSetStatus(SpPoolNamespace *ns, SpTier tier,
 }
 
 
+/* Text for an attribute value. g_markup_escape_text() leaves tabs and line
+ * breaks as they are, and an XML parser turns those into spaces in an
+ * attribute value (XML 1.0, 3.3.3): a RAM tier '/a<TAB>b' would come back
+ * from pool-dumpxml and pool-define as '/a b'. Character references keep
+ * them. */
+char *
+spPoolNamespaceEscape(const char *text)
+{
+    g_autofree char *escaped = g_markup_escape_text(text, -1);
+    GString *out = g_string_new(escaped);
+
+    g_string_replace(out, "\t", "&#9;", 0);
+    g_string_replace(out, "\n", "&#10;", 0);
+    g_string_replace(out, "\r", "&#13;", 0);
+    return g_string_free(out, FALSE);
+}
+
+
 static void
 addLine(GPtrArray *lines, int level, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
 
@@ -376,7 +415,7 @@ static void
 formatUsage(GPtrArray *lines, const char *name, const char *path_text,
             const SpTierUsage *usage)
 {
-    g_autofree char *path = g_markup_escape_text(path_text ? path_text : "", -1);
+    g_autofree char *path = spPoolNamespaceEscape(path_text ? path_text : "");
     const SpTierUsage *u = usage;
 
     addLine(lines, 1, "<%s:tier name='%s' path='%s'>", SP_POOL_NAMESPACE_PREFIX, name, path);
@@ -421,8 +460,8 @@ formatReplicas(GPtrArray *lines, const SpPoolNamespace *ns)
             spReplicaPolicyName(ns->effective_policy));
     for (i = 0; i < ns->replicas->len; i++) {
         SpReplicaStatus *r = g_ptr_array_index(ns->replicas, i);
-        g_autofree char *name = g_markup_escape_text(r->template_name, -1);
-        g_autofree char *path = g_markup_escape_text(r->path, -1);
+        g_autofree char *name = spPoolNamespaceEscape(r->template_name);
+        g_autofree char *path = spPoolNamespaceEscape(r->path);
 
         addLine(lines, 1, "<%s:replica template='%s' path='%s' dependents='%u' "
                 "size='%" G_GUINT64_FORMAT "' allocation='%" G_GUINT64_FORMAT "'/>",
@@ -437,11 +476,10 @@ static void
 formatReplica(GPtrArray *lines, const SpPoolNamespace *ns)
 {
     g_autofree char *tier = NULL;
-    g_autofree char *cap = NULL;
 
     if (ns->replica_tier) {
-        g_autofree char *path = g_markup_escape_text(ns->replica_tier, -1);
-        g_autofree char *size = g_markup_escape_text(ns->replica_cap_text, -1);
+        g_autofree char *path = spPoolNamespaceEscape(ns->replica_tier);
+        g_autofree char *size = spPoolNamespaceEscape(ns->replica_cap_text);
 
         tier = g_strdup_printf(" tier='%s' cap='%s'", path, size);
     }

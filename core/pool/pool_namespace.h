@@ -12,10 +12,9 @@
 #include "replica/template_replica.h"
 #include "fs/tier_layout.h"
 
-G_BEGIN_DECLS
+#include "stormpool/types.h"
 
-#define SP_POOL_NAMESPACE_PREFIX "stormpool"
-#define SP_POOL_NAMESPACE_URI "urn:stormpool:pool:1.0"
+G_BEGIN_DECLS
 
 typedef struct {
     char *path;
@@ -102,5 +101,9 @@ void spPoolNamespaceClearStatus(SpPoolNamespace *ns);
  * two spaces per level relative to the <pool> children; empty when there
  * is nothing to show. */
 GPtrArray *spPoolNamespaceFormat(const SpPoolNamespace *ns);
+
+/* @text escaped for an XML attribute value or element content, tabs and
+ * line breaks as character references, so that they survive a parse. */
+char *spPoolNamespaceEscape(const char *text);
 
 G_END_DECLS

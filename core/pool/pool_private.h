@@ -5,7 +5,8 @@
  * can be read, and changed, knowing only what it stands on.
  *
  *   pool_lifecycle.c pool_refresh.c  libvirt's callbacks: start, stop,
- *   pool_volumes.c                   delete, refresh, volume changes
+ *   pool_volumes.c pool_plan.c       delete, refresh, volume changes,
+ *                                    what a new volume will be
  *   pool_replicas.c                  making replicas; which one a new
  *                                    instance backs onto
  *   pool_hot.c                       hot sets, hot replicas
@@ -13,8 +14,9 @@
  *   pool_stamps.c                    tier's cap; checks before a change;
  *                                    templates changed behind libvirt's back
  *   pool_registry.c pool_uploads.c   what a running pool keeps in memory:
- *   pool_workers.c                   replicas being made and used,
- *                                    uploads under way, background jobs
+ *   pool_workers.c pool_index.c      replicas being made and used,
+ *                                    uploads under way, background jobs,
+ *                                    the volumes it lists
  *   pool.c                           the object: its tiers, settings,
  *                                    paths and live status
  *
@@ -25,7 +27,11 @@
 
 #pragma once
 
+#include "fs/tier_layout.h"
 #include "image/header_cache.h"
+#include "image/image_header.h"
+#include "pool/pool_namespace.h"
+#include "replica/template_replica.h"
 #include "stormpool/pool.h"
 
 struct _SpPool {
@@ -57,6 +63,10 @@ struct _SpPool {
 
     /* The work the last refresh left to the workers, while queued. */
     gpointer maintenance;
+
+    /* The volumes libvirt lists: name -> SpVolumeEntry. */
+    GMutex index_lock;
+    GHashTable *volumes;
 
     /* vol-upload streams under way, keyed by template path. */
     GMutex uploads_lock;
@@ -118,6 +128,32 @@ gboolean spPoolReplicaDirBusy(SpPool *pool, const char *dir);
 guint64 spPoolReplicaClaims(SpPool *pool);
 gboolean spPoolReplicaRemoveIfIdle(SpPool *pool, const char *replica_path, guint64 claims);
 
+/* ---- pool_index.c: the volumes the pool lists, in memory -------------- */
+
+typedef struct {
+    char *name;
+    char *path;
+    SpTier tier;
+    SpImageFormat format;
+    guint64 capacity;
+    gboolean has_backing;       /* a template's is replicated flattened */
+    gboolean building;          /* planned, not written yet */
+} SpVolumeEntry;
+
+void spVolumeEntryFree(SpVolumeEntry *entry);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpVolumeEntry, spVolumeEntryFree)
+
+/* A refresh's volumes, instead of what was known. */
+void spPoolIndexReplace(SpPool *pool, GPtrArray *volumes);
+/* A volume read again (vol-refresh, resize). */
+void spPoolIndexUpdate(SpPool *pool, const SpVolume *volume);
+/* A volume planned by vol-create (@entry->building), then written. */
+void spPoolIndexAdd(SpPool *pool, const SpVolumeEntry *entry);
+void spPoolIndexBuilt(SpPool *pool, const char *name, gboolean ok);
+void spPoolIndexRemove(SpPool *pool, const char *name);
+/* A copy of the volume named @spec (a name, or its path), or NULL. */
+SpVolumeEntry *spPoolIndexLookup(SpPool *pool, const char *spec);
+
 /* ---- pool_workers.c: background work, off libvirt's pool lock ---------- */
 
 typedef void (*SpPoolJobFunc)(SpPool *pool, gpointer data);
@@ -127,6 +163,12 @@ typedef void (*SpPoolJobFunc)(SpPool *pool, gpointer data);
  * still run, to let go of what they hold. */
 void spPoolJobQueue(SpPool *pool, SpPoolJobFunc func, gpointer data,
                     GDestroyNotify free_data);
+
+/* The same, for a caller that already counted the job in jobs_pending,
+ * under jobs_lock, so that nothing it logged there can come after the
+ * job's end. */
+void spPoolJobQueueCounted(SpPool *pool, SpPoolJobFunc func, gpointer data,
+                           GDestroyNotify free_data);
 
 /* ---- pool_uploads.c: vol-upload streams under way, in memory ----------- */
 
@@ -150,6 +192,8 @@ void spPoolCheckTemplateStamps(SpPool *pool, GPtrArray *volumes, GHashTable *tem
 
 gboolean spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
                                  SpChange change, GError **error);
+gboolean spPoolCheckNoLayers(SpPool *pool, const char *name, const char *path,
+                             SpChange change, GError **error);
 gboolean spPoolCheckNotInUse(const char *name, const char *path, SpChange change,
                              GError **error);
 int spPoolLockNotInUse(const char *name, const char *path, SpChange change,

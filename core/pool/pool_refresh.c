@@ -545,10 +545,14 @@ handOver(SpPool *pool, Maintenance *m)
     queued = pool->maintenance != NULL;
     maintenanceFree(pool->maintenance);
     pool->maintenance = m;
+    if (!queued)
+        pool->jobs_pending++;
+    /* Before the worker can say it is done (pool_workers.c): readers of
+     * the log wait for that line after this one. */
+    g_debug("pool '%s': refresh queued its background work", pool->secondary);
     g_mutex_unlock(&pool->jobs_lock);
     if (!queued)
-        spPoolJobQueue(pool, maintain, NULL, NULL);
-    g_debug("pool '%s': refresh queued its background work", pool->secondary);
+        spPoolJobQueueCounted(pool, maintain, NULL, NULL);
 }
 
 
@@ -626,6 +630,7 @@ spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
         !refreshReplicas(&scan, error) ||
         !refreshUsage(pool, usage, error))
         return NULL;
+    spPoolIndexReplace(pool, scan.volumes);
     return g_steal_pointer(&scan.volumes);
 }
 

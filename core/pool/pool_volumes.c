@@ -117,14 +117,62 @@ createInstance(SpPool *pool, const SpNewVolume *vol, GError **error)
 }
 
 
-gboolean
-spPoolCreateVolume(SpPool *pool, const SpNewVolume *vol, GError **error)
+/* New volumes are written empty in milliseconds, or copied from their
+ * source: there is no metadata to preallocate. The error is that of a
+ * flag the backend does not take, which clients such as virt-install
+ * answer by trying again without it. */
+static gboolean
+refusePrealloc(const SpNewVolume *vol, GError **error)
+{
+    if (!vol->prealloc_metadata)
+        return TRUE;
+    g_set_error_literal(error, SP_ERROR, SP_ERROR_INVALID_ARG,
+                        "stormpool volumes cannot have preallocated metadata: an instance "
+                        "is a thin qcow2 overlay of its template, and a template gets its "
+                        "data from vol-upload or vol-create-from");
+    return FALSE;
+}
+
+
+/* The volume as it will be written: the mode of its kind if none was
+ * asked for (pool.h says why they differ). */
+static SpNewVolume
+withDefaults(const SpNewVolume *vol)
+{
+    SpNewVolume full = *vol;
+
+    if (full.mode == (mode_t) -1)
+        full.mode = vol->backing_path ? SP_INSTANCE_DEFAULT_MODE : SP_TEMPLATE_DEFAULT_MODE;
+    return full;
+}
+
+
+static gboolean
+createVolume(SpPool *pool, const SpNewVolume *vol, GError **error)
 {
     if (vol->backing_path)
         return createInstance(pool, vol, error);
     if (vol->format == SP_IMAGE_FORMAT_QCOW2)
         return writeQcow2(vol, vol->capacity, NULL, NULL, FALSE, error);
     return writeRaw(vol, error);
+}
+
+
+/* The plan listed the volume as being built; it is there now, or never. */
+static gboolean
+built(SpPool *pool, const SpNewVolume *vol, gboolean ok)
+{
+    spPoolIndexBuilt(pool, vol->name, ok);
+    return ok;
+}
+
+
+gboolean
+spPoolCreateVolume(SpPool *pool, const SpNewVolume *vol, GError **error)
+{
+    SpNewVolume full = withDefaults(vol);
+
+    return built(pool, vol, refusePrealloc(vol, error) && createVolume(pool, &full, error));
 }
 
 
@@ -184,9 +232,23 @@ checkNoWriter(const SpSourceVolume *src, GError **error)
 }
 
 
+static gboolean createVolumeFrom(SpPool *pool, const SpNewVolume *vol,
+                                 const SpSourceVolume *src, GError **error);
+
 gboolean
 spPoolCreateVolumeFrom(SpPool *pool, const SpNewVolume *vol, const SpSourceVolume *src,
                        GError **error)
+{
+    SpNewVolume full = withDefaults(vol);
+
+    return built(pool, vol, refusePrealloc(vol, error) &&
+                            createVolumeFrom(pool, &full, src, error));
+}
+
+
+static gboolean
+createVolumeFrom(SpPool *pool, const SpNewVolume *vol, const SpSourceVolume *src,
+                 GError **error)
 {
     g_autofree char *template = NULL;
     g_autofree char *src_template = NULL;
@@ -253,6 +315,8 @@ spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
 
     if (!instance && !spPoolCheckTemplateChange(pool, name, path, SP_CHANGE_DELETE, error))
         return FALSE;
+    if (instance && !spPoolCheckNoLayers(pool, name, path, SP_CHANGE_DELETE, error))
+        return FALSE;
     if (access(path, F_OK) == 0 &&
         (lock = spPoolLockNotInUse(name, path, SP_CHANGE_DELETE, error)) < 0)
         return FALSE;
@@ -265,6 +329,7 @@ spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
     if (lock >= 0)
         close(lock);
     spPoolForgetTemplateStamp(pool, path);
+    spPoolIndexRemove(pool, name);
     if (!instance) {
         collectTemplateReplicas(pool, name);
         spPoolCollectHotSets(pool);
@@ -307,8 +372,8 @@ spPoolUploadBegin(SpPool *pool, const char *name, const char *path, GError **err
 
 /* ---- wiping and resizing ------------------------------------------------ */
 
-gboolean
-spPoolPrepareTemplateWipe(SpPool *pool, const char *name, const char *path, GError **error)
+static gboolean
+prepareTemplateWipe(SpPool *pool, const char *name, const char *path, GError **error)
 {
     if (!spPoolCheckTemplateChange(pool, name, path, SP_CHANGE_WIPE, error) ||
         !spPoolCheckNotInUse(name, path, SP_CHANGE_WIPE, error))
@@ -353,8 +418,8 @@ readOverlay(SpPool *pool, const char *path, SpImageInfo *info, char **backing,
 
 
 /* A new, empty overlay of the same size replaces the old one atomically. */
-gboolean
-spPoolResetInstance(SpPool *pool, const char *name, const char *path, GError **error)
+static gboolean
+resetInstance(SpPool *pool, const char *name, const char *path, GError **error)
 {
     g_auto(SpImageInfo) info = { 0 };
     g_autofree char *backing = NULL;
@@ -364,7 +429,8 @@ spPoolResetInstance(SpPool *pool, const char *name, const char *path, GError **e
     int lock;
     gboolean ok;
 
-    if ((lock = spPoolLockNotInUse(name, path, SP_CHANGE_WIPE, error)) < 0)
+    if (!spPoolCheckNoLayers(pool, name, path, SP_CHANGE_WIPE, error) ||
+        (lock = spPoolLockNotInUse(name, path, SP_CHANGE_WIPE, error)) < 0)
         return FALSE;
     /* The new overlay keeps the old one's mode and owner. */
     if (fstat(lock, &sb) == 0) {
@@ -381,9 +447,31 @@ spPoolResetInstance(SpPool *pool, const char *name, const char *path, GError **e
 }
 
 
+static gboolean resize(SpPool *pool, const char *name, const char *path,
+                       SpImageFormat format, guint64 capacity, GError **error);
+
 gboolean
-spPoolResizeVolume(SpPool *pool, const char *name, const char *path,
-                   SpImageFormat format, guint64 capacity, GError **error)
+spPoolResizeVolume(SpPool *pool, const char *name, const char *path, SpImageFormat format,
+                   guint64 current, guint64 capacity, GError **error)
+{
+    if (capacity < current) {
+        g_set_error_literal(error, SP_ERROR, SP_ERROR_OPERATION_UNSUPPORTED,
+                            "stormpool volumes can only grow: shrinking would discard "
+                            "guest data");
+        return FALSE;
+    }
+    if (!resize(pool, name, path, format, capacity, error))
+        return FALSE;
+    /* An instance's floor is its template's size: what the pool lists
+     * follows the file. */
+    spVolumeFree(spPoolRefreshVolume(pool, path, NULL));
+    return TRUE;
+}
+
+
+static gboolean
+resize(SpPool *pool, const char *name, const char *path, SpImageFormat format,
+       guint64 capacity, GError **error)
 {
     if (!spPoolIsInstance(pool, path) &&
         !spPoolCheckTemplateChange(pool, name, path, SP_CHANGE_RESIZE, error))
@@ -404,4 +492,62 @@ spPoolResizeVolume(SpPool *pool, const char *name, const char *path,
         return FALSE;
     }
     return spQemuImgResize(path, "qcow2", capacity, error);
+}
+
+
+gboolean
+spPoolWipeVolume(SpPool *pool, const char *name, const char *path, gboolean zero,
+                 gboolean *wipe_here, GError **error)
+{
+    *wipe_here = FALSE;
+    if (!spPoolIsInstance(pool, path)) {
+        *wipe_here = prepareTemplateWipe(pool, name, path, error);
+        return *wipe_here;
+    }
+    if (!zero) {
+        g_set_error_literal(error, SP_ERROR, SP_ERROR_ARGUMENT_UNSUPPORTED,
+                            "wiping an instance resets it to its template; "
+                            "only the default 'zero' algorithm is supported");
+        return FALSE;
+    }
+    return resetInstance(pool, name, path, error);
+}
+
+
+/* ---- reading one volume again ---------------------------------------------- */
+
+/* A guest's start reads its volume again (libvirt's refreshVol): an
+ * instance whose replica is gone (a RAM tier after a reboot, before the
+ * worker made it again) gets it now, or waits for the one being made,
+ * rather than a QEMU that cannot open its backing file. */
+static gboolean
+ensureReplicaOf(SpPool *pool, const SpVolume *volume, GError **error)
+{
+    g_autofree char *name = NULL;
+    g_autofree char *template_path = NULL;
+
+    if (volume->tier != SP_TIER_SECONDARY || !volume->backing_path ||
+        access(volume->backing_path, F_OK) == 0 ||
+        !(name = spPoolReplicaTemplateName(pool, volume->backing_path)))
+        return TRUE;
+    template_path = g_build_filename(pool->primary, name, NULL);
+    if (spPoolReplicaRebuild(pool, template_path, volume->backing_path, error))
+        return TRUE;
+    g_prefix_error(error, "instance '%s' backs onto the missing replica '%s' of template "
+                   "'%s', which cannot be made again: ", volume->name,
+                   volume->backing_path, name);
+    return FALSE;
+}
+
+
+SpVolume *
+spPoolRefreshVolume(SpPool *pool, const char *path, GError **error)
+{
+    SpTier tier = spPoolIsInstance(pool, path) ? SP_TIER_SECONDARY : SP_TIER_PRIMARY;
+    g_autoptr(SpVolume) volume = spVolumeRead(path, tier, error);
+
+    if (!volume || !ensureReplicaOf(pool, volume, error))
+        return NULL;
+    spPoolIndexUpdate(pool, volume);
+    return g_steal_pointer(&volume);
 }

@@ -71,6 +71,17 @@ workers(void)
 void
 spPoolJobQueue(SpPool *pool, SpPoolJobFunc func, gpointer data, GDestroyNotify free_data)
 {
+    g_mutex_lock(&pool->jobs_lock);
+    pool->jobs_pending++;
+    g_mutex_unlock(&pool->jobs_lock);
+    spPoolJobQueueCounted(pool, func, data, free_data);
+}
+
+
+void
+spPoolJobQueueCounted(SpPool *pool, SpPoolJobFunc func, gpointer data,
+                      GDestroyNotify free_data)
+{
     g_autoptr(GError) err = NULL;
     Job *job = g_new0(Job, 1);
 
@@ -78,9 +89,6 @@ spPoolJobQueue(SpPool *pool, SpPoolJobFunc func, gpointer data, GDestroyNotify f
     job->func = func;
     job->data = data;
     job->free_data = free_data;
-    g_mutex_lock(&pool->jobs_lock);
-    pool->jobs_pending++;
-    g_mutex_unlock(&pool->jobs_lock);
     /* An exclusive pool of one thread queues rather than fails. */
     if (!g_thread_pool_push(workers(), job, &err)) {
         g_warning("cannot queue background work of pool '%s': %s",

@@ -10,15 +10,9 @@
 
 #include "util/file_copy.h"
 
-G_BEGIN_DECLS
+#include "stormpool/types.h"
 
-typedef enum {
-    SP_REPLICA_AUTO,    /* link on one file system, copy across two */
-    SP_REPLICA_NONE,    /* instances back directly onto the template */
-    SP_REPLICA_COPY,    /* a sparse copy (or reflink) in the secondary tier */
-    SP_REPLICA_LINK,    /* a hard link in the secondary tier */
-    SP_REPLICA_HOT,     /* a qcow2 overlay holding the template's hot set */
-} SpReplicaPolicy;
+G_BEGIN_DECLS
 
 /* Replicas live in a hidden directory of the secondary tier, one
  * subdirectory per template, one file per identity of the template:

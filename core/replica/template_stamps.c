@@ -61,6 +61,20 @@ spTemplateStampsSet(GHashTable *stamps, const char *name, const SpTemplateStamp 
 }
 
 
+/* Whether @escaped (g_strescape() output) ends inside an escape: a lone
+ * backslash at the end, which g_strcompress() drops with a warning. */
+static gboolean
+escapeCutOff(const char *escaped)
+{
+    size_t len = strlen(escaped);
+    size_t backslashes = 0;
+
+    while (backslashes < len && escaped[len - 1 - backslashes] == '\\')
+        backslashes++;
+    return backslashes % 2 == 1;
+}
+
+
 static void
 parseLine(GHashTable *stamps, const char *line)
 {
@@ -73,7 +87,8 @@ parseLine(GHashTable *stamps, const char *line)
     if (line[0] == '#' ||
         sscanf(line, "%" SCNu64 " %" SCNd64 " %" SCNd64 ".%" SCNd64 "%n",
                &ino, &size, &sec, &nsec, &used) != 4 || used == 0 ||
-        line[used] != ' ' || size < 0 || nsec < 0 || nsec > 999999999)
+        line[used] != ' ' || size < 0 || nsec < 0 || nsec > 999999999 ||
+        escapeCutOff(line + used + 1))
         return;
     /* one space, then the name, which may itself start with a space */
     name = g_strcompress(line + used + 1);

@@ -30,6 +30,8 @@ typedef enum {
     SP_ERROR_TIER_MISSING,  /* a tier directory of the pool does not exist */
     SP_ERROR_CHANGED,       /* a file changed under the operation: retry */
     SP_ERROR_INVALID_STATE, /* the operation does not fit the volume's state */
+    SP_ERROR_ARGUMENT_UNSUPPORTED, /* a valid option the pool does not take */
+    SP_ERROR_OPERATION_UNSUPPORTED, /* a change the pool never makes */
 } SpErrorCode;
 
 /* Set @error from a failed system call: "MESSAGE: strerror(@errnum)",

@@ -18,10 +18,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#include "image/image_header.h"
-#include "pool/pool_namespace.h"
-#include "replica/template_replica.h"
-#include "fs/tier_layout.h"
+#include "stormpool/types.h"
 
 G_BEGIN_DECLS
 
@@ -52,6 +49,10 @@ GPtrArray *spPoolFormatXml(SpPool *pool);
 
 /* Whether both tier directories exist. */
 gboolean spPoolTiersExist(SpPool *pool);
+
+/* Before pool-build makes the tier directories: their paths are absolute,
+ * distinct, and neither is inside the other. */
+gboolean spPoolCheckLayout(SpPool *pool, GError **error);
 
 /* Check the tiers (spTierLayoutCheck) and the replica policy. */
 gboolean spPoolCheck(SpPool *pool, GError **error);
@@ -134,6 +135,48 @@ char *spPoolInstanceBacking(SpPool *pool, const char *template_path, GError **er
 gboolean spPoolCheckNotUploading(SpPool *pool, const char *name, const char *path,
                                  GError **error);
 
+/* ---- what a new volume will be (vol-create, before it is written) ---- */
+
+/* A new volume as its XML asks for it. */
+typedef struct {
+    const char *pool_name;      /* for errors */
+    const char *name;
+    SpImageFormat format;       /* SP_IMAGE_FORMAT_OTHER: none the pool takes */
+    const char *format_name;    /* as the XML named it, for errors */
+    guint64 capacity;           /* 0 if none was given */
+    gboolean encrypted;
+    gboolean backing;           /* an instance: it has a <backingStore> */
+    const char *backing_spec;   /* its <path>: a template's name or path,
+                                 * or the path of a replica (vol-clone) */
+    gboolean backing_raw;       /* its format is given as raw */
+} SpVolumeRequest;
+
+/* What the pool makes of it. */
+typedef struct {
+    char *path;                 /* in the tier of its kind */
+    guint64 capacity;           /* an instance's defaults to its template's */
+    char *backing_path;         /* an instance's template, or its replica */
+    SpImageFormat backing_format;
+} SpVolumePlan;
+
+void spVolumePlanFree(SpVolumePlan *plan);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpVolumePlan, spVolumePlanFree)
+
+/* Check @request (name, format, capacity; for an instance, its template
+ * among those the pool lists, their formats and sizes) and say where and
+ * what the volume will be. libvirt holds the pool's lock meanwhile, so
+ * the answer comes from the pool's state and the files' metadata: no
+ * image is read, nothing is written. The volume is listed from now on,
+ * as being built, until spPoolCreateVolume*() writes it or fails. */
+SpVolumePlan *spPoolPlanVolume(SpPool *pool, const SpVolumeRequest *request,
+                               GError **error);
+
+/* Read the volume at @path again (vol-info, vol-dumpxml, a guest's start),
+ * keeping what the pool lists of it current. An instance whose replica
+ * is missing (a RAM tier emptied by a reboot, not made again yet by the
+ * pool's worker) gets it first: its guest is about to open it. */
+SpVolume *spPoolRefreshVolume(SpPool *pool, const char *path, GError **error);
+
 /* The modes of new volumes whose creator named none. A template is a
  * backing image the QEMU of every guest of it reads, whatever user that
  * QEMU runs as, and libvirt does not relabel it: readable by everyone,
@@ -150,9 +193,10 @@ typedef struct {
     guint64 capacity;
     const char *backing_path;   /* instances: template or replica */
     const char *backing_format; /* "qcow2" or "raw", with backing_path */
-    mode_t mode;
+    mode_t mode;                /* (mode_t) -1: the default of its kind */
     uid_t uid;                  /* (uid_t) -1 and (gid_t) -1 keep ours */
     gid_t gid;
+    gboolean prealloc_metadata; /* asked for, and refused */
 } SpNewVolume;
 
 /* The volume a new one is made from (vol-create-from, vol-clone). */
@@ -188,18 +232,19 @@ typedef enum {
 gboolean spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
                             const char *backing, GError **error);
 
-/* Before libvirt wipes the template at @path: no dependents, no upload,
- * no QEMU, and no alarm at the next refresh. */
-gboolean spPoolPrepareTemplateWipe(SpPool *pool, const char *name, const char *path,
-                                   GError **error);
+/* vol-wipe of the volume at @path (@zero: with the default algorithm).
+ * An instance is reset to its template's pristine state, here, with
+ * zero only. A template is checked (no dependents, no upload, no QEMU,
+ * no alarm at the next refresh) and *@wipe_here says that the caller
+ * then wipes the file as libvirt wipes any file. */
+gboolean spPoolWipeVolume(SpPool *pool, const char *name, const char *path,
+                          gboolean zero, gboolean *wipe_here, GError **error);
 
-/* Wiping an instance returns it to its template's pristine state. */
-gboolean spPoolResetInstance(SpPool *pool, const char *name, const char *path,
-                             GError **error);
-
-/* Grow the volume at @path to @capacity bytes. */
+/* Grow the volume at @path from @current to @capacity bytes; shrinking,
+ * which would discard guest data, is refused. */
 gboolean spPoolResizeVolume(SpPool *pool, const char *name, const char *path,
-                            SpImageFormat format, guint64 capacity, GError **error);
+                            SpImageFormat format, guint64 current, guint64 capacity,
+                            GError **error);
 
 /* vol-upload into the template at @path is about to open its stream:
  * checks, and from now on new instances of it are refused. Call

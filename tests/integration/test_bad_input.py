@@ -63,6 +63,9 @@ def assert_unchanged():
 
 @suite.step("setup: a pool with template base.qcow2 and instance inst.qcow2")
 def _():
+    # A pool left by an interrupted earlier run must not fail this one.
+    run(["virsh", "-q", "pool-destroy", POOL], check=False)
+    run(["virsh", "-q", "pool-undefine", POOL], check=False)
     suite.cleanup_pool(POOL)
     os.makedirs(outside_dir)
     virsh("pool-define-as", POOL, "stormpool", "--source-path", primary,
@@ -273,6 +276,24 @@ def _():
                 expect="can only grow")
     virsh_fails("vol-delete", "--pool", POOL, "base.qcow2",
                 expect="cannot delete template 'base.qcow2': 1 instance(s) depend on it: inst.qcow2")
+    assert_unchanged()
+
+
+@suite.step("an instance with an external snapshot layer on it is neither deleted nor "
+            "wiped; both files stay as they were")
+def _():
+    inst = os.path.join(secondary, "inst.qcow2")
+    layer = os.path.join(secondary, "inst.s1")
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", inst, "-F", "qcow2", layer])
+    suite.cleanup(lambda: os.path.exists(layer) and os.unlink(layer))
+    before = sha256(layer)
+    want = "1 layer(s) in '%s' back onto it: inst.s1" % secondary
+    virsh_fails("vol-delete", "--pool", POOL, "inst.qcow2",
+                expect="cannot delete instance 'inst.qcow2': " + want)
+    virsh_fails("vol-wipe", "--pool", POOL, "inst.qcow2",
+                expect="cannot wipe instance 'inst.qcow2': " + want)
+    assert sha256(layer) == before
+    os.unlink(layer)
     assert_unchanged()
 
 

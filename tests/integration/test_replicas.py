@@ -548,9 +548,8 @@ def test_refresh_removes_a_replica_left_unused(pool, template, virsh):
     virsh("pool-refresh", p.name)
     assert not os.path.exists(replica), "unused replica kept by the refresh"
     assert not os.path.exists(os.path.join(p.secondary, REPLICAS)), listdir(p.secondary)
-    # (core: 'removed replica PATH of template NAME: nothing uses it any
-    # more' since the refresh's work went to the pool's worker)
-    mark.assert_logged("removed replica '%s'" % replica)
+    mark.assert_logged("removed replica '%s' of template 'g.qcow2': nothing uses it any more"
+                       % replica)
     assert pool_replicas(virsh, p) == ("copy", [])
     assert vol_names(p.name) == ["g.qcow2"]
 

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "stormpool/pool.h"
 #include "test_helpers.h"
 
 char *
@@ -193,4 +194,16 @@ spTestPoolTearDown(SpTestPoolFixture *f, gconstpointer data G_GNUC_UNUSED)
     g_free(f->primary);
     g_free(f->secondary);
     g_free(f->ram);
+}
+
+
+SpPool *
+spTestPoolNew(SpTestPoolFixture *f, SpReplicaPolicy policy)
+{
+    SpPool *pool = spPoolNew(f->primary, f->secondary, policy, FALSE);
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(spPoolStart(pool, &err));
+    g_assert_no_error(err);
+    return pool;
 }

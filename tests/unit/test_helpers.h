@@ -8,6 +8,8 @@
 
 #include <glib.h>
 
+#include "stormpool/pool.h"
+
 /* A fresh directory under $TMPDIR, removed by spTestTempDirFree. */
 char *spTestTempDir(void);
 void spTestTempDirFree(char *dir);
@@ -48,3 +50,6 @@ typedef struct {
 
 void spTestPoolSetUp(SpTestPoolFixture *f, gconstpointer data);
 void spTestPoolTearDown(SpTestPoolFixture *f, gconstpointer data);
+
+/* A started pool on the fixture's tiers, without a RAM tier. */
+SpPool *spTestPoolNew(SpTestPoolFixture *f, SpReplicaPolicy policy);

@@ -22,18 +22,6 @@
 typedef SpTestPoolFixture Fixture;
 
 
-static SpPool *
-newPool(Fixture *f, SpReplicaPolicy policy)
-{
-    SpPool *pool = spPoolNew(f->primary, f->secondary, policy, FALSE);
-    g_autoptr(GError) err = NULL;
-
-    g_assert_true(spPoolStart(pool, &err));
-    g_assert_no_error(err);
-    return pool;
-}
-
-
 static void
 createTemplate(SpPool *pool, const char *name, guint64 capacity)
 {
@@ -146,8 +134,8 @@ testStartMissingTier(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testPolicy(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) automatic = newPool(f, SP_REPLICA_AUTO);
-    g_autoptr(SpPool) none = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) automatic = spTestPoolNew(f, SP_REPLICA_AUTO);
+    g_autoptr(SpPool) none = spTestPoolNew(f, SP_REPLICA_NONE);
     g_autoptr(GError) err = NULL;
     g_autofree char *template = NULL;
     g_autofree char *backing = NULL;
@@ -172,7 +160,7 @@ testPolicy(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testNameFree(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autoptr(GError) err = NULL;
     g_autofree char *expected = g_strdup_printf("a file named 't.qcow2' already exists in the "
                                                 "primary tier '%s'", f->primary);
@@ -191,7 +179,7 @@ testNameFree(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testInstanceReplica(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autoptr(GPtrArray) volumes = NULL;
     g_autoptr(GPtrArray) lines = NULL;
     g_autofree char *names = NULL;
@@ -226,10 +214,11 @@ testInstanceReplica(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autofree char *backing = NULL;
     g_autoptr(GError) err = NULL;
+    gboolean wipe_here = TRUE;
 
     createTemplate(pool, "t.qcow2", 4 * MiB);
     backing = createInstance(pool, "b.qcow2", "t.qcow2");
@@ -241,12 +230,13 @@ testDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
                     "a.qcow2, b.qcow2");
     g_clear_error(&err);
     g_assert_false(spPoolResizeVolume(pool, "t.qcow2", template, SP_IMAGE_FORMAT_QCOW2,
-                                      8 * MiB, &err));
+                                      MiB, 8 * MiB, &err));
     g_assert_cmpstr(err->message, ==,
                     "cannot resize template 't.qcow2': 2 instance(s) depend on it: "
                     "a.qcow2, b.qcow2");
     g_clear_error(&err);
-    g_assert_false(spPoolPrepareTemplateWipe(pool, "t.qcow2", template, &err));
+    g_assert_false(spPoolWipeVolume(pool, "t.qcow2", template, TRUE, &wipe_here, &err));
+    g_assert_false(wipe_here);
     g_assert_true(g_str_has_prefix(err->message, "cannot wipe template 't.qcow2': 2"));
     g_assert_true(g_file_test(template, G_FILE_TEST_EXISTS));
 }
@@ -255,7 +245,7 @@ testDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testUploads(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autofree char *instance = spPoolVolumePath(pool, "i.qcow2", TRUE);
     g_autoptr(GError) err = NULL;
@@ -285,7 +275,7 @@ testUploads(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testStamps(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autoptr(GError) err = NULL;
     g_autofree char *want = g_strdup_printf("error: template '%s' changed behind libvirt's "
@@ -320,7 +310,7 @@ testStamps(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testRefreshSkips(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autofree char *stray = g_build_filename(f->secondary, "stray.img", NULL);
     g_autofree char *tmp = g_build_filename(f->primary, ".stormpool-tmp-t.qcow2-Ab12Cd", NULL);
     g_autofree char *want = g_strdup_printf("warning: skipping '%s': not an instance of this "
@@ -340,24 +330,67 @@ testRefreshSkips(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* A layer the pool did not make (an external snapshot, a blockcopy
+ * destination) backs onto an instance: the instance is neither deleted
+ * nor reset under it, and every byte stays. */
+static void
+testInstanceLayers(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
+    g_autofree char *instance = spPoolVolumePath(pool, "pc01.qcow2", TRUE);
+    g_autofree char *layer = g_build_filename(f->secondary, "pc01.s1", NULL);
+    g_autofree char *backing = NULL;
+    g_autofree char *want = NULL;
+    g_autoptr(GError) err = NULL;
+    const char *snapshot[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-b", instance,
+                               "-F", "qcow2", layer, NULL };
+    gboolean wipe_here = TRUE;
+
+    if (!spTestHaveQemuImg()) {
+        g_test_skip("qemu-img is not installed");
+        return;
+    }
+    createTemplate(pool, "t.qcow2", 4 * MiB);
+    backing = createInstance(pool, "pc01.qcow2", "t.qcow2");
+    g_assert_cmpint(spTestRun(snapshot, NULL, NULL), ==, 0);
+    want = g_strdup_printf("cannot delete instance 'pc01.qcow2': 1 layer(s) in '%s' back "
+                           "onto it: pc01.s1", f->secondary);
+    g_assert_false(spPoolDeleteVolume(pool, "pc01.qcow2", instance, backing, &err));
+    g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
+    g_assert_cmpstr(err->message, ==, want);
+    g_clear_error(&err);
+    g_assert_false(spPoolWipeVolume(pool, "pc01.qcow2", instance, TRUE, &wipe_here, &err));
+    g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
+    g_assert_true(g_str_has_prefix(err->message, "cannot wipe instance 'pc01.qcow2': 1 layer"));
+    g_clear_error(&err);
+    g_assert_true(g_file_test(instance, G_FILE_TEST_IS_REGULAR));
+    /* the layer committed and gone, the instance is free again */
+    g_assert_cmpint(unlink(layer), ==, 0);
+    g_assert_true(spPoolDeleteVolume(pool, "pc01.qcow2", instance, backing, &err));
+    g_assert_no_error(err);
+}
+
+
 /* Wiping an instance gives it a new, empty overlay on the same backing. */
 static void
 testResetInstance(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autofree char *instance = spPoolVolumePath(pool, "i.qcow2", TRUE);
     g_autofree char *backing = NULL;
     g_autoptr(GError) err = NULL;
     g_auto(SpImageInfo) before = { 0 };
     g_auto(SpImageInfo) after = { 0 };
+    gboolean wipe_here = TRUE;
     struct stat sb;
 
     createTemplate(pool, "t.qcow2", MiB);
     backing = createInstance(pool, "i.qcow2", "t.qcow2");
     g_assert_true(spImageInfoRead(instance, &before, &err));
     g_assert_cmpint(chmod(instance, 0640), ==, 0);
-    g_assert_true(spPoolResetInstance(pool, "i.qcow2", instance, &err));
+    g_assert_true(spPoolWipeVolume(pool, "i.qcow2", instance, TRUE, &wipe_here, &err));
     g_assert_no_error(err);
+    g_assert_false(wipe_here);
     g_assert_true(spImageInfoRead(instance, &after, &err));
     g_assert_cmpstr(after.backing_file, ==, backing);
     g_assert_cmpuint(after.virtual_size, ==, before.virtual_size);
@@ -391,7 +424,7 @@ ensureThread(gpointer data)
 static void
 testReplicaRegistry(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_COPY);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autofree char *replica = NULL;
     g_autoptr(GError) err = NULL;
@@ -429,7 +462,7 @@ testReplicaRegistry(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testChainAllocation(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autoptr(SpPool) pool = newPool(f, SP_REPLICA_NONE);
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autofree char *instance = spPoolVolumePath(pool, "i.qcow2", TRUE);
     struct stat st, si;
@@ -490,6 +523,7 @@ main(int argc, char **argv)
     ADD("name-free", testNameFree);
     ADD("instance-replica", testInstanceReplica);
     ADD("dependents", testDependents);
+    ADD("instance-layers", testInstanceLayers);
     ADD("uploads", testUploads);
     ADD("stamps", testStamps);
     ADD("refresh-skips", testRefreshSkips);

@@ -374,6 +374,22 @@ testRefreshHandsOver(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* What a host reboot does to a pool with a RAM tier: the tmpfs is empty
+ * when the pool starts again. */
+static void
+reboot(Fixture *f, SpPool *pool)
+{
+    g_autofree char *ram = g_build_filename(f->root, "ram", NULL);
+    g_autoptr(GError) err = NULL;
+
+    spTestTempDirFree(g_steal_pointer(&ram));
+    g_assert_false(g_file_test(f->ram, G_FILE_TEST_EXISTS));
+    spPoolStop(pool);
+    g_assert_true(spPoolStart(pool, &err));
+    g_assert_no_error(err);
+}
+
+
 /* Host reboot: the RAM tier is empty; pool-start and refresh make the
  * replicas instances name again, and remove a killed copy's temporary. */
 static void
@@ -384,7 +400,6 @@ testRamRebuild(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *backing = NULL;
     g_autofree char *dir = NULL;
     g_autofree char *tmp = NULL;
-    g_autofree char *rm = NULL;
     g_autoptr(GError) err = NULL;
     g_autoptr(GPtrArray) lines = NULL;
     g_autofree char *want = NULL;
@@ -400,12 +415,7 @@ testRamRebuild(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     backing = mustCreateInstance(pool, "a.qcow2", template);
     g_assert_true(g_str_has_prefix(backing, f->ram));
 
-    rm = g_build_filename(f->root, "ram", NULL);
-    spTestTempDirFree(g_steal_pointer(&rm));
-    g_assert_false(g_file_test(f->ram, G_FILE_TEST_EXISTS));
-    spPoolStop(pool);
-    g_assert_true(spPoolStart(pool, &err));
-    g_assert_no_error(err);
+    reboot(f, pool);
     dir = g_path_get_dirname(backing);
     g_assert_cmpint(g_mkdir_with_parents(dir, 0711), ==, 0);
     tmp = g_build_filename(dir, ".stormpool-tmp-0123456789abcdef-Ab12Cd", NULL);
@@ -431,6 +441,39 @@ testRamRebuild(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_ptr_array_add(lines, NULL);
     got = g_strjoinv("\n", (char **) lines->pdata);
     g_assert_cmpstr(got, ==, want);
+    spPoolReplicasStop(pool);
+}
+
+
+/* A guest started after a reboot, before the worker made its replica
+ * again (the worker is busy elsewhere): libvirt reads its volume again
+ * (refreshVol), and the replica is made for it there. */
+static void
+testRamRebuildAtGuestStart(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = NULL;
+    g_autofree char *template = NULL;
+    g_autofree char *backing = NULL;
+    g_autofree char *instance = NULL;
+    g_autoptr(SpVolume) volume = NULL;
+    g_autoptr(GError) err = NULL;
+    Blocker blocker = { 0 };
+
+    if (!haveQemu())
+        return;
+    pool = newRamPool(f, "", "64M");
+    template = createTemplate(pool, "t.qcow2", 16 * MiB, 3);
+    backing = mustCreateInstance(pool, "a.qcow2", template);
+    instance = spPoolVolumePath(pool, "a.qcow2", TRUE);
+    reboot(f, pool);
+    spPoolJobQueue(pool, blockWorker, &blocker, NULL);
+    blockerWaitRunning(&blocker);
+    volume = spPoolRefreshVolume(pool, instance, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(volume->backing_path, ==, backing);
+    g_assert_true(g_file_test(backing, G_FILE_TEST_IS_REGULAR));
+    blockerSet(&blocker, &blocker.released);
+    spPoolWaitIdle(pool);
     spPoolReplicasStop(pool);
 }
 
@@ -572,6 +615,7 @@ main(int argc, char **argv)
     ADD("refresh-hands-over", testRefreshHandsOver);
     ADD("learn-at-refresh", testLearnAtRefresh);
     ADD("ram-rebuild", testRamRebuild);
+    ADD("ram-rebuild-at-guest-start", testRamRebuildAtGuestStart);
     ADD("ram-cap", testRamCap);
     ADD("ram-eager-no-churn", testRamEagerNoChurn);
     ADD("ram-protects", testRamProtects);

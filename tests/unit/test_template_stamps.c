@@ -94,6 +94,34 @@ testBadLinesSkipped(void)
 }
 
 
+/* A name whose last escape is cut off (a lone backslash at the end of the
+ * line, found by fuzz/fuzz_template_stamps) is a damaged line too: it was
+ * loaded without its backslash, and glib logged a warning for it, which
+ * GTest makes fatal. */
+static void
+testCutEscapeSkipped(void)
+{
+    g_autofree char *dir = spTestTempDir();
+    g_autofree char *path = g_build_filename(dir, SP_TEMPLATE_STAMPS_FILE, NULL);
+    g_autoptr(GHashTable) loaded = NULL;
+    g_autoptr(GError) error = NULL;
+    const char *text =
+        "12 100 5.0 cut\\\n"                   /* a lone backslash */
+        "12 100 5.0 \\\n"
+        "12 100 5.0 three\\\\\\\n"
+        "12 100 5.0 escaped\\\\\n"             /* an escaped backslash */
+        "12 100 5.0 \\\\\n";
+
+    g_assert_true(g_file_set_contents(path, text, -1, NULL));
+    loaded = spTemplateStampsLoad(path, &error);
+    g_assert_no_error(error);
+    g_assert_cmpuint(g_hash_table_size(loaded), ==, 2);
+    g_assert_nonnull(g_hash_table_lookup(loaded, "escaped\\"));
+    g_assert_nonnull(g_hash_table_lookup(loaded, "\\"));
+    spTestTempDirFree(g_steal_pointer(&dir));
+}
+
+
 static void
 testUnreadable(void)
 {
@@ -147,6 +175,7 @@ main(int argc, char **argv)
     g_test_add_func("/template-stamps/round-trip", testRoundTrip);
     g_test_add_func("/template-stamps/missing-file-is-empty", testMissingFileIsEmpty);
     g_test_add_func("/template-stamps/bad-lines-skipped", testBadLinesSkipped);
+    g_test_add_func("/template-stamps/cut-escape-skipped", testCutEscapeSkipped);
     g_test_add_func("/template-stamps/unreadable", testUnreadable);
     g_test_add_func("/template-stamps/equality", testEquality);
     return g_test_run();
