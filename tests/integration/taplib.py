@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,80 +21,14 @@ PREFIX = os.environ["STORMPOOL_PREFIX"]
 TEST_TMP = os.path.join(TOP, "_build", "test-tmp")
 
 
-class CommandFailed(AssertionError):
-    pass
-
-
-def run(argv, check=True, input=None):
-    """Run a command; return (returncode, stdout, stderr) as text."""
-    proc = subprocess.run(argv, input=input, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-    if check and proc.returncode != 0:
-        raise CommandFailed("%s exited with %d\nstdout: %s\nstderr: %s" %
-                            (" ".join(argv), proc.returncode, proc.stdout, proc.stderr))
-    return proc.returncode, proc.stdout, proc.stderr
-
+# The connection, lookups, the wait for a pool's background work and the
+# virsh that does it live in the helper shared with the pytest suites and
+# the benchmarks.
+from stormpool_client import (CommandFailed, POOL_WORK_TIMEOUT, REFRESHING,  # noqa: F401
+                              log_size, pool_target, pool_xml, run, virsh, vol_names,
+                              wait_pool_work)
 
 STORAGED_LOG = os.path.join(PREFIX, "var", "log", "libvirt", "virtstoraged.log")
-# Commands after which libvirt refreshes a pool, whose refresh hands its
-# slow work (replica copies and rebuilds, hot-set learning, collection,
-# stamps) to the pool's background worker.
-REFRESHING = ("pool-refresh", "pool-start")
-POOL_WORK_TIMEOUT = 300
-
-
-def log_size():
-    try:
-        return os.path.getsize(STORAGED_LOG)
-    except OSError:
-        return 0
-
-
-def pool_target(pool):
-    import xml.etree.ElementTree as ET
-    rc, out, _ = run(["virsh", "-q", "pool-dumpxml", pool], check=False)
-    if rc != 0:
-        return None
-    path = ET.fromstring(out).find("target/path")
-    return path.text if path is not None else None
-
-
-def wait_pool_work(pool, offset):
-    """Wait until the background work that a refresh of @pool queued after
-    log offset @offset is done: the worker's debug lines, in order. Where
-    the daemon's log no longer carries them (a benchmark lowered its
-    level), a fixed pause instead."""
-    target = pool_target(pool)
-    if target is None:
-        return
-    queued = "pool '%s': refresh queued its background work" % target
-    done = "pool '%s': background work done" % target
-    deadline = time.monotonic() + POOL_WORK_TIMEOUT
-    while time.monotonic() < deadline:
-        with open(STORAGED_LOG, "rb") as f:
-            f.seek(offset if log_size() >= offset else 0)
-            text = f.read().decode("utf-8", "replace")
-        at = text.find(queued)
-        if at < 0 and time.monotonic() > deadline - POOL_WORK_TIMEOUT + 5:
-            print("# no background work of pool %s in the log: waited 5 s" % pool)
-            return
-        if at >= 0 and text.find(done, at) >= 0:
-            return
-        time.sleep(0.02)
-    raise AssertionError("the background work of pool %s is not done after %d s"
-                         % (pool, POOL_WORK_TIMEOUT))
-
-
-def virsh(*args, check=True, wait=True):
-    """The private virsh (tools/virt-env exec puts it first on PATH). After
-    a command that refreshes a pool, wait for the pool's background work
-    (@wait), as the suites expect its results at once."""
-    offset = log_size()
-    rc, out, _ = run(["virsh", "-q"] + list(args), check=check)
-    refreshed = [a for a in args if not a.startswith("-")]
-    if wait and rc == 0 and len(refreshed) >= 2 and refreshed[0] in REFRESHING:
-        wait_pool_work(refreshed[1], offset)
-    return out
 
 
 def virsh_fails(*args, expect):
@@ -110,28 +43,10 @@ def virsh_fails(*args, expect):
     return err
 
 
-def vol_names(pool):
-    """Volume names of @pool, sorted (virsh 9.0's vol-list has no --name)."""
-    import libvirt
-    conn = libvirt.open()
-    try:
-        return sorted(conn.storagePoolLookupByName(pool).listVolumes())
-    finally:
-        conn.close()
-
-
 def define_pool(name, primary, secondary, replica=None, extra=""):
     """Define a stormpool pool from XML (pool-define-as cannot set our
     namespace); @replica is the replica policy, or None for the default."""
-    setting = ""
-    if replica:
-        setting = "<stormpool:replica %s/>" % replica
-    xml = """<pool type='stormpool' xmlns:stormpool='urn:stormpool:pool:1.0'>
-  <name>%s</name>
-  <source><dir path='%s'/></source>
-  <target><path>%s</path></target>
-  %s%s
-</pool>""" % (name, primary, secondary, setting, extra)
+    xml = pool_xml(name, primary, secondary, replica, extra)
     with tempfile.NamedTemporaryFile("w", suffix=".xml", dir=TEST_TMP, delete=False) as f:
         f.write(xml)
     try:
