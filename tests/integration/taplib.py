@@ -5,13 +5,10 @@ suite goes on, and the cleanups registered with Suite.cleanup always run,
 so a failure never leaves pools, domains or files behind.
 """
 
-import hashlib
-import json
 import os
 import shutil
 import sys
 import tempfile
-import time
 import traceback
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,8 +22,9 @@ TEST_TMP = os.path.join(TOP, "_build", "test-tmp")
 # virsh that does it live in the helper shared with the pytest suites and
 # the benchmarks.
 from stormpool_client import (CommandFailed, POOL_WORK_TIMEOUT, REFRESHING,  # noqa: F401
-                              log_size, pool_target, pool_xml, run, virsh, vol_names,
-                              wait_pool_work)
+                              assert_pattern, daemon_alive, listdir, log_size, pool_target,
+                              pool_xml, qemu_img_info, run, sha256, virsh, vol_names,
+                              wait_for, wait_pool_work)
 
 STORAGED_LOG = os.path.join(PREFIX, "var", "log", "libvirt", "virtstoraged.log")
 
@@ -69,62 +67,10 @@ def backing_template(overlay, secondary):
     return os.path.basename(backing), backing
 
 
-def daemon_alive():
-    rc, out, _ = run(["virsh", "-q", "version"], check=False)
-    return rc == 0
-
-
-def qemu_img_info(path):
-    out = run(["qemu-img", "info", "--output=json", "-U", path])[1]
-    return json.loads(out)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_tmpdir(prefix):
     """A directory on a disk-backed file system (O_DIRECT works there)."""
     os.makedirs(TEST_TMP, exist_ok=True)
     return tempfile.mkdtemp(prefix=prefix, dir=TEST_TMP)
-
-
-# The pool's record of its templates' stamps (README, "Template changes
-# behind libvirt's back"): bookkeeping of the pool, never a volume.
-STAMPS_FILE = ".stormpool-template-stamps"
-
-
-def listdir(path):
-    """The directory's entries, without the pool's stamps file."""
-    if not os.path.isdir(path):
-        return []
-    return sorted(f for f in os.listdir(path) if f != STAMPS_FILE)
-
-
-def assert_pattern(path, pattern, offset, length):
-    """The qcow2 image at @path reads @pattern at @offset+@length, through
-    its whole chain, without taking its lock."""
-    rc, out, err = run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c",
-                        "read -P 0x%02x %d %d" % (pattern, offset, length), path],
-                       check=False)
-    assert rc == 0 and "Pattern verification failed" not in out + err, \
-        "pattern 0x%02x not at %d+%d in %s: %s %s" % (pattern, offset, length, path, out, err)
-
-
-def wait_for(predicate, timeout, what, interval=0.05):
-    """Poll @predicate until it returns something true, and return that;
-    fail after @timeout seconds, naming @what was waited for."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 class Suite:
