@@ -2,7 +2,7 @@
 """The core's folders are layers: a file includes only from its own layer
 and the ones before it, the module only the core's interface.
 
-    util -> fs -> image -> replica -> pool
+    util -> fs -> image -> replica -> pool -> ops
 
 include/stormpool/types.h and error.h are for every layer; pool.h is the
 pool layer's, for the module. Prints TAP: one test per source file.
@@ -12,7 +12,7 @@ import os
 import re
 import sys
 
-LAYERS = ["util", "fs", "image", "replica", "pool"]
+LAYERS = ["util", "fs", "image", "replica", "pool", "ops"]
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 PUBLIC = {"stormpool/types.h": "util", "stormpool/error.h": "util",
           "stormpool/pool.h": "pool"}

@@ -2,7 +2,9 @@
  * pool_private.h: what the files of the SpPool object share
  *
  * The files are layers: each calls only the files below it, so that it
- * can be read, and changed, knowing only what it stands on.
+ * can be read, and changed, knowing only what it stands on. The files
+ * down to pool_hot.c are in core/ops (what libvirt's callbacks ask of
+ * the pool), the others in core/pool (what the pool is and knows).
  *
  *   pool_lifecycle.c pool_refresh.c  libvirt's callbacks: start, stop,
  *   pool_volumes.c pool_plan.c       delete, refresh, volume changes,

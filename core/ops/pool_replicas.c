@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pool_private.h"
+#include "pool/pool_private.h"
 #include "util/atomic_file.h"
 #include "stormpool/error.h"
 #include "fs/image_lock.h"

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pool_private.h"
+#include "pool/pool_private.h"
 #include "stormpool/error.h"
 #include "replica/hot_replica.h"
 #include "image/hot_set.h"

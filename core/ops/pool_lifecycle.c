@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <unistd.h>
 
-#include "pool_private.h"
+#include "pool/pool_private.h"
 #include "stormpool/error.h"
 #include "replica/template_stamps.h"
 

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pool_private.h"
+#include "pool/pool_private.h"
 #include "util/atomic_file.h"
 #include "stormpool/error.h"
 #include "util/file_copy.h"

@@ -12,7 +12,7 @@
 
 #include <string.h>
 
-#include "pool_private.h"
+#include "pool/pool_private.h"
 #include "stormpool/error.h"
 #include "fs/volume_name.h"
 #include "image/qcow2_overlay.h"
