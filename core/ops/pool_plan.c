@@ -71,10 +71,12 @@ lookupTemplate(SpPool *pool, const SpVolumeRequest *request, GError **error)
                     spec, request->pool_name, pool->primary);
         return NULL;
     }
-    if (template->tier != SP_TIER_PRIMARY) {
+    if (template->role != SP_ROLE_TEMPLATE) {
         g_set_error(error, SP_ERROR, SP_ERROR_INVALID_ARG,
-                    "backing volume '%s' is an instance; an instance must back onto "
-                    "a template in the primary tier '%s'", template->name, pool->primary);
+                    "backing volume '%s' is %s; an instance must back onto "
+                    "a template in the primary tier '%s'", template->name,
+                    template->role == SP_ROLE_INSTANCE ? "an instance" : "a layer",
+                    pool->primary);
         return NULL;
     }
     if (template->building) {
@@ -127,7 +129,7 @@ planInstance(SpPool *pool, const SpVolumeRequest *request, SpVolumePlan *plan,
     if (!(plan->backing_path = spPoolInstanceBacking(pool, template->path, error)))
         return FALSE;
     plan->backing_format = template->format;
-    if (template->has_backing && strcmp(plan->backing_path, template->path) != 0)
+    if (template->backing_path && strcmp(plan->backing_path, template->path) != 0)
         plan->backing_format = SP_IMAGE_FORMAT_QCOW2;
     plan->capacity = request->capacity ? request->capacity : template->capacity;
     if (plan->capacity < template->capacity) {
@@ -172,9 +174,11 @@ listPlanned(SpPool *pool, const SpVolumeRequest *request, const SpVolumePlan *pl
         .name = (char *) request->name,
         .path = plan->path,
         .tier = request->backing ? SP_TIER_SECONDARY : SP_TIER_PRIMARY,
+        .role = request->backing ? SP_ROLE_INSTANCE : SP_ROLE_TEMPLATE,
         .format = request->format,
         .capacity = plan->capacity,
-        .has_backing = request->backing,
+        /* an instance being written already protects what it backs onto */
+        .backing_path = plan->backing_path,
         .building = TRUE,
     };
 

@@ -23,116 +23,7 @@
 #include "fs/image_lock.h"
 #include "replica/template_replica.h"
 
-void
-spVolumeFree(SpVolume *volume)
-{
-    if (!volume)
-        return;
-    g_free(volume->name);
-    g_free(volume->path);
-    g_free(volume->backing_path);
-    spImageInfoClear(&volume->info);
-    g_free(volume);
-}
-
-
-/* Images stormpool does not handle are no volumes of the pool. */
-static SpVolume *
-volumeAccept(SpVolume *volume, GError **error)
-{
-    g_autoptr(SpVolume) owned = volume;
-
-    if (volume->info.format == SP_IMAGE_FORMAT_OTHER) {
-        g_set_error(error, SP_ERROR, SP_ERROR_UNSUPPORTED,
-                    "'%s' is a %s image; stormpool volumes are qcow2 or raw",
-                    volume->path, volume->info.other_format);
-        return NULL;
-    }
-    if (volume->info.external_data_file) {
-        g_set_error(error, SP_ERROR, SP_ERROR_UNSUPPORTED,
-                    "'%s' uses an external data file, which stormpool does not support",
-                    volume->path);
-        return NULL;
-    }
-    if (volume->info.backing_file)
-        volume->backing_path = spBackingFileResolve(volume->path, volume->info.backing_file);
-    return g_steal_pointer(&owned);
-}
-
-
-static SpVolume *
-volumeNew(const char *dir, const char *name, SpTier tier)
-{
-    SpVolume *volume = g_new0(SpVolume, 1);
-
-    volume->name = g_strdup(name);
-    volume->path = g_build_filename(dir, name, NULL);
-    volume->tier = tier;
-    return volume;
-}
-
-
-SpVolume *
-spVolumeRead(const char *path, SpTier tier, GError **error)
-{
-    g_autofree char *dir = g_path_get_dirname(path);
-    g_autofree char *name = g_path_get_basename(path);
-    g_autoptr(SpVolume) volume = volumeNew(dir, name, tier);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    gboolean ok;
-
-    if (fd < 0) {
-        spErrorSetErrno(error, errno, "cannot open volume '%s'", path);
-        return NULL;
-    }
-    if (fstat(fd, &volume->sb) < 0)
-        ok = spErrorSetErrno(error, errno, "cannot stat volume '%s'", path);
-    else
-        ok = spImageInfoReadFdStat(fd, &volume->sb, &volume->info, error);
-    close(fd);
-    return ok ? volumeAccept(g_steal_pointer(&volume), error) : NULL;
-}
-
-
 /* ---- scanning the tiers ---------------------------------------------------- */
-
-/* Why @volume is no instance of this pool, or NULL. */
-static const char *
-notAnInstanceReason(SpPool *pool, const SpVolume *volume)
-{
-    g_autofree char *name = NULL;
-
-    if (volume->info.format != SP_IMAGE_FORMAT_QCOW2)
-        return "it is not a qcow2 overlay";
-    if (!volume->backing_path)
-        return "it has no backing file";
-    if (spPathIsInDir(volume->backing_path, pool->primary))
-        return NULL;
-    if (!(name = spPoolReplicaTemplateName(pool, volume->backing_path)))
-        return "its backing file is neither a template nor a replica of this pool";
-    return NULL;
-}
-
-
-/* Why a template with a backing file of its own must not be used, or
- * NULL. Its header may have been written by a guest (a raw template whose
- * guest wrote a qcow2 header), and making a replica reads the whole chain
- * as root: the chain must stay inside the primary tier, with the formats
- * written down. */
-static const char *
-unsafeTemplateReason(SpPool *pool, const SpVolume *volume)
-{
-    const char *format = volume->info.backing_format;
-
-    if (!volume->backing_path)
-        return NULL;
-    if (!spPathIsInDir(volume->backing_path, pool->primary))
-        return "its backing file is outside the primary tier";
-    if (!format || (strcmp(format, "qcow2") != 0 && strcmp(format, "raw") != 0))
-        return "its header does not name the format of its backing file";
-    return NULL;
-}
-
 
 /* One refresh's view of the tiers, so that the checks after the scan
  * need not walk every volume again. */
@@ -170,38 +61,25 @@ warnMissingBacking(Scan *scan, const SpVolume *volume)
         g_hash_table_insert(scan->backing_seen, g_strdup(volume->backing_path),
                             GINT_TO_POINTER(exists));
     }
-    if (!exists)
+    if (exists)
+        return;
+    if (volume->role == SP_ROLE_INSTANCE)
         g_warning("instance '%s' backs onto missing template '%s'",
+                  volume->path, volume->backing_path);
+    else
+        g_warning("layer '%s' backs onto missing image '%s'",
                   volume->path, volume->backing_path);
 }
 
 
-/* Whether @volume may be listed; warns why not. */
-static gboolean
-scanCheck(Scan *scan, const SpVolume *volume)
-{
-    const char *reason;
-
-    if (volume->tier == SP_TIER_PRIMARY) {
-        if ((reason = unsafeTemplateReason(scan->pool, volume)))
-            g_warning("skipping template '%s': %s", volume->path, reason);
-        return !reason;
-    }
-    if ((reason = notAnInstanceReason(scan->pool, volume))) {
-        g_warning("skipping '%s': not an instance of this pool, %s", volume->path, reason);
-        return FALSE;
-    }
-    warnMissingBacking(scan, volume);
-    return TRUE;
-}
-
-
+/* Instances count as users of what they back onto (replica status and
+ * collection); layers are known to the index, which protects their
+ * backing files. */
 static void
 scanOne(Scan *scan, SpTier tier, int dirfd, const char *dir, const char *name)
 {
     g_autoptr(SpVolume) volume = NULL;
     g_autoptr(GError) err = NULL;
-    gboolean hit;
     const char *backing;
 
     /* Templates are scanned first: a name can only clash with one. */
@@ -209,18 +87,15 @@ scanOne(Scan *scan, SpTier tier, int dirfd, const char *dir, const char *name)
         g_warning("skipping '%s/%s': a volume of that name exists in the other tier", dir, name);
         return;
     }
-    volume = volumeNew(dir, name, tier);
-    if (!spHeaderCacheRead(scan->pool->headers, dirfd, dir, name, &volume->sb,
-                           &volume->info, &hit, &err) ||
-        !(volume = volumeAccept(g_steal_pointer(&volume), &err))) {
+    if (!(volume = spPoolScanFile(scan->pool, tier, dirfd, dir, name, &err))) {
         g_warning("skipping '%s/%s': %s", dir, name, err->message);
         return;
     }
-    if (!scanCheck(scan, volume))
-        return;
+    if (volume->backing_path && tier == SP_TIER_SECONDARY)
+        warnMissingBacking(scan, volume);
     if (tier == SP_TIER_PRIMARY) {
         g_hash_table_insert(scan->templates, volume->name, volume);
-    } else {
+    } else if (volume->role == SP_ROLE_INSTANCE) {
         backing = volume->backing_path;
         g_hash_table_insert(scan->users, (gpointer) backing,
                             GUINT_TO_POINTER(GPOINTER_TO_UINT(g_hash_table_lookup(scan->users,

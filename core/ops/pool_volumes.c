@@ -384,7 +384,9 @@ prepareTemplateWipe(SpPool *pool, const char *name, const char *path, GError **e
 
 
 /* The backing file and its format of the overlay at @path, as its
- * header, not the cached definition, says they are now. */
+ * header, not the cached definition, says they are now: a template or
+ * one of its replicas (an instance), or another image of the secondary
+ * tier (a layer). */
 static gboolean
 readOverlay(SpPool *pool, const char *path, SpImageInfo *info, char **backing,
             GError **error)
@@ -400,9 +402,10 @@ readOverlay(SpPool *pool, const char *path, SpImageInfo *info, char **backing,
         return FALSE;
     }
     *backing = spBackingFileResolve(path, info->backing_file);
-    if (!(template = spPoolBackingTemplateName(pool, *backing))) {
+    if (!spPathIsInDir(*backing, pool->secondary) &&
+        !(template = spPoolBackingTemplateName(pool, *backing))) {
         g_set_error(error, SP_ERROR, SP_ERROR_INVALID_STATE,
-                    "'%s' backs onto '%s', which is not a template of this pool",
+                    "'%s' backs onto '%s', which is not a volume of this pool",
                     path, *backing);
         return FALSE;
     }
@@ -442,7 +445,7 @@ resetInstance(SpPool *pool, const char *name, const char *path, GError **error)
          writeQcow2(&vol, info.virtual_size, backing, info.backing_format, TRUE, error);
     close(lock);
     if (ok)
-        g_info("reset instance '%s' to template '%s'", path, backing);
+        g_info("reset '%s' to an empty overlay of '%s'", path, backing);
     return ok;
 }
 
@@ -495,6 +498,26 @@ resize(SpPool *pool, const char *name, const char *path, SpImageFormat format,
 }
 
 
+/* A layer with no backing file (a full blockcopy destination, an image
+ * of its own) is wiped as libvirt wipes any file, once nothing backs
+ * onto it. */
+static gboolean
+prepareImageWipe(SpPool *pool, const char *name, const char *path, GError **error)
+{
+    return spPoolCheckNoLayers(pool, name, path, SP_CHANGE_WIPE, error) &&
+           spPoolCheckNotInUse(name, path, SP_CHANGE_WIPE, error);
+}
+
+
+static gboolean
+isStandaloneImage(const char *path)
+{
+    g_auto(SpImageInfo) info = { 0 };
+
+    return spImageInfoRead(path, &info, NULL) && !info.backing_file;
+}
+
+
 gboolean
 spPoolWipeVolume(SpPool *pool, const char *name, const char *path, gboolean zero,
                  gboolean *wipe_here, GError **error)
@@ -502,6 +525,10 @@ spPoolWipeVolume(SpPool *pool, const char *name, const char *path, gboolean zero
     *wipe_here = FALSE;
     if (!spPoolIsInstance(pool, path)) {
         *wipe_here = prepareTemplateWipe(pool, name, path, error);
+        return *wipe_here;
+    }
+    if (isStandaloneImage(path)) {
+        *wipe_here = prepareImageWipe(pool, name, path, error);
         return *wipe_here;
     }
     if (!zero) {
@@ -546,7 +573,16 @@ spPoolRefreshVolume(SpPool *pool, const char *path, GError **error)
     SpTier tier = spPoolIsInstance(pool, path) ? SP_TIER_SECONDARY : SP_TIER_PRIMARY;
     g_autoptr(SpVolume) volume = spVolumeRead(path, tier, error);
 
-    if (!volume || !ensureReplicaOf(pool, volume, error))
+    const char *reason;
+
+    if (!volume)
+        return NULL;
+    if ((reason = spPoolVolumeClassify(pool, volume))) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_STATE,
+                    "'%s' is no longer a volume of this pool: %s", path, reason);
+        return NULL;
+    }
+    if (!ensureReplicaOf(pool, volume, error))
         return NULL;
     spPoolIndexUpdate(pool, volume);
     return g_steal_pointer(&volume);

@@ -22,20 +22,41 @@ static const char *const changeVerbs[] = {
 /* How many dependents an error message names before "and N more". */
 #define DEPENDENTS_LISTED 5
 
-/* The instances of the template at @path: directly, or through one of
- * its replicas in the secondary tier or in the RAM tier. */
+/* Names of @entries (of SpVolumeEntry), for a summary. */
+static GPtrArray *
+entryNames(GPtrArray *entries)
+{
+    GPtrArray *names = g_ptr_array_new();
+    guint i;
+
+    for (i = 0; i < entries->len; i++)
+        g_ptr_array_add(names, ((SpVolumeEntry *) g_ptr_array_index(entries, i))->name);
+    return names;
+}
+
+
+/* What backs onto any of @paths (NULL-terminated) now, the index brought
+ * up to date first: a layer made a moment ago counts. */
+static GPtrArray *
+dependentsNow(SpPool *pool, const char *const *paths, GError **error)
+{
+    if (!spPoolChainsSync(pool, error))
+        return NULL;
+    return spPoolChainDependents(pool, paths, error);
+}
+
+
+/* The volumes that back onto the template at @path: directly, or
+ * through one of its replicas in the secondary tier or in the RAM tier. */
 static GPtrArray *
 templateDependents(SpPool *pool, const char *name, const char *path, GError **error)
 {
     g_autoptr(GPtrArray) replicas = NULL;
-    g_autoptr(GPtrArray) paths = NULL;
+    g_autoptr(GPtrArray) paths = g_ptr_array_new();
     guint i;
 
-    if (!pool->ns->replica_tier)
-        return spTemplateDependents(pool->secondary, path, error);
     if (!(replicas = spPoolReplicaListAll(pool, error)))
         return NULL;
-    paths = g_ptr_array_new();
     g_ptr_array_add(paths, (gpointer) path);
     for (i = 0; i < replicas->len; i++) {
         SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
@@ -44,7 +65,7 @@ templateDependents(SpPool *pool, const char *name, const char *path, GError **er
             g_ptr_array_add(paths, replica->path);
     }
     g_ptr_array_add(paths, NULL);
-    return spBackingDependents(pool->secondary, (const char * const *) paths->pdata, error);
+    return dependentsNow(pool, (const char * const *) paths->pdata, error);
 }
 
 
@@ -53,13 +74,15 @@ gboolean
 spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
                         SpChange change, GError **error)
 {
+    g_autoptr(GPtrArray) dependents = NULL;
     g_autoptr(GPtrArray) names = NULL;
     g_autofree char *summary = NULL;
 
-    if (!(names = templateDependents(pool, name, path, error)))
+    if (!(dependents = templateDependents(pool, name, path, error)))
         return FALSE;
-    if (names->len == 0)
+    if (dependents->len == 0)
         return TRUE;
+    names = entryNames(dependents);
     summary = spTemplateDependentsSummary(names, DEPENDENTS_LISTED);
     g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
                 "cannot %s template '%s': %u instance(s) depend on it: %s",
@@ -68,26 +91,31 @@ spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
 }
 
 
-/* Layers that back onto an instance, whoever made them: an external
- * snapshot (virsh snapshot-create-as --disk-only), a blockcopy
- * destination, a qemu-img overlay. Deleting or resetting the instance
+/* Layers that back onto an instance or a layer, whoever made them: an
+ * external snapshot (virsh snapshot-create-as --disk-only), a blockcopy
+ * destination, a qemu-img overlay. Deleting or resetting the volume
  * would take their data's base away. */
 gboolean
 spPoolCheckNoLayers(SpPool *pool, const char *name, const char *path,
                     SpChange change, GError **error)
 {
     const char *paths[] = { path, NULL };
+    g_autoptr(GPtrArray) dependents = NULL;
     g_autoptr(GPtrArray) names = NULL;
+    g_autoptr(SpVolumeEntry) self = NULL;
     g_autofree char *summary = NULL;
 
-    if (!(names = spBackingDependents(pool->secondary, paths, error)))
+    if (!(dependents = dependentsNow(pool, paths, error)))
         return FALSE;
-    if (names->len == 0)
+    if (dependents->len == 0)
         return TRUE;
+    self = spPoolIndexLookup(pool, name);
+    names = entryNames(dependents);
     summary = spTemplateDependentsSummary(names, DEPENDENTS_LISTED);
     g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
-                "cannot %s instance '%s': %u layer(s) in '%s' back onto it: %s",
-                changeVerbs[change], name, names->len, pool->secondary, summary);
+                "cannot %s %s '%s': %u layer(s) in '%s' back onto it: %s",
+                changeVerbs[change], spVolumeRoleName(self ? self->role : SP_ROLE_INSTANCE),
+                name, names->len, pool->secondary, summary);
     return FALSE;
 }
 

@@ -16,9 +16,9 @@
 
 /* ---- users ------------------------------------------------------------------ */
 
-/* Refresh only lists the overlays it accepted, so the last word is the
- * inode-based scan of every file in the tier; and a QEMU holding the
- * replica open, or an instance being built onto it, keeps it too. */
+/* What backs onto the replica as the tiers are now (pool_chains.c); and
+ * a QEMU holding the replica open, or an instance being built onto it,
+ * keeps it too. */
 static const char *
 usersReason(SpPool *pool, const char *path, GError **error)
 {
@@ -32,7 +32,8 @@ usersReason(SpPool *pool, const char *path, GError **error)
         return "its image locks cannot be read";
     if (in_use)
         return "a QEMU process holds it";
-    if (!(dependents = spBackingDependents(pool->secondary, paths, error)))
+    if (!spPoolChainsSync(pool, error) ||
+        !(dependents = spPoolChainDependents(pool, paths, error)))
         return "its dependents cannot be read";
     if (dependents->len > 0)
         return "an overlay backs onto it";

@@ -22,6 +22,7 @@ spVolumeEntryFree(SpVolumeEntry *entry)
         return;
     g_free(entry->name);
     g_free(entry->path);
+    g_free(entry->backing_path);
     g_free(entry);
 }
 
@@ -33,6 +34,7 @@ entryCopy(const SpVolumeEntry *entry)
 
     copy->name = g_strdup(entry->name);
     copy->path = g_strdup(entry->path);
+    copy->backing_path = g_strdup(entry->backing_path);
     return copy;
 }
 
@@ -45,23 +47,36 @@ entryOfVolume(const SpVolume *volume)
     entry->name = g_strdup(volume->name);
     entry->path = g_strdup(volume->path);
     entry->tier = volume->tier;
+    entry->role = volume->role;
     entry->format = volume->info.format;
     entry->capacity = volume->info.virtual_size;
-    entry->has_backing = volume->backing_path != NULL;
+    entry->backing_path = g_strdup(volume->backing_path);
     return entry;
 }
 
 
+static gboolean
+notBuilding(gpointer key G_GNUC_UNUSED, gpointer value, gpointer data G_GNUC_UNUSED)
+{
+    return !((SpVolumeEntry *) value)->building;
+}
+
+
+/* A volume still being built is listed until its build ends, whatever
+ * the files say meanwhile. */
 void
 spPoolIndexReplace(SpPool *pool, GPtrArray *volumes)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->index_lock);
+    SpVolumeEntry *old;
     guint i;
 
-    g_hash_table_remove_all(pool->volumes);
+    g_hash_table_foreach_remove(pool->volumes, notBuilding, NULL);
     for (i = 0; i < volumes->len; i++) {
         const SpVolume *volume = g_ptr_array_index(volumes, i);
 
+        if ((old = g_hash_table_lookup(pool->volumes, volume->name)) && old->building)
+            continue;
         g_hash_table_replace(pool->volumes, g_strdup(volume->name), entryOfVolume(volume));
     }
 }
@@ -133,4 +148,19 @@ spPoolIndexLookup(SpPool *pool, const char *spec)
             return entryCopy(value);
     }
     return NULL;
+}
+
+
+GPtrArray *
+spPoolIndexEntries(SpPool *pool)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->index_lock);
+    GPtrArray *entries = g_ptr_array_new_with_free_func((GDestroyNotify) spVolumeEntryFree);
+    GHashTableIter iter;
+    gpointer value;
+
+    g_hash_table_iter_init(&iter, pool->volumes);
+    while (g_hash_table_iter_next(&iter, NULL, &value))
+        g_ptr_array_add(entries, entryCopy(value));
+    return entries;
 }

@@ -15,6 +15,8 @@
  *   pool_collect.c pool_checks.c     when a replica may go, the RAM
  *   pool_stamps.c                    tier's cap; checks before a change;
  *                                    templates changed behind libvirt's back
+ *   pool_chains.c                    every file of the tiers, its role and
+ *                                    what depends on it, whoever made it
  *   pool_registry.c pool_uploads.c   what a running pool keeps in memory:
  *   pool_workers.c pool_index.c      replicas being made and used,
  *                                    uploads under way, background jobs,
@@ -136,9 +138,10 @@ typedef struct {
     char *name;
     char *path;
     SpTier tier;
+    SpVolumeRole role;
     SpImageFormat format;
     guint64 capacity;
-    gboolean has_backing;       /* a template's is replicated flattened */
+    char *backing_path;         /* the resolved backing file, or NULL */
     gboolean building;          /* planned, not written yet */
 } SpVolumeEntry;
 
@@ -155,6 +158,30 @@ void spPoolIndexBuilt(SpPool *pool, const char *name, gboolean ok);
 void spPoolIndexRemove(SpPool *pool, const char *name);
 /* A copy of the volume named @spec (a name, or its path), or NULL. */
 SpVolumeEntry *spPoolIndexLookup(SpPool *pool, const char *spec);
+/* A copy of every volume known (of SpVolumeEntry). */
+GPtrArray *spPoolIndexEntries(SpPool *pool);
+
+/* ---- pool_chains.c: every chain in the tiers, whoever made it ---------- */
+
+const char *spVolumeRoleName(SpVolumeRole role);
+
+/* Set @volume's role from its tier and backing file; why it is no volume
+ * of the pool, or NULL. */
+const char *spPoolVolumeClassify(SpPool *pool, SpVolume *volume);
+
+/* The volume of file @name of @dir (open on @dirfd), its header read
+ * through the pool's header cache, or NULL and why it is none. */
+SpVolume *spPoolScanFile(SpPool *pool, SpTier tier, int dirfd, const char *dir,
+                         const char *name, GError **error);
+
+/* Bring the index up to date with the tiers before a change that could
+ * take a file away from what depends on it: a stat of each file, a header
+ * read of the files changed since they were read last. */
+gboolean spPoolChainsSync(SpPool *pool, GError **error);
+
+/* The volumes of the index (copies of SpVolumeEntry, by name) whose
+ * backing file is one of the files @paths (NULL-terminated) name. */
+GPtrArray *spPoolChainDependents(SpPool *pool, const char *const *paths, GError **error);
 
 /* ---- pool_workers.c: background work, off libvirt's pool lock ---------- */
 

@@ -84,6 +84,7 @@ typedef struct {
     char *name;
     char *path;
     SpTier tier;
+    SpVolumeRole role;
     struct stat sb;
     SpImageInfo info;       /* qcow2 or raw, never OTHER */
     char *backing_path;     /* the resolved backing file, or NULL */
@@ -234,9 +235,10 @@ gboolean spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
 
 /* vol-wipe of the volume at @path (@zero: with the default algorithm).
  * An instance is reset to its template's pristine state, here, with
- * zero only. A template is checked (no dependents, no upload, no QEMU,
- * no alarm at the next refresh) and *@wipe_here says that the caller
- * then wipes the file as libvirt wipes any file. */
+ * zero only, and a layer to an empty overlay of what it backs onto. A
+ * template or a layer with no backing file is checked (no dependents, no
+ * upload, no QEMU, no alarm at the next refresh) and *@wipe_here says
+ * that the caller then wipes the file as libvirt wipes any file. */
 gboolean spPoolWipeVolume(SpPool *pool, const char *name, const char *path,
                           gboolean zero, gboolean *wipe_here, GError **error);
 

@@ -21,6 +21,15 @@ typedef enum {
     SP_TIER_SECONDARY,  /* instance overlays: SSD */
 } SpTier;
 
+/* What a file of the tiers is to the pool (core/pool/pool_chains.c). */
+typedef enum {
+    SP_ROLE_TEMPLATE,   /* in the primary tier */
+    SP_ROLE_INSTANCE,   /* backs onto a template or one of its replicas */
+    SP_ROLE_LAYER,      /* any other image of the secondary tier: an external
+                         * snapshot, a blockcopy destination, a layer of a
+                         * layer, an image of its own */
+} SpVolumeRole;
+
 typedef struct {
     guint64 capacity;
     guint64 allocation;

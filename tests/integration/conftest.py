@@ -304,6 +304,29 @@ def pool(request, conn, tiers, tmpfs):
     assert sp.daemon_alive(), "virsh version does not answer"
 
 
+# ---- guests -------------------------------------------------------------------------
+
+@pytest.fixture
+def guest(request, conn):
+    """guest(pool, volume) -> name: a running firmware-only guest
+    (stormpool_client.firmware_guest_xml) named spt-<test>-N whose disk is
+    the volume @volume of the Pool @pool; destroyed and undefined at the
+    end of the test, before its pools go (`guest` depends on `conn` only,
+    so list it after `pool` in a test's arguments)."""
+    made = []
+
+    def make(pool, volume):
+        name = "spt-%s-%d" % (_short(request), len(made) + 1)
+        sp.remove_domain(name)      # left by an interrupted earlier run
+        made.append(name)
+        dom = conn.defineXML(sp.firmware_guest_xml(name, pool.name, volume))
+        dom.create()
+        return name
+    yield make
+    for name in reversed(made):
+        sp.remove_domain(name)
+
+
 # ---- images ----------------------------------------------------------------------
 
 @pytest.fixture

@@ -301,6 +301,37 @@ def create_volume(conn, pool, name, capacity, fmt="qcow2", backing_vol=None,
     return pool_obj.createXML(volume_xml(name, capacity, fmt, backing, backing_format), 0)
 
 
+# ---- guests ----------------------------------------------------------------------
+
+def firmware_guest_xml(name, pool, volume, virt_type="qemu"):
+    """A firmware-only guest on the stormpool volume @volume of @pool:
+    SeaBIOS finds no bootable disk and waits, but QEMU opened the disk's
+    whole chain at start, and block jobs and snapshots run on it."""
+    return """<domain type='%s'>
+  <name>%s</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <disk type='volume' device='disk'>
+      <driver name='qemu' type='qcow2' cache='none'/>
+      <source pool='%s' volume='%s'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+""" % (virt_type, name, pool, volume)
+
+
+def remove_domain(name):
+    """Destroy and undefine the domain @name with its snapshots' metadata,
+    if there is one (the files of its snapshots are the test's to remove)."""
+    run(["virsh", "-q", "destroy", name], check=False)
+    run(["virsh", "-q", "undefine", "--snapshots-metadata", name], check=False)
+
+
 # ---- the daemon's log ---------------------------------------------------------
 
 MODULE_CATEGORY = "storage.storage_backend_stormpool"

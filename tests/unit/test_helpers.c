@@ -207,3 +207,55 @@ spTestPoolNew(SpTestPoolFixture *f, SpReplicaPolicy policy)
     g_assert_no_error(err);
     return pool;
 }
+
+
+/* ---- volumes of a test pool ----------------------------------------------- */
+
+void
+spTestCreateTemplate(SpPool *pool, const char *name, guint64 capacity)
+{
+    g_autofree char *path = spPoolVolumePath(pool, name, FALSE);
+    SpNewVolume vol = { .name = name, .path = path, .format = SP_IMAGE_FORMAT_QCOW2,
+                        .capacity = capacity, .mode = 0644,
+                        .uid = (uid_t) -1, .gid = (gid_t) -1 };
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(spPoolCreateVolume(pool, &vol, &err));
+    g_assert_no_error(err);
+}
+
+
+/* The backing path of the new instance, as the module would pass it. */
+char *
+spTestCreateInstance(SpPool *pool, const char *name, const char *template)
+{
+    g_autofree char *template_path = spPoolVolumePath(pool, template, FALSE);
+    g_autofree char *path = spPoolVolumePath(pool, name, TRUE);
+    g_autoptr(GError) err = NULL;
+    char *backing = spPoolInstanceBacking(pool, template_path, &err);
+    SpNewVolume vol = { .name = name, .path = path, .format = SP_IMAGE_FORMAT_QCOW2,
+                        .capacity = 4 * 1024 * 1024, .backing_path = backing,
+                        .backing_format = "qcow2", .mode = 0600,
+                        .uid = (uid_t) -1, .gid = (gid_t) -1 };
+
+    g_assert_no_error(err);
+    g_assert_true(spPoolCreateVolume(pool, &vol, &err));
+    g_assert_no_error(err);
+    return backing;
+}
+
+
+GPtrArray *
+spTestRefresh(SpPool *pool)
+{
+    g_autoptr(GError) err = NULL;
+    SpTierUsage usage = { 0 };
+    GPtrArray *volumes = spPoolRefresh(pool, &usage, &err);
+
+    spPoolWaitIdle(pool);
+
+    g_assert_no_error(err);
+    g_assert_nonnull(volumes);
+    g_assert_cmpuint(usage.capacity, >, 0);
+    return volumes;
+}

@@ -53,3 +53,13 @@ void spTestPoolTearDown(SpTestPoolFixture *f, gconstpointer data);
 
 /* A started pool on the fixture's tiers, without a RAM tier. */
 SpPool *spTestPoolNew(SpTestPoolFixture *f, SpReplicaPolicy policy);
+
+/* A qcow2 template @name of @capacity bytes, made by the pool. */
+void spTestCreateTemplate(SpPool *pool, const char *name, guint64 capacity);
+
+/* An instance @name of the template @template, made by the pool; returns
+ * its backing path, as the module would pass it. */
+char *spTestCreateInstance(SpPool *pool, const char *name, const char *template);
+
+/* Refresh the pool and wait for its background work; the volumes. */
+GPtrArray *spTestRefresh(SpPool *pool);

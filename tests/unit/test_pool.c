@@ -22,40 +22,6 @@
 typedef SpTestPoolFixture Fixture;
 
 
-static void
-createTemplate(SpPool *pool, const char *name, guint64 capacity)
-{
-    g_autofree char *path = spPoolVolumePath(pool, name, FALSE);
-    SpNewVolume vol = { .name = name, .path = path, .format = SP_IMAGE_FORMAT_QCOW2,
-                        .capacity = capacity, .mode = 0644,
-                        .uid = (uid_t) -1, .gid = (gid_t) -1 };
-    g_autoptr(GError) err = NULL;
-
-    g_assert_true(spPoolCreateVolume(pool, &vol, &err));
-    g_assert_no_error(err);
-}
-
-
-/* The backing path of the new instance, as the module would pass it. */
-static char *
-createInstance(SpPool *pool, const char *name, const char *template)
-{
-    g_autofree char *template_path = spPoolVolumePath(pool, template, FALSE);
-    g_autofree char *path = spPoolVolumePath(pool, name, TRUE);
-    g_autoptr(GError) err = NULL;
-    char *backing = spPoolInstanceBacking(pool, template_path, &err);
-    SpNewVolume vol = { .name = name, .path = path, .format = SP_IMAGE_FORMAT_QCOW2,
-                        .capacity = 4 * MiB, .backing_path = backing,
-                        .backing_format = "qcow2", .mode = 0600,
-                        .uid = (uid_t) -1, .gid = (gid_t) -1 };
-
-    g_assert_no_error(err);
-    g_assert_true(spPoolCreateVolume(pool, &vol, &err));
-    g_assert_no_error(err);
-    return backing;
-}
-
-
 static char *
 volumeNames(GPtrArray *volumes)
 {
@@ -69,22 +35,6 @@ volumeNames(GPtrArray *volumes)
                                spTierName(v->tier), v->name);
     }
     return g_strdup(names->str);
-}
-
-
-static GPtrArray *
-refresh(SpPool *pool)
-{
-    g_autoptr(GError) err = NULL;
-    SpTierUsage usage = { 0 };
-    GPtrArray *volumes = spPoolRefresh(pool, &usage, &err);
-
-    spPoolWaitIdle(pool);
-
-    g_assert_no_error(err);
-    g_assert_nonnull(volumes);
-    g_assert_cmpuint(usage.capacity, >, 0);
-    return volumes;
 }
 
 
@@ -145,7 +95,7 @@ testPolicy(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     /* both tiers on one file system: 'auto' hard-links */
     g_assert_true(spPoolReplicaPolicy(automatic, &policy, &err));
     g_assert_cmpint(policy, ==, SP_REPLICA_LINK);
-    createTemplate(none, "t.qcow2", 4 * MiB);
+    spTestCreateTemplate(none, "t.qcow2", 4 * MiB);
     template = spPoolVolumePath(none, "t.qcow2", FALSE);
     backing = spPoolInstanceBacking(none, template, &err);
     g_assert_cmpstr(backing, ==, template);
@@ -166,7 +116,7 @@ testNameFree(Fixture *f, gconstpointer data G_GNUC_UNUSED)
                                                 "primary tier '%s'", f->primary);
 
     g_assert_true(spPoolCheckNameFree(pool, "t.qcow2", &err));
-    createTemplate(pool, "t.qcow2", MiB);
+    spTestCreateTemplate(pool, "t.qcow2", MiB);
     g_assert_false(spPoolCheckNameFree(pool, "t.qcow2", &err));
     g_assert_error(err, SP_ERROR, SP_ERROR_EXISTS);
     g_assert_cmpstr(err->message, ==, expected);
@@ -189,13 +139,13 @@ testInstanceReplica(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autoptr(GError) err = NULL;
     g_auto(SpImageInfo) info = { 0 };
 
-    createTemplate(pool, "t.qcow2", 4 * MiB);
-    replica = createInstance(pool, "i.qcow2", "t.qcow2");
+    spTestCreateTemplate(pool, "t.qcow2", 4 * MiB);
+    replica = spTestCreateInstance(pool, "i.qcow2", "t.qcow2");
     g_assert_true(g_file_test(replica, G_FILE_TEST_IS_REGULAR));
     g_assert_true(spImageInfoRead(instance, &info, &err));
     g_assert_cmpstr(info.backing_file, ==, replica);
 
-    volumes = refresh(pool);
+    volumes = spTestRefresh(pool);
     names = volumeNames(volumes);
     g_assert_cmpstr(names, ==, "primary:t.qcow2 secondary:i.qcow2");
     lines = spPoolFormatXml(pool);
@@ -220,9 +170,9 @@ testDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autoptr(GError) err = NULL;
     gboolean wipe_here = TRUE;
 
-    createTemplate(pool, "t.qcow2", 4 * MiB);
-    backing = createInstance(pool, "b.qcow2", "t.qcow2");
-    g_free(createInstance(pool, "a.qcow2", "t.qcow2"));
+    spTestCreateTemplate(pool, "t.qcow2", 4 * MiB);
+    backing = spTestCreateInstance(pool, "b.qcow2", "t.qcow2");
+    g_free(spTestCreateInstance(pool, "a.qcow2", "t.qcow2"));
     g_assert_false(spPoolDeleteVolume(pool, "t.qcow2", template, NULL, &err));
     g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
     g_assert_cmpstr(err->message, ==,
@@ -250,7 +200,7 @@ testUploads(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *instance = spPoolVolumePath(pool, "i.qcow2", TRUE);
     g_autoptr(GError) err = NULL;
 
-    createTemplate(pool, "t.qcow2", MiB);
+    spTestCreateTemplate(pool, "t.qcow2", MiB);
     g_assert_true(spPoolCheckNotUploading(pool, "t.qcow2", template, &err));
     g_assert_true(spPoolUploadBegin(pool, "t.qcow2", template, &err));
     g_assert_false(spPoolCheckNotUploading(pool, "t.qcow2", template, &err));
@@ -284,17 +234,17 @@ testStamps(Fixture *f, gconstpointer data G_GNUC_UNUSED)
                                             template);
     struct timespec times[2] = { { 0, UTIME_OMIT }, { 12345, 0 } };
 
-    createTemplate(pool, "t.qcow2", MiB);
-    g_free(createInstance(pool, "b.qcow2", "t.qcow2"));
-    g_free(createInstance(pool, "a.qcow2", "t.qcow2"));
-    g_ptr_array_unref(refresh(pool));
+    spTestCreateTemplate(pool, "t.qcow2", MiB);
+    g_free(spTestCreateInstance(pool, "b.qcow2", "t.qcow2"));
+    g_free(spTestCreateInstance(pool, "a.qcow2", "t.qcow2"));
+    g_ptr_array_unref(spTestRefresh(pool));
     g_assert_cmpstr(f->log->str, ==, "");
 
     g_assert_cmpint(utimensat(AT_FDCWD, template, times, 0), ==, 0);
-    g_ptr_array_unref(refresh(pool));
+    g_ptr_array_unref(spTestRefresh(pool));
     g_assert_cmpstr(f->log->str, ==, want);
     g_string_truncate(f->log, 0);
-    g_ptr_array_unref(refresh(pool));
+    g_ptr_array_unref(spTestRefresh(pool));
     g_assert_cmpstr(f->log->str, ==, "");
 
     /* the pool's own resize forgets the stamp (the dependents check is
@@ -302,26 +252,37 @@ testStamps(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     spPoolForgetTemplateStamp(pool, template);
     times[1].tv_sec = 23456;
     g_assert_cmpint(utimensat(AT_FDCWD, template, times, 0), ==, 0);
-    g_ptr_array_unref(refresh(pool));
+    g_ptr_array_unref(spTestRefresh(pool));
     g_assert_cmpstr(f->log->str, ==, "");
 }
 
 
+/* An image backing onto a file outside the tiers is none of the pool's
+ * business; a temporary file of an interrupted creation goes. */
 static void
 testRefreshSkips(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
-    g_autofree char *stray = g_build_filename(f->secondary, "stray.img", NULL);
+    g_autofree char *outside = g_build_filename(f->root, "outside.img", NULL);
+    g_autofree char *stray = g_build_filename(f->secondary, "stray.qcow2", NULL);
     g_autofree char *tmp = g_build_filename(f->primary, ".stormpool-tmp-t.qcow2-Ab12Cd", NULL);
-    g_autofree char *want = g_strdup_printf("warning: skipping '%s': not an instance of this "
-                                            "pool, it is not a qcow2 overlay\n", stray);
+    g_autofree char *want = g_strdup_printf("warning: skipping '%s': not a volume of this "
+                                            "pool, its backing file is outside the pool's "
+                                            "tiers\n", stray);
+    const char *overlay[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-b", outside,
+                              "-F", "raw", stray, NULL };
     g_autoptr(GPtrArray) volumes = NULL;
     g_autofree char *names = NULL;
 
-    createTemplate(pool, "t.qcow2", MiB);
-    g_assert_true(g_file_set_contents(stray, "raw data", -1, NULL));
+    if (!spTestHaveQemuImg()) {
+        g_test_skip("qemu-img is not installed");
+        return;
+    }
+    spTestCreateTemplate(pool, "t.qcow2", MiB);
+    g_assert_true(g_file_set_contents(outside, "raw data", -1, NULL));
+    g_assert_cmpint(spTestRun(overlay, NULL, NULL), ==, 0);
     g_assert_true(g_file_set_contents(tmp, "", -1, NULL));
-    volumes = refresh(pool);
+    volumes = spTestRefresh(pool);
     names = volumeNames(volumes);
     g_assert_cmpstr(names, ==, "primary:t.qcow2");
     g_assert_nonnull(strstr(f->log->str, want));
@@ -350,8 +311,8 @@ testInstanceLayers(Fixture *f, gconstpointer data G_GNUC_UNUSED)
         g_test_skip("qemu-img is not installed");
         return;
     }
-    createTemplate(pool, "t.qcow2", 4 * MiB);
-    backing = createInstance(pool, "pc01.qcow2", "t.qcow2");
+    spTestCreateTemplate(pool, "t.qcow2", 4 * MiB);
+    backing = spTestCreateInstance(pool, "pc01.qcow2", "t.qcow2");
     g_assert_cmpint(spTestRun(snapshot, NULL, NULL), ==, 0);
     want = g_strdup_printf("cannot delete instance 'pc01.qcow2': 1 layer(s) in '%s' back "
                            "onto it: pc01.s1", f->secondary);
@@ -384,8 +345,8 @@ testResetInstance(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     gboolean wipe_here = TRUE;
     struct stat sb;
 
-    createTemplate(pool, "t.qcow2", MiB);
-    backing = createInstance(pool, "i.qcow2", "t.qcow2");
+    spTestCreateTemplate(pool, "t.qcow2", MiB);
+    backing = spTestCreateInstance(pool, "i.qcow2", "t.qcow2");
     g_assert_true(spImageInfoRead(instance, &before, &err));
     g_assert_cmpint(chmod(instance, 0640), ==, 0);
     g_assert_true(spPoolWipeVolume(pool, "i.qcow2", instance, TRUE, &wipe_here, &err));
@@ -433,7 +394,7 @@ testReplicaRegistry(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     const char *made;
     size_t i;
 
-    createTemplate(pool, "t.qcow2", 64 * MiB);
+    spTestCreateTemplate(pool, "t.qcow2", 64 * MiB);
     replica = spPoolInstanceBacking(pool, template, &err);
     for (i = 0; i < G_N_ELEMENTS(calls); i++) {
         calls[i] = (EnsureCall) { pool, template, replica, FALSE };
@@ -467,8 +428,8 @@ testChainAllocation(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *instance = spPoolVolumePath(pool, "i.qcow2", TRUE);
     struct stat st, si;
 
-    createTemplate(pool, "t.qcow2", MiB);
-    g_free(createInstance(pool, "i.qcow2", "t.qcow2"));
+    spTestCreateTemplate(pool, "t.qcow2", MiB);
+    g_free(spTestCreateInstance(pool, "i.qcow2", "t.qcow2"));
     g_assert_cmpint(stat(template, &st), ==, 0);
     g_assert_cmpint(stat(instance, &si), ==, 0);
     g_assert_cmpuint(spPoolChainAllocation(template), ==, (guint64) st.st_blocks * 512);
