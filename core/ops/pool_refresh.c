@@ -505,7 +505,7 @@ spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
         !refreshReplicas(&scan, error) ||
         !refreshUsage(pool, usage, error))
         return NULL;
-    spPoolIndexReplace(pool, scan.volumes);
+    spPoolIndexReplace(pool, scan.volumes, NULL);
     return g_steal_pointer(&scan.volumes);
 }
 

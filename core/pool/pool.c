@@ -98,6 +98,7 @@ spPoolUnref(SpPool *pool)
     g_mutex_clear(&pool->jobs_lock);
     g_mutex_clear(&pool->index_lock);
     g_hash_table_unref(pool->volumes);
+    g_clear_pointer(&pool->unlisted, g_ptr_array_unref);
     g_cond_clear(&pool->jobs_cond);
     g_free(pool);
 }

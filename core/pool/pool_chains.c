@@ -189,10 +189,11 @@ spPoolScanFile(SpPool *pool, SpTier tier, int dirfd, const char *dir, const char
 /* ---- keeping the index true ------------------------------------------------ */
 
 /* One tier into @volumes, quietly: refresh is the one that warns about
- * the files it skips. */
+ * the files it skips. An image named like a template is never listed
+ * (refresh), but what it backs onto is still protected: @unlisted. */
 static gboolean
 syncTier(SpPool *pool, SpTier tier, const char *dir, GHashTable *templates,
-         GPtrArray *volumes, GError **error)
+         GPtrArray *volumes, GPtrArray *unlisted, GError **error)
 {
     g_autoptr(GDir) d = NULL;
     const char *name;
@@ -208,13 +209,14 @@ syncTier(SpPool *pool, SpTier tier, const char *dir, GHashTable *templates,
     while ((name = g_dir_read_name(d))) {
         SpVolume *volume;
 
-        /* A name that is also a template's is never listed (refresh). */
-        if (name[0] == '.' || g_hash_table_contains(templates, name) ||
-            !(volume = spPoolScanFile(pool, tier, dirfd, dir, name, NULL)))
+        if (name[0] == '.' || !(volume = spPoolScanFile(pool, tier, dirfd, dir, name, NULL)))
             continue;
         if (tier == SP_TIER_PRIMARY)
             g_hash_table_add(templates, volume->name);
-        g_ptr_array_add(volumes, volume);
+        else if (g_hash_table_contains(templates, name))
+            g_ptr_array_add(unlisted, g_steal_pointer(&volume));
+        if (volume)
+            g_ptr_array_add(volumes, volume);
     }
     close(dirfd);
     return TRUE;
@@ -225,12 +227,14 @@ gboolean
 spPoolChainsSync(SpPool *pool, GError **error)
 {
     g_autoptr(GPtrArray) volumes = g_ptr_array_new_with_free_func((GDestroyNotify) spVolumeFree);
+    g_autoptr(GPtrArray) unlisted = g_ptr_array_new_with_free_func((GDestroyNotify) spVolumeFree);
     g_autoptr(GHashTable) templates = g_hash_table_new(g_str_hash, g_str_equal);
 
-    if (!syncTier(pool, SP_TIER_PRIMARY, pool->primary, templates, volumes, error) ||
-        !syncTier(pool, SP_TIER_SECONDARY, pool->secondary, templates, volumes, error))
+    if (!syncTier(pool, SP_TIER_PRIMARY, pool->primary, templates, volumes, unlisted, error) ||
+        !syncTier(pool, SP_TIER_SECONDARY, pool->secondary, templates, volumes, unlisted,
+                  error))
         return FALSE;
-    spPoolIndexReplace(pool, volumes);
+    spPoolIndexReplace(pool, volumes, unlisted);
     return TRUE;
 }
 

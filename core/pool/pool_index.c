@@ -64,14 +64,30 @@ notBuilding(gpointer key G_GNUC_UNUSED, gpointer value, gpointer data G_GNUC_UNU
 
 /* A volume still being built is listed until its build ends, whatever
  * the files say meanwhile. */
+static GPtrArray *
+entriesOf(GPtrArray *volumes)
+{
+    GPtrArray *entries = g_ptr_array_new_with_free_func((GDestroyNotify) spVolumeEntryFree);
+    guint i;
+
+    for (i = 0; i < volumes->len; i++)
+        g_ptr_array_add(entries, entryOfVolume(g_ptr_array_index(volumes, i)));
+    return entries;
+}
+
+
 void
-spPoolIndexReplace(SpPool *pool, GPtrArray *volumes)
+spPoolIndexReplace(SpPool *pool, GPtrArray *volumes, GPtrArray *unlisted)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->index_lock);
     SpVolumeEntry *old;
     guint i;
 
     g_hash_table_foreach_remove(pool->volumes, notBuilding, NULL);
+    if (unlisted) {
+        g_clear_pointer(&pool->unlisted, g_ptr_array_unref);
+        pool->unlisted = entriesOf(unlisted);
+    }
     for (i = 0; i < volumes->len; i++) {
         const SpVolume *volume = g_ptr_array_index(volumes, i);
 
@@ -159,8 +175,12 @@ spPoolIndexEntries(SpPool *pool)
     GHashTableIter iter;
     gpointer value;
 
+    guint i;
+
     g_hash_table_iter_init(&iter, pool->volumes);
     while (g_hash_table_iter_next(&iter, NULL, &value))
         g_ptr_array_add(entries, entryCopy(value));
+    for (i = 0; pool->unlisted && i < pool->unlisted->len; i++)
+        g_ptr_array_add(entries, entryCopy(g_ptr_array_index(pool->unlisted, i)));
     return entries;
 }

@@ -68,9 +68,12 @@ struct _SpPool {
     /* The work the last refresh left to the workers, while queued. */
     gpointer maintenance;
 
-    /* The volumes libvirt lists: name -> SpVolumeEntry. */
+    /* The volumes libvirt lists: name -> SpVolumeEntry; and the images of
+     * the tiers it cannot list (named like a volume of the other tier),
+     * which still protect what they back onto (of SpVolumeEntry). */
     GMutex index_lock;
     GHashTable *volumes;
+    GPtrArray *unlisted;
 
     /* vol-upload streams under way, keyed by template path. */
     GMutex uploads_lock;
@@ -148,8 +151,10 @@ typedef struct {
 void spVolumeEntryFree(SpVolumeEntry *entry);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpVolumeEntry, spVolumeEntryFree)
 
-/* A refresh's volumes, instead of what was known. */
-void spPoolIndexReplace(SpPool *pool, GPtrArray *volumes);
+/* A refresh's volumes (of SpVolume), instead of what was known; with
+ * @unlisted (of SpVolume, or NULL to keep what is known), the images
+ * that cannot be listed. */
+void spPoolIndexReplace(SpPool *pool, GPtrArray *volumes, GPtrArray *unlisted);
 /* A volume read again (vol-refresh, resize). */
 void spPoolIndexUpdate(SpPool *pool, const SpVolume *volume);
 /* A volume planned by vol-create (@entry->building), then written. */
@@ -158,7 +163,7 @@ void spPoolIndexBuilt(SpPool *pool, const char *name, gboolean ok);
 void spPoolIndexRemove(SpPool *pool, const char *name);
 /* A copy of the volume named @spec (a name, or its path), or NULL. */
 SpVolumeEntry *spPoolIndexLookup(SpPool *pool, const char *spec);
-/* A copy of every volume known (of SpVolumeEntry). */
+/* A copy of every image known, listed or not (of SpVolumeEntry). */
 GPtrArray *spPoolIndexEntries(SpPool *pool);
 
 /* ---- pool_chains.c: every chain in the tiers, whoever made it ---------- */

@@ -166,6 +166,34 @@ testTemplateInstanceBehindBack(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* An overlay in the secondary tier named like a template is never listed
+ * (the template keeps the name), but its template is still protected. */
+static void
+testUnlistedOverlayProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
+    g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
+    g_autofree char *clash = spPoolVolumePath(pool, "t.qcow2", TRUE);
+    g_autofree char *backing = NULL;
+    g_autofree char *roles = NULL;
+    g_autoptr(GPtrArray) volumes = NULL;
+    g_autoptr(GError) err = NULL;
+    gboolean ok;
+
+    if (!haveQemuImg())
+        return;
+    spTestCreateTemplate(pool, "t.qcow2", 4 * MiB);
+    backing = spTestCreateInstance(pool, "pc01.qcow2", "t.qcow2");
+    makeLayer(clash, template, "qcow2");
+    volumes = spTestRefresh(pool);
+    roles = volumeRoles(volumes);
+    g_assert_cmpstr(roles, ==, "pc01.qcow2:instance t.qcow2:template");
+    ok = spPoolDeleteVolume(pool, "t.qcow2", template, NULL, &err);
+    assertRefused(ok, err, "cannot delete template 't.qcow2': 2 instance(s) depend on it: "
+                  "pc01.qcow2, t.qcow2");
+}
+
+
 /* blockpull rewrites an instance's header in place to back onto nothing
  * (or onto a lower image): the template it no longer needs is free at
  * once, without a refresh. */
@@ -270,6 +298,7 @@ main(int argc, char **argv)
     ADD("refresh-lists-layers", testRefreshListsLayers);
     ADD("layer-on-layer", testLayerOnLayer);
     ADD("template-instance-behind-back", testTemplateInstanceBehindBack);
+    ADD("unlisted-overlay-protects", testUnlistedOverlayProtects);
     ADD("pulled-instance-frees-template", testPulledInstanceFreesTemplate);
     ADD("wipe-layer", testWipeLayer);
     ADD("layer-is-no-template", testLayerIsNoTemplate);
