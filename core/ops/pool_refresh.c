@@ -490,6 +490,7 @@ GPtrArray *
 spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
 {
     g_auto(Scan) scan = { 0 };
+    guint64 began = spPoolIndexGeneration(pool);
 
     /* A tier can vanish or turn read-only while the pool runs. */
     if (!spPoolCheck(pool, error))
@@ -505,7 +506,7 @@ spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
         !refreshReplicas(&scan, error) ||
         !refreshUsage(pool, usage, error))
         return NULL;
-    spPoolIndexReplace(pool, scan.volumes, NULL);
+    spPoolIndexReplace(pool, scan.volumes, NULL, began);
     return g_steal_pointer(&scan.volumes);
 }
 

@@ -229,12 +229,13 @@ spPoolChainsSync(SpPool *pool, GError **error)
     g_autoptr(GPtrArray) volumes = g_ptr_array_new_with_free_func((GDestroyNotify) spVolumeFree);
     g_autoptr(GPtrArray) unlisted = g_ptr_array_new_with_free_func((GDestroyNotify) spVolumeFree);
     g_autoptr(GHashTable) templates = g_hash_table_new(g_str_hash, g_str_equal);
+    guint64 began = spPoolIndexGeneration(pool);
 
     if (!syncTier(pool, SP_TIER_PRIMARY, pool->primary, templates, volumes, unlisted, error) ||
         !syncTier(pool, SP_TIER_SECONDARY, pool->secondary, templates, volumes, unlisted,
                   error))
         return FALSE;
-    spPoolIndexReplace(pool, volumes, unlisted);
+    spPoolIndexReplace(pool, volumes, unlisted, began);
     return TRUE;
 }
 

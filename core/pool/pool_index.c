@@ -55,15 +55,24 @@ entryOfVolume(const SpVolume *volume)
 }
 
 
+/* A volume still being built is listed until its build ends, whatever
+ * the files say meanwhile; and a scan that began before the pool changed
+ * a volume (a sync on the worker thread while libvirt's thread built
+ * one) does not undo the change. */
 static gboolean
-notBuilding(gpointer key G_GNUC_UNUSED, gpointer value, gpointer data G_GNUC_UNUSED)
+keptOverScan(const SpVolumeEntry *entry, guint64 scan_began)
 {
-    return !((SpVolumeEntry *) value)->building;
+    return entry->building || entry->changed > scan_began;
 }
 
 
-/* A volume still being built is listed until its build ends, whatever
- * the files say meanwhile. */
+static gboolean
+replacedByScan(gpointer key G_GNUC_UNUSED, gpointer value, gpointer data)
+{
+    return !keptOverScan(value, *(guint64 *) data);
+}
+
+
 static GPtrArray *
 entriesOf(GPtrArray *volumes)
 {
@@ -76,14 +85,23 @@ entriesOf(GPtrArray *volumes)
 }
 
 
+guint64
+spPoolIndexGeneration(SpPool *pool)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->index_lock);
+
+    return pool->index_generation;
+}
+
+
 void
-spPoolIndexReplace(SpPool *pool, GPtrArray *volumes, GPtrArray *unlisted)
+spPoolIndexReplace(SpPool *pool, GPtrArray *volumes, GPtrArray *unlisted, guint64 scan_began)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->index_lock);
     SpVolumeEntry *old;
     guint i;
 
-    g_hash_table_foreach_remove(pool->volumes, notBuilding, NULL);
+    g_hash_table_foreach_remove(pool->volumes, replacedByScan, &scan_began);
     if (unlisted) {
         g_clear_pointer(&pool->unlisted, g_ptr_array_unref);
         pool->unlisted = entriesOf(unlisted);
@@ -91,7 +109,8 @@ spPoolIndexReplace(SpPool *pool, GPtrArray *volumes, GPtrArray *unlisted)
     for (i = 0; i < volumes->len; i++) {
         const SpVolume *volume = g_ptr_array_index(volumes, i);
 
-        if ((old = g_hash_table_lookup(pool->volumes, volume->name)) && old->building)
+        if ((old = g_hash_table_lookup(pool->volumes, volume->name)) &&
+            keptOverScan(old, scan_began))
             continue;
         g_hash_table_replace(pool->volumes, g_strdup(volume->name), entryOfVolume(volume));
     }
@@ -106,6 +125,7 @@ spPoolIndexUpdate(SpPool *pool, const SpVolume *volume)
     SpVolumeEntry *old = g_hash_table_lookup(pool->volumes, volume->name);
 
     entry->building = old && old->building;
+    entry->changed = ++pool->index_generation;
     g_hash_table_replace(pool->volumes, g_strdup(volume->name), entry);
 }
 
@@ -114,8 +134,10 @@ void
 spPoolIndexAdd(SpPool *pool, const SpVolumeEntry *entry)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->index_lock);
+    SpVolumeEntry *copy = entryCopy(entry);
 
-    g_hash_table_replace(pool->volumes, g_strdup(entry->name), entryCopy(entry));
+    copy->changed = ++pool->index_generation;
+    g_hash_table_replace(pool->volumes, g_strdup(entry->name), copy);
 }
 
 
@@ -125,8 +147,10 @@ spPoolIndexBuilt(SpPool *pool, const char *name, gboolean ok)
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->index_lock);
     SpVolumeEntry *entry = g_hash_table_lookup(pool->volumes, name);
 
+    pool->index_generation++;
     if (!entry)
         return;
+    entry->changed = pool->index_generation;
     if (ok)
         entry->building = FALSE;
     else
@@ -139,6 +163,7 @@ spPoolIndexRemove(SpPool *pool, const char *name)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->index_lock);
 
+    pool->index_generation++;
     g_hash_table_remove(pool->volumes, name);
 }
 

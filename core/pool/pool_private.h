@@ -74,6 +74,7 @@ struct _SpPool {
     GMutex index_lock;
     GHashTable *volumes;
     GPtrArray *unlisted;
+    guint64 index_generation;   /* counts the pool's own changes */
 
     /* vol-upload streams under way, keyed by template path. */
     GMutex uploads_lock;
@@ -146,15 +147,20 @@ typedef struct {
     guint64 capacity;
     char *backing_path;         /* the resolved backing file, or NULL */
     gboolean building;          /* planned, not written yet */
+    guint64 changed;            /* index generation of the pool's last change */
 } SpVolumeEntry;
 
 void spVolumeEntryFree(SpVolumeEntry *entry);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpVolumeEntry, spVolumeEntryFree)
 
-/* A refresh's volumes (of SpVolume), instead of what was known; with
- * @unlisted (of SpVolume, or NULL to keep what is known), the images
- * that cannot be listed. */
-void spPoolIndexReplace(SpPool *pool, GPtrArray *volumes, GPtrArray *unlisted);
+/* What a scan of the tiers found (of SpVolume), instead of what was
+ * known; with @unlisted (of SpVolume, or NULL to keep what is known), the
+ * images that cannot be listed. Volumes the pool changed since
+ * spPoolIndexGeneration() returned @scan_began, before the scan, stay as
+ * the pool left them. */
+guint64 spPoolIndexGeneration(SpPool *pool);
+void spPoolIndexReplace(SpPool *pool, GPtrArray *volumes, GPtrArray *unlisted,
+                        guint64 scan_began);
 /* A volume read again (vol-refresh, resize). */
 void spPoolIndexUpdate(SpPool *pool, const SpVolume *volume);
 /* A volume planned by vol-create (@entry->building), then written. */

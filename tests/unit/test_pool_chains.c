@@ -287,6 +287,32 @@ testLayerIsNoTemplate(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* A sync on the worker thread scans the tiers while libvirt's thread
+ * builds a volume: the scan, older than the build, does not drop it. */
+static void
+testScanKeepsNewerChanges(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
+    g_autoptr(GPtrArray) scanned = g_ptr_array_new();
+    g_autoptr(SpVolumeEntry) kept = NULL;
+    g_autoptr(SpVolumeEntry) dropped = NULL;
+    SpVolumeEntry entry = { .name = (char *) "new.qcow2", .path = (char *) "/x/new.qcow2",
+                            .role = SP_ROLE_TEMPLATE, .building = TRUE };
+    guint64 began = spPoolIndexGeneration(pool);
+
+    spPoolIndexAdd(pool, &entry);
+    spPoolIndexBuilt(pool, "new.qcow2", TRUE);
+    spPoolIndexReplace(pool, scanned, NULL, began);
+    kept = spPoolIndexLookup(pool, "new.qcow2");
+    g_assert_nonnull(kept);
+    g_assert_false(kept->building);
+    /* a scan that began after the build and did not find the file */
+    spPoolIndexReplace(pool, scanned, NULL, spPoolIndexGeneration(pool));
+    dropped = spPoolIndexLookup(pool, "new.qcow2");
+    g_assert_null(dropped);
+}
+
+
 #define ADD(name, func) \
     g_test_add("/pool-chains/" name, Fixture, NULL, spTestPoolSetUp, func, spTestPoolTearDown)
 
@@ -302,5 +328,6 @@ main(int argc, char **argv)
     ADD("pulled-instance-frees-template", testPulledInstanceFreesTemplate);
     ADD("wipe-layer", testWipeLayer);
     ADD("layer-is-no-template", testLayerIsNoTemplate);
+    ADD("scan-keeps-newer-changes", testScanKeepsNewerChanges);
     return g_test_run();
 }
