@@ -80,6 +80,7 @@ scanOne(Scan *scan, SpTier tier, int dirfd, const char *dir, const char *name)
 {
     g_autoptr(SpVolume) volume = NULL;
     g_autoptr(GError) err = NULL;
+    const char *unlisted = NULL;
     const char *backing;
 
     /* Templates are scanned first: a name can only clash with one. */
@@ -87,8 +88,13 @@ scanOne(Scan *scan, SpTier tier, int dirfd, const char *dir, const char *name)
         g_warning("skipping '%s/%s': a volume of that name exists in the other tier", dir, name);
         return;
     }
-    if (!(volume = spPoolScanFile(scan->pool, tier, dirfd, dir, name, &err))) {
+    if (!(volume = spPoolScanFile(scan->pool, tier, dirfd, dir, name, &unlisted, &err))) {
         g_warning("skipping '%s/%s': %s", dir, name, err->message);
+        return;
+    }
+    if (unlisted) {
+        g_warning("skipping '%s/%s': not a %s of this pool, %s", dir, name,
+                  tier == SP_TIER_PRIMARY ? "template" : "volume", unlisted);
         return;
     }
     if (volume->backing_path && tier == SP_TIER_SECONDARY)

@@ -21,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -139,27 +140,64 @@ unsafeTemplateReason(SpPool *pool, const SpVolume *volume)
 }
 
 
+/* Whether the resolved path @real (no symbolic link, no "..") is a file
+ * of the directory @dir, which may itself be named through a link. */
+static gboolean
+realInDir(const char *real, const char *dir)
+{
+    g_autofree char *real_dir = realpath(dir, NULL);
+
+    return real_dir && spPathIsInDir(real, real_dir);
+}
+
+
+/* The role of an image of the secondary tier backing onto @backing as
+ * written (the pool writes canonical absolute paths); FALSE if that is
+ * outside the pool's tiers. */
+static gboolean
+roleOfBacking(SpPool *pool, const char *backing, SpVolumeRole *role)
+{
+    g_autofree char *template = NULL;
+
+    *role = SP_ROLE_LAYER;
+    if (spPathIsInDir(backing, pool->secondary))
+        return TRUE;
+    *role = SP_ROLE_INSTANCE;
+    return spPathIsInDir(backing, pool->primary) ||
+           (template = spPoolReplicaTemplateName(pool, backing));
+}
+
+
 /* An image of the secondary tier is an instance when it backs onto a
  * template or a replica of one; any other image there is a layer, and
  * listed: whatever backs onto it is known, and whatever it backs onto is
- * protected. Only an image backing onto a file outside the pool's tiers
- * is none of the pool's business. */
+ * protected. A backing file written through a symbolic link or ".." is
+ * judged by the file it names. Only an image backing onto a file outside
+ * the pool's tiers is not listed. */
 const char *
 spPoolVolumeClassify(SpPool *pool, SpVolume *volume)
 {
-    g_autofree char *template = NULL;
+    g_autofree char *real = NULL;
+    SpVolumeRole role;
 
     if (volume->tier == SP_TIER_PRIMARY) {
         volume->role = SP_ROLE_TEMPLATE;
         return unsafeTemplateReason(pool, volume);
     }
     volume->role = SP_ROLE_LAYER;
-    if (!volume->backing_path || spPathIsInDir(volume->backing_path, pool->secondary))
+    if (!volume->backing_path)
         return NULL;
-    if (spPathIsInDir(volume->backing_path, pool->primary) ||
-        (template = spPoolReplicaTemplateName(pool, volume->backing_path))) {
-        volume->role = SP_ROLE_INSTANCE;
+    if (roleOfBacking(pool, volume->backing_path, &role)) {
+        volume->role = role;
         return NULL;
+    }
+    if ((real = realpath(volume->backing_path, NULL))) {
+        if (realInDir(real, pool->secondary))
+            return NULL;
+        if (realInDir(real, pool->primary)) {
+            volume->role = SP_ROLE_INSTANCE;
+            return NULL;
+        }
     }
     return "its backing file is outside the pool's tiers";
 }
@@ -167,21 +205,16 @@ spPoolVolumeClassify(SpPool *pool, SpVolume *volume)
 
 SpVolume *
 spPoolScanFile(SpPool *pool, SpTier tier, int dirfd, const char *dir, const char *name,
-               GError **error)
+               const char **unlisted, GError **error)
 {
     g_autoptr(SpVolume) volume = volumeNew(dir, name, tier);
-    const char *reason;
     gboolean hit;
 
     if (!spHeaderCacheRead(pool->headers, dirfd, dir, name, &volume->sb, &volume->info,
                            &hit, error) ||
         !(volume = volumeAccept(g_steal_pointer(&volume), error)))
         return NULL;
-    if ((reason = spPoolVolumeClassify(pool, volume))) {
-        g_set_error(error, SP_ERROR, SP_ERROR_UNSUPPORTED, "not a %s of this pool, %s",
-                    tier == SP_TIER_PRIMARY ? "template" : "volume", reason);
-        return NULL;
-    }
+    *unlisted = spPoolVolumeClassify(pool, volume);
     return g_steal_pointer(&volume);
 }
 
@@ -189,8 +222,9 @@ spPoolScanFile(SpPool *pool, SpTier tier, int dirfd, const char *dir, const char
 /* ---- keeping the index true ------------------------------------------------ */
 
 /* One tier into @volumes, quietly: refresh is the one that warns about
- * the files it skips. An image named like a template is never listed
- * (refresh), but what it backs onto is still protected: @unlisted. */
+ * the files it skips. An image refresh does not list (named like a
+ * template, or backing onto a file outside the tiers) still protects
+ * what it backs onto: @unlisted. */
 static gboolean
 syncTier(SpPool *pool, SpTier tier, const char *dir, GHashTable *templates,
          GPtrArray *volumes, GPtrArray *unlisted, GError **error)
@@ -207,16 +241,19 @@ syncTier(SpPool *pool, SpTier tier, const char *dir, GHashTable *templates,
         return FALSE;
     }
     while ((name = g_dir_read_name(d))) {
+        const char *skip = NULL;
         SpVolume *volume;
 
-        if (name[0] == '.' || !(volume = spPoolScanFile(pool, tier, dirfd, dir, name, NULL)))
+        if (name[0] == '.' ||
+            !(volume = spPoolScanFile(pool, tier, dirfd, dir, name, &skip, NULL)))
             continue;
+        if (skip || (tier == SP_TIER_SECONDARY && g_hash_table_contains(templates, name))) {
+            g_ptr_array_add(unlisted, volume);
+            continue;
+        }
         if (tier == SP_TIER_PRIMARY)
             g_hash_table_add(templates, volume->name);
-        else if (g_hash_table_contains(templates, name))
-            g_ptr_array_add(unlisted, g_steal_pointer(&volume));
-        if (volume)
-            g_ptr_array_add(volumes, volume);
+        g_ptr_array_add(volumes, volume);
     }
     close(dirfd);
     return TRUE;

@@ -180,10 +180,12 @@ const char *spVolumeRoleName(SpVolumeRole role);
  * of the pool, or NULL. */
 const char *spPoolVolumeClassify(SpPool *pool, SpVolume *volume);
 
-/* The volume of file @name of @dir (open on @dirfd), its header read
- * through the pool's header cache, or NULL and why it is none. */
+/* The image in file @name of @dir (open on @dirfd), its header read
+ * through the pool's header cache, or NULL and why it is none (not an
+ * image stormpool handles). *@unlisted says why the pool does not list
+ * it, or NULL. */
 SpVolume *spPoolScanFile(SpPool *pool, SpTier tier, int dirfd, const char *dir,
-                         const char *name, GError **error);
+                         const char *name, const char **unlisted, GError **error);
 
 /* Bring the index up to date with the tiers before a change that could
  * take a file away from what depends on it: a stat of each file, a header
