@@ -41,7 +41,7 @@ FUZZBUILD := $(BUILD)/stormpool-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := image_header hot_set template_stamps pool_namespace
 
-.PHONY: all deps libvirt stormpool virt-manager asan fuzz-build fuzz fuzz-merge demo check unit-check debs check-host bench-create bench-bootstorm clean distclean
+.PHONY: all deps libvirt stormpool virt-manager asan fuzz-build fuzz fuzz-merge demo check unit-check debs check-host bench-create bench-clone bench-bootstorm clean distclean
 
 all: stormpool virt-manager
 
@@ -125,6 +125,9 @@ check-host: debs
 # Benchmarks print ratios measured side by side in one run (bench/README.md).
 bench-create: stormpool
 	@bench/bench-create
+
+bench-clone: stormpool virt-manager
+	@bench/bench-clone
 
 bench-bootstorm: stormpool
 	@bench/bootstorm/run

@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
 
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NS = "urn:stormpool:pool:1.0"
 REPLICAS = ".stormpool-replicas"
 TMP_PREFIX = ".stormpool-tmp-"
@@ -323,6 +324,31 @@ def firmware_guest_xml(name, pool, volume, virt_type="qemu"):
   </devices>
 </domain>
 """ % (virt_type, name, pool, volume)
+
+
+def virt_manager_tree():
+    """The patched virt-manager tree of the virt-manager that goes with
+    LIBVIRT (tools/build-virt-manager --tree), where its programs run
+    from as from a git checkout; an error if 'make virt-manager' has not
+    made it."""
+    tree = subprocess.check_output(
+        [os.path.join(TOP, "tools", "build-virt-manager"), "--tree"], text=True).strip()
+    if not os.path.exists(os.path.join(tree, "virt-clone")):
+        raise RuntimeError("no patched virt-clone in %s: run make virt-manager" % tree)
+    return tree
+
+
+def virt_clone(*args, check=True, timeout=600):
+    """The patched tree's virt-clone against the private daemons
+    (qemu:///system), with @args; returns (returncode, output)."""
+    argv = ["/usr/bin/python3", os.path.join(virt_manager_tree(), "virt-clone"),
+            "--connect", "qemu:///system"] + list(args)
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise CommandFailed("%s exited with %d:\n%s" % (" ".join(argv), proc.returncode,
+                                                        proc.stdout))
+    return proc.returncode, proc.stdout
 
 
 def remove_domain(name):
