@@ -36,19 +36,21 @@ static char *
 learningInstance(SpPool *pool, const char *template_path, GError **error)
 {
     const char *paths[] = { template_path, NULL };
-    g_autoptr(GPtrArray) names = spBackingDependents(pool->secondary, paths, error);
+    g_autoptr(GPtrArray) dependents = NULL;
     g_autofree char *best = NULL;
     guint64 best_bytes = 0;
     guint i;
 
-    for (i = 0; names && i < names->len; i++) {
-        g_autofree char *path = g_build_filename(pool->secondary,
-                                                 (const char *) g_ptr_array_index(names, i),
-                                                 NULL);
+    if (spPoolChainsSync(pool, error))
+        dependents = spPoolChainDependents(pool, paths, error);
+    for (i = 0; dependents && i < dependents->len; i++) {
+        SpVolumeEntry *entry = g_ptr_array_index(dependents, i);
+        g_autofree char *path = g_strdup(entry->path);
         g_auto(SpImageInfo) info = { 0 };
         gboolean in_use = TRUE;
 
-        if (!spImageInUse(path, &in_use, NULL) || in_use ||
+        if (entry->role != SP_ROLE_INSTANCE ||
+            !spImageInUse(path, &in_use, NULL) || in_use ||
             !spImageInfoRead(path, &info, NULL) || info.format != SP_IMAGE_FORMAT_QCOW2)
             continue;
         if (info.allocation > best_bytes) {

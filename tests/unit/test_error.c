@@ -64,22 +64,28 @@ testOwnDomainCode(void)
 }
 
 
-/* A core operation that lists a directory which is not one. */
+/* A core operation that lists a directory which is not one: the check
+ * before deleting a template reads the secondary tier. */
 static void
 testDependentsOfUnreadableTier(void)
 {
     g_autofree char *root = spTestTempDir();
+    g_autofree char *primary = g_build_filename(root, "hdd", NULL);
     g_autofree char *tier = g_build_filename(root, "ssd", NULL);
-    g_autofree char *template = g_build_filename(root, "win10.qcow2", NULL);
-    const char *backing[] = { template, NULL };
+    g_autofree char *template = g_build_filename(primary, "win10.qcow2", NULL);
+    g_autoptr(SpPool) pool = NULL;
     g_autoptr(GError) err = NULL;
 
+    g_assert_cmpint(g_mkdir(primary, 0755), ==, 0);
     g_assert_true(g_file_set_contents(tier, "not a directory", -1, NULL));
     g_assert_true(g_file_set_contents(template, "template", -1, NULL));
-    g_assert_null(spBackingDependents(tier, backing, &err));
+    pool = spPoolNew(primary, tier, SP_REPLICA_NONE, FALSE);
+    g_assert_false(spPoolDeleteVolume(pool, "win10.qcow2", template, NULL, &err));
     g_assert_nonnull(err);
     g_assert_true(err->domain == SP_ERROR);
     g_assert_cmpint(spErrorErrno(err), ==, ENOTDIR);
+    g_assert_true(g_file_test(template, G_FILE_TEST_IS_REGULAR));
+    g_clear_pointer(&pool, spPoolUnref);
     spTestTempDirFree(g_steal_pointer(&root));
 }
 
@@ -92,6 +98,6 @@ main(int argc, char **argv)
     g_test_add_func("/error/dir-open/not-a-directory", testDirOpenNotDir);
     g_test_add_func("/error/code/foreign-domain", testForeignDomainIsNotOurs);
     g_test_add_func("/error/code/own-domain", testOwnDomainCode);
-    g_test_add_func("/error/template-index/tier-not-a-directory", testDependentsOfUnreadableTier);
+    g_test_add_func("/error/pool/tier-not-a-directory", testDependentsOfUnreadableTier);
     return g_test_run();
 }

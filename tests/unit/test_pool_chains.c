@@ -194,6 +194,43 @@ testUnlistedOverlayProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* However an overlay names its template (relative, through a link to the
+ * primary tier), it depends on it; an overlay of a file outside the
+ * tiers is not listed and protects nothing of the pool. */
+static void
+testBackingSpellings(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
+    g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
+    g_autofree char *alias = g_build_filename(f->root, "alias", NULL);
+    g_autofree char *via_alias = g_build_filename(alias, "t.qcow2", NULL);
+    g_autofree char *other = g_build_filename(f->root, "other.qcow2", NULL);
+    g_autofree char *relative = spPoolVolumePath(pool, "relative.qcow2", TRUE);
+    g_autofree char *aliased = spPoolVolumePath(pool, "aliased.qcow2", TRUE);
+    g_autofree char *foreign = spPoolVolumePath(pool, "foreign.qcow2", TRUE);
+    g_autofree char *roles = NULL;
+    g_autoptr(GPtrArray) volumes = NULL;
+    g_autoptr(GError) err = NULL;
+    const char *make_other[] = { "qemu-img", "create", "-q", "-f", "qcow2", other, "1M", NULL };
+    gboolean ok;
+
+    if (!haveQemuImg())
+        return;
+    spTestCreateTemplate(pool, "t.qcow2", 4 * MiB);
+    g_assert_cmpint(symlink(f->primary, alias), ==, 0);
+    g_assert_cmpint(spTestRun(make_other, NULL, NULL), ==, 0);
+    makeLayer(relative, "../hdd/t.qcow2", "qcow2");
+    makeLayer(aliased, via_alias, "qcow2");
+    makeLayer(foreign, other, "qcow2");
+    ok = spPoolDeleteVolume(pool, "t.qcow2", template, NULL, &err);
+    assertRefused(ok, err, "cannot delete template 't.qcow2': 2 instance(s) depend on it: "
+                  "aliased.qcow2, relative.qcow2");
+    volumes = spTestRefresh(pool);
+    roles = volumeRoles(volumes);
+    g_assert_cmpstr(roles, ==, "aliased.qcow2:instance relative.qcow2:instance t.qcow2:template");
+}
+
+
 /* blockpull rewrites an instance's header in place to back onto nothing
  * (or onto a lower image): the template it no longer needs is free at
  * once, without a refresh. */
@@ -325,6 +362,7 @@ main(int argc, char **argv)
     ADD("layer-on-layer", testLayerOnLayer);
     ADD("template-instance-behind-back", testTemplateInstanceBehindBack);
     ADD("unlisted-overlay-protects", testUnlistedOverlayProtects);
+    ADD("backing-spellings", testBackingSpellings);
     ADD("pulled-instance-frees-template", testPulledInstanceFreesTemplate);
     ADD("wipe-layer", testWipeLayer);
     ADD("layer-is-no-template", testLayerIsNoTemplate);
