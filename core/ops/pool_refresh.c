@@ -133,13 +133,8 @@ scanTier(Scan *scan, SpTier tier, const char *dir, GError **error)
     int dirfd;
     const char *name;
 
-    if ((dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return spErrorSetErrno(error, errno, "cannot read %s tier directory '%s'",
-                               spTierName(tier), dir);
-    if (!(d = spDirOpen(dir, error))) {
-        close(dirfd);
+    if (!(d = spPoolTierOpen(tier, dir, &dirfd, error)))
         return FALSE;
-    }
     while ((name = g_dir_read_name(d))) {
         if (name[0] != '.')
             scanOne(scan, tier, dirfd, dir, name);

@@ -221,6 +221,24 @@ spPoolScanFile(SpPool *pool, SpTier tier, int dirfd, const char *dir, const char
 
 /* ---- keeping the index true ------------------------------------------------ */
 
+/* A tier's directory, to list (the GDir) and to read files of (*@dirfd,
+ * the caller closes it). */
+GDir *
+spPoolTierOpen(SpTier tier, const char *dir, int *dirfd, GError **error)
+{
+    GDir *d;
+
+    if ((*dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        spErrorSetErrno(error, errno, "cannot read %s tier directory '%s'",
+                        spTierName(tier), dir);
+        return NULL;
+    }
+    if (!(d = spDirOpen(dir, error)))
+        close(*dirfd);
+    return d;
+}
+
+
 /* One tier into @volumes, quietly: refresh is the one that warns about
  * the files it skips. An image refresh does not list (named like a
  * template, or backing onto a file outside the tiers) still protects
@@ -233,13 +251,8 @@ syncTier(SpPool *pool, SpTier tier, const char *dir, GHashTable *templates,
     const char *name;
     int dirfd;
 
-    if ((dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return spErrorSetErrno(error, errno, "cannot read %s tier directory '%s'",
-                               spTierName(tier), dir);
-    if (!(d = spDirOpen(dir, error))) {
-        close(dirfd);
+    if (!(d = spPoolTierOpen(tier, dir, &dirfd, error)))
         return FALSE;
-    }
     while ((name = g_dir_read_name(d))) {
         const char *skip = NULL;
         SpVolume *volume;

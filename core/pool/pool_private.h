@@ -187,6 +187,10 @@ const char *spPoolVolumeClassify(SpPool *pool, SpVolume *volume);
 SpVolume *spPoolScanFile(SpPool *pool, SpTier tier, int dirfd, const char *dir,
                          const char *name, const char **unlisted, GError **error);
 
+/* Open a tier's directory to list it; *@dirfd, for reading its files, is
+ * the caller's to close. */
+GDir *spPoolTierOpen(SpTier tier, const char *dir, int *dirfd, GError **error);
+
 /* Bring the index up to date with the tiers before a change that could
  * take a file away from what depends on it: a stat of each file, a header
  * read of the files changed since they were read last. */
