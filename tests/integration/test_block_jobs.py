@@ -449,3 +449,30 @@ def test_revert_to_an_external_snapshot(desktop, virsh):
     assert d.chain()[:2] == [d.instance_path, backing], d.chain()
     guest_flush(d)
     assert_pattern(d.instance_path, 0x11, 0, MiB)
+
+
+def test_snapshot_with_memory_as_virt_manager_makes_it(desktop, virsh, workdir):
+    """virt-manager's default for a running guest: an external snapshot
+    with its memory in a file, the disks' layers named by libvirt."""
+    d = desktop("policy='copy'")
+    backing = d.backing()
+    layer = d.pool.path("pc01.s2")
+    memory = os.path.join(workdir, "s2.mem")
+    xml = os.path.join(workdir, "s2.xml")
+    with open(xml, "w") as f:
+        f.write("<domainsnapshot><name>s2</name>"
+                "<memory snapshot='external' file='%s'/></domainsnapshot>" % memory)
+    virsh("snapshot-create", d.name, xml)
+    assert os.path.exists(memory)
+    assert d.chain()[:3] == [layer, d.instance_path, backing], d.chain()
+    d.assert_running()
+    if libvirt_version() >= (9, 9):
+        virsh("snapshot-revert", d.name, "s2")
+        d.assert_running()
+        chain = d.chain()
+        assert chain[1:3] == [d.instance_path, backing], chain
+        assert os.path.dirname(chain[0]) == d.pool.secondary, chain
+    virsh("snapshot-delete", d.name, "s2")
+    assert snapshot_names(d) == []
+    assert d.chain()[:2] == [d.instance_path, backing], d.chain()
+    d.assert_running()
