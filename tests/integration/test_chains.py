@@ -78,25 +78,6 @@ def test_refresh_lists_snapshot_layers(pool, guest, virsh):
         p.vol("pc01.s1").delete(0)
 
 
-def test_commit_of_a_layer_frees_it(pool, guest, virsh):
-    """blockcommit --active --pivot of a snapshot layer into the instance
-    (one level down, --shallow): the guest runs on its instance again and
-    the committed layer can be deleted."""
-    p = desktop(pool)
-    dom = guest(p, "pc01.qcow2")
-    template_sha = sha256(p.template_path("t.qcow2"))
-    snapshot(virsh, dom, "s1", p.path("pc01.s1"))
-    p.refresh()
-    virsh("blockcommit", dom, "vda", "--active", "--shallow", "--pivot", "--wait")
-    assert virsh("domblklist", dom).split() == ["vda", "pc01.qcow2"]
-    p.vol("pc01.s1").delete(0)
-    assert not os.path.exists(p.path("pc01.s1"))
-    assert sha256(p.template_path("t.qcow2")) == template_sha
-    # the instance is still the guest's: QEMU's lock keeps it
-    with refused(IN_USE, "in use by a running guest"):
-        p.vol("pc01.qcow2").delete(0)
-
-
 def test_pulled_instance_no_longer_protects_template(pool, guest, virsh):
     """blockpull copies the template's data into the instance and drops the
     backing file: the template no longer counts that instance, with no
