@@ -8,10 +8,12 @@
  */
 
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "pool/pool_private.h"
 #include "stormpool/error.h"
+#include "fs/host_records.h"
 #include "replica/template_stamps.h"
 
 /* Only a real start lets replica copies into the tier run again: libvirt
@@ -21,7 +23,7 @@ spPoolStart(SpPool *pool, GError **error)
 {
     const char *tier = pool->ns->replica_tier;
 
-    if (!spPoolCheck(pool, error))
+    if (!spPoolCheck(pool, error) || !spPoolHostsCheckName(pool, error))
         return FALSE;
     /* A tmpfs is empty after a host reboot: its directory too. */
     if (tier && g_mkdir_with_parents(tier, 0711) < 0)
@@ -67,6 +69,30 @@ removeRamTier(SpPool *pool, GError **error)
 }
 
 
+/* The hosts directory of the primary tier, when no other host has a
+ * record there: a template store other hosts use is not this pool's to
+ * delete. */
+static gboolean
+removeHostsDir(SpPool *pool, GError **error)
+{
+    g_autoptr(GPtrArray) hosts = NULL;
+    guint i;
+
+    if (!(hosts = spHostRecordList(pool->primary, error)))
+        return FALSE;
+    for (i = 0; i < hosts->len; i++) {
+        if (strcmp(g_ptr_array_index(hosts, i), pool->host) == 0)
+            continue;
+        g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                    "cannot delete the primary tier '%s': host '%s' shares it "
+                    "(its record is in %s)", pool->primary,
+                    (char *) g_ptr_array_index(hosts, i), SP_HOSTS_DIR);
+        return FALSE;
+    }
+    return spHostsRemoveDir(pool->primary, pool->host, error);
+}
+
+
 gboolean
 spPoolDeleteTiers(SpPool *pool, GError **error)
 {
@@ -77,8 +103,8 @@ spPoolDeleteTiers(SpPool *pool, GError **error)
         return spErrorSetErrno(error, errno, "cannot remove '%s'", stamps);
     /* Like a dir pool: rmdir refuses directories that still hold files,
      * so pool-delete never destroys a template or an instance. */
-    if (!removeRamTier(pool, error))
+    if (!removeRamTier(pool, error) ||
+        !removeTier(SP_TIER_SECONDARY, pool->secondary, error))
         return FALSE;
-    return removeTier(SP_TIER_SECONDARY, pool->secondary, error) &&
-           removeTier(SP_TIER_PRIMARY, pool->primary, error);
+    return removeHostsDir(pool, error) && removeTier(SP_TIER_PRIMARY, pool->primary, error);
 }

@@ -390,6 +390,9 @@ maintain(SpPool *pool, gpointer data G_GNUC_UNUSED)
     g_mutex_unlock(&pool->jobs_lock);
     if (!m || spPoolReplicasStopped(pool))
         return;
+    /* What this host's images depend on, for the hosts it shares the
+     * primary tier with, including what was made behind libvirt's back. */
+    spPoolHostsUpdate(pool);
     templates = templatesOf(m->volumes);
     for (i = 0; i < m->backings->len; i++)
         rebuildMissingReplica(pool, g_ptr_array_index(m->backings, i));

@@ -158,11 +158,31 @@ createVolume(SpPool *pool, const SpNewVolume *vol, GError **error)
 }
 
 
-/* The plan listed the volume as being built; it is there now, or never. */
+/* Before an instance is written, this host's record counts it, under the
+ * template store's lock: no host can delete its template in between.
+ * *@template names the template claimed, if any. */
 static gboolean
-built(SpPool *pool, const SpNewVolume *vol, gboolean ok)
+claimTemplate(SpPool *pool, const SpNewVolume *vol, char **template, GError **error)
+{
+    g_autofree char *name = NULL;
+
+    if (!vol->backing_path || !(name = spPoolTemplateOf(pool, vol->backing_path)))
+        return TRUE;
+    if (!spPoolHostsClaim(pool, name, error))
+        return FALSE;
+    *template = g_steal_pointer(&name);
+    return TRUE;
+}
+
+
+/* The plan listed the volume as being built; it is there now, or never;
+ * the record counts the file from now on, or nothing. */
+static gboolean
+built(SpPool *pool, const SpNewVolume *vol, const char *template, gboolean ok)
 {
     spPoolIndexBuilt(pool, vol->name, ok);
+    if (template)
+        spPoolHostsClaimEnd(pool, template);
     return ok;
 }
 
@@ -171,8 +191,12 @@ gboolean
 spPoolCreateVolume(SpPool *pool, const SpNewVolume *vol, GError **error)
 {
     SpNewVolume full = withDefaults(vol);
+    g_autofree char *template = NULL;
+    gboolean ok;
 
-    return built(pool, vol, refusePrealloc(vol, error) && createVolume(pool, &full, error));
+    ok = refusePrealloc(vol, error) && claimTemplate(pool, vol, &template, error) &&
+         createVolume(pool, &full, error);
+    return built(pool, vol, template, ok);
 }
 
 
@@ -240,9 +264,12 @@ spPoolCreateVolumeFrom(SpPool *pool, const SpNewVolume *vol, const SpSourceVolum
                        GError **error)
 {
     SpNewVolume full = withDefaults(vol);
+    g_autofree char *template = NULL;
+    gboolean ok;
 
-    return built(pool, vol, refusePrealloc(vol, error) &&
-                            createVolumeFrom(pool, &full, src, error));
+    ok = refusePrealloc(vol, error) && claimTemplate(pool, vol, &template, error) &&
+         createVolumeFrom(pool, &full, src, error);
+    return built(pool, vol, template, ok);
 }
 
 
@@ -306,11 +333,10 @@ collectTemplateReplicas(SpPool *pool, const char *template_name)
 }
 
 
-gboolean
-spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
-                   const char *backing, GError **error)
+static gboolean
+deleteVolume(SpPool *pool, const char *name, const char *path, const char *backing,
+             gboolean instance, GError **error)
 {
-    gboolean instance = spPoolIsInstance(pool, path);
     int lock = -1;
 
     if (!instance && !spPoolCheckTemplateChange(pool, name, path, SP_CHANGE_DELETE, error))
@@ -342,7 +368,47 @@ spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
 }
 
 
+/* A template is deleted under the template store's exclusive lock, so
+ * that no host claims it between the check and the unlink; an instance
+ * less is then published. */
+gboolean
+spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
+                   const char *backing, GError **error)
+{
+    gboolean instance = spPoolIsInstance(pool, path);
+    gboolean ok;
+    int store = -1;
+
+    if (!instance && (store = spPoolHostsLockChange(pool, error)) < 0)
+        return FALSE;
+    ok = deleteVolume(pool, name, path, backing, instance, error);
+    if (store >= 0)
+        close(store);
+    if (ok && instance)
+        spPoolHostsUpdate(pool);
+    return ok;
+}
+
+
 /* ---- uploading ------------------------------------------------------------ */
+
+/* The dependents check of a template change that happens after the call
+ * (libvirt's stream or wipe), under the template store's lock, so that it
+ * sees every host's claims made before. */
+static gboolean
+checkUnderStoreLock(SpPool *pool, const char *name, const char *path, SpChange change,
+                    GError **error)
+{
+    gboolean ok;
+    int store;
+
+    if ((store = spPoolHostsLockChange(pool, error)) < 0)
+        return FALSE;
+    ok = spPoolCheckNoDependents(pool, name, path, change, error);
+    close(store);
+    return ok;
+}
+
 
 /* The stream itself belongs to the storage driver: the pool only refuses
  * the upload, or registers it (pool_uploads.c) before the stream opens. */
@@ -359,7 +425,7 @@ spPoolUploadBegin(SpPool *pool, const char *name, const char *path, GError **err
         return FALSE;
     /* From here on, new instances of the template are refused. */
     spPoolUploadSet(pool, path, FALSE);
-    if (!spPoolCheckNoDependents(pool, name, path, SP_CHANGE_UPLOAD, error) ||
+    if (!checkUnderStoreLock(pool, name, path, SP_CHANGE_UPLOAD, error) ||
         !spPoolCheckNotInUse(name, path, SP_CHANGE_UPLOAD, error)) {
         /* The stream will never open: the template is free again. */
         spPoolUploadOpened(pool, path, FALSE);
@@ -375,7 +441,8 @@ spPoolUploadBegin(SpPool *pool, const char *name, const char *path, GError **err
 static gboolean
 prepareTemplateWipe(SpPool *pool, const char *name, const char *path, GError **error)
 {
-    if (!spPoolCheckTemplateChange(pool, name, path, SP_CHANGE_WIPE, error) ||
+    if (!spPoolCheckNotUploading(pool, name, path, error) ||
+        !checkUnderStoreLock(pool, name, path, SP_CHANGE_WIPE, error) ||
         !spPoolCheckNotInUse(name, path, SP_CHANGE_WIPE, error))
         return FALSE;
     spPoolForgetTemplateStamp(pool, path);
@@ -450,8 +517,8 @@ resetInstance(SpPool *pool, const char *name, const char *path, GError **error)
 }
 
 
-static gboolean resize(SpPool *pool, const char *name, const char *path,
-                       SpImageFormat format, guint64 capacity, GError **error);
+static gboolean resizeTemplate(SpPool *pool, const char *name, const char *path,
+                               SpImageFormat format, guint64 capacity, GError **error);
 
 gboolean
 spPoolResizeVolume(SpPool *pool, const char *name, const char *path, SpImageFormat format,
@@ -463,7 +530,7 @@ spPoolResizeVolume(SpPool *pool, const char *name, const char *path, SpImageForm
                             "guest data");
         return FALSE;
     }
-    if (!resize(pool, name, path, format, capacity, error))
+    if (!resizeTemplate(pool, name, path, format, capacity, error))
         return FALSE;
     /* An instance's floor is its template's size: what the pool lists
      * follows the file. */
@@ -495,6 +562,25 @@ resize(SpPool *pool, const char *name, const char *path, SpImageFormat format,
         return FALSE;
     }
     return spQemuImgResize(path, "qcow2", capacity, error);
+}
+
+
+/* A template grows under the template store's exclusive lock: no host
+ * makes an instance of it meanwhile. */
+static gboolean
+resizeTemplate(SpPool *pool, const char *name, const char *path, SpImageFormat format,
+               guint64 capacity, GError **error)
+{
+    gboolean ok;
+    int store;
+
+    if (spPoolIsInstance(pool, path))
+        return resize(pool, name, path, format, capacity, error);
+    if ((store = spPoolHostsLockChange(pool, error)) < 0)
+        return FALSE;
+    ok = resize(pool, name, path, format, capacity, error);
+    close(store);
+    return ok;
 }
 
 

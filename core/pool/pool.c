@@ -28,6 +28,9 @@ poolAlloc(const char *primary, const char *secondary, SpPoolNamespace *ns)
     g_mutex_init(&pool->stamps_lock);
     g_mutex_init(&pool->jobs_lock);
     g_mutex_init(&pool->index_lock);
+    g_mutex_init(&pool->hosts_lock);
+    pool->host_claims = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    spPoolSetHost(pool, NULL, NULL);
     pool->volumes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
                                           (GDestroyNotify) spVolumeEntryFree);
     g_cond_init(&pool->jobs_cond);
@@ -97,6 +100,10 @@ spPoolUnref(SpPool *pool)
     g_mutex_clear(&pool->stamps_lock);
     g_mutex_clear(&pool->jobs_lock);
     g_mutex_clear(&pool->index_lock);
+    g_mutex_clear(&pool->hosts_lock);
+    g_hash_table_unref(pool->host_claims);
+    g_free(pool->host);
+    g_free(pool->machine);
     g_hash_table_unref(pool->volumes);
     g_clear_pointer(&pool->unlisted, g_ptr_array_unref);
     g_cond_clear(&pool->jobs_cond);

@@ -203,6 +203,25 @@ spPoolVolumeClassify(SpPool *pool, SpVolume *volume)
 }
 
 
+/* The name of the template the backing file @backing is, or is a replica
+ * of, or NULL: what an instance of this host depends on in the primary
+ * tier that other hosts share. */
+char *
+spPoolTemplateOf(SpPool *pool, const char *backing)
+{
+    g_autofree char *real = NULL;
+    char *name;
+
+    if (spPathIsInDir(backing, pool->primary))
+        return g_path_get_basename(backing);
+    if ((name = spPoolReplicaTemplateName(pool, backing)))
+        return name;
+    if ((real = realpath(backing, NULL)) && realInDir(real, pool->primary))
+        return g_path_get_basename(real);
+    return NULL;
+}
+
+
 SpVolume *
 spPoolScanFile(SpPool *pool, SpTier tier, int dirfd, const char *dir, const char *name,
                const char **unlisted, GError **error)

@@ -69,25 +69,46 @@ templateDependents(SpPool *pool, const char *name, const char *path, GError **er
 }
 
 
-/* Refuse to change a template while instances depend on it. */
+/* The refusal naming this host's dependents (@names), and other hosts'
+ * (@remote, "lab-b (2)"), either of which may be missing. */
+static gboolean
+reportDependents(const char *name, SpChange change, GPtrArray *names, const char *remote,
+                 GError **error)
+{
+    g_autofree char *summary = NULL;
+
+    if (names->len == 0) {
+        g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                    "cannot %s template '%s': instances on other hosts depend on it: %s",
+                    changeVerbs[change], name, remote);
+        return FALSE;
+    }
+    summary = spTemplateDependentsSummary(names, DEPENDENTS_LISTED);
+    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                "cannot %s template '%s': %u instance(s) depend on it: %s%s%s",
+                changeVerbs[change], name, names->len, summary,
+                remote ? "; and on other hosts: " : "", remote ? remote : "");
+    return FALSE;
+}
+
+
+/* Refuse to change a template while instances depend on it, on this host
+ * or on another sharing the primary tier. */
 gboolean
 spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
                         SpChange change, GError **error)
 {
     g_autoptr(GPtrArray) dependents = NULL;
     g_autoptr(GPtrArray) names = NULL;
-    g_autofree char *summary = NULL;
+    g_autofree char *remote = NULL;
 
-    if (!(dependents = templateDependents(pool, name, path, error)))
+    if (!(dependents = templateDependents(pool, name, path, error)) ||
+        !spPoolHostsDependents(pool, name, &remote, error))
         return FALSE;
-    if (dependents->len == 0)
+    if (dependents->len == 0 && !remote)
         return TRUE;
     names = entryNames(dependents);
-    summary = spTemplateDependentsSummary(names, DEPENDENTS_LISTED);
-    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
-                "cannot %s template '%s': %u instance(s) depend on it: %s",
-                changeVerbs[change], name, names->len, summary);
-    return FALSE;
+    return reportDependents(name, change, names, remote, error);
 }
 
 

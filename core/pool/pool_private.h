@@ -15,6 +15,8 @@
  *   pool_collect.c pool_checks.c     when a replica may go, the RAM
  *   pool_stamps.c                    tier's cap; checks before a change;
  *                                    templates changed behind libvirt's back
+ *   pool_hosts.c                     what other hosts sharing the primary
+ *                                    tier depend on, and this host's record
  *   pool_chains.c                    every file of the tiers, its role and
  *                                    what depends on it, whoever made it
  *   pool_registry.c pool_uploads.c   what a running pool keeps in memory:
@@ -82,6 +84,13 @@ struct _SpPool {
 
     /* Orders the reads and writes of the template stamps file. */
     GMutex stamps_lock;
+
+    /* This host, as other hosts sharing the primary tier know it; the
+     * lock orders the writes of its record there. */
+    char *host;
+    char *machine;
+    GMutex hosts_lock;
+    GHashTable *host_claims;    /* template name -> instances being written */
 };
 
 /* ---- pool.c ------------------------------------------------------------- */
@@ -200,6 +209,10 @@ gboolean spPoolChainsSync(SpPool *pool, GError **error);
  * backing file is one of the files @paths (NULL-terminated) name. */
 GPtrArray *spPoolChainDependents(SpPool *pool, const char *const *paths, GError **error);
 
+/* The name of the template the backing file @backing is, or is a replica
+ * of, or NULL. */
+char *spPoolTemplateOf(SpPool *pool, const char *backing);
+
 /* ---- pool_workers.c: background work, off libvirt's pool lock ---------- */
 
 typedef void (*SpPoolJobFunc)(SpPool *pool, gpointer data);
@@ -233,6 +246,46 @@ void spPoolForgetTemplateStamp(SpPool *pool, const char *path);
  * since the last refresh, naming the instances of @volumes whose data is
  * at risk. */
 void spPoolCheckTemplateStamps(SpPool *pool, GPtrArray *volumes, GHashTable *templates);
+
+/* ---- pool_hosts.c: hosts sharing the primary tier ---------------------- */
+
+/* How long a host waits for another to let go of the template store. */
+#define SP_HOSTS_LOCK_TIMEOUT_MS 30000
+
+/* Name this host (and its machine id) as other hosts see it; the pool
+ * starts with the system's host name and /etc/machine-id. */
+void spPoolSetHost(SpPool *pool, const char *host, const char *machine);
+
+/* Write this host's record: how many of its images depend on each
+ * template, the volumes being built included. */
+gboolean spPoolHostsPublish(SpPool *pool, GError **error);
+
+/* The same after a change of this host's images: a record that could not
+ * be rewritten counts too many, which protects too much, never too
+ * little; the log says so, and the next refresh writes it again. */
+void spPoolHostsUpdate(SpPool *pool);
+
+/* Before an instance of the template @name is written (it is planned in
+ * the index): under the store's shared lock, the template is still there
+ * and this host's record counts the instance, so that no host can take
+ * the template away in between. */
+gboolean spPoolHostsClaim(SpPool *pool, const char *name, GError **error);
+/* The instance claimed is written, or will never be: the record counts
+ * its file from now on, or nothing. */
+void spPoolHostsClaimEnd(SpPool *pool, const char *name);
+
+/* Take the store's lock for a change of a template (exclusive); close the
+ * descriptor once the change is done. */
+int spPoolHostsLockChange(SpPool *pool, GError **error);
+
+/* What other hosts' images depend on the template @name: *@summary is
+ * "lab-b (2), lab-c (1)", or NULL when nothing. A record that cannot be
+ * read is an error: it may hold dependents. */
+gboolean spPoolHostsDependents(SpPool *pool, const char *name, char **summary,
+                               GError **error);
+
+/* Refuse a start on a host whose name another machine's record holds. */
+gboolean spPoolHostsCheckName(SpPool *pool, GError **error);
 
 /* ---- pool_checks.c: checks before a volume changes ---------------------- */
 

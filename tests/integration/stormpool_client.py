@@ -242,13 +242,16 @@ def wait_for(predicate, timeout, what, interval=0.05):
 
 
 STAMPS_FILE = ".stormpool-template-stamps"
+# The primary tier's records of the hosts sharing it (core/fs/host_records.h).
+HOSTS_DIR = ".stormpool-hosts"
 
 
 def listdir(path):
-    """The directory's entries, without the pool's stamps file."""
+    """The directory's entries, without the pool's bookkeeping: its stamps
+    file and the hosts' records."""
     if not os.path.isdir(path):
         return []
-    return sorted(f for f in os.listdir(path) if f != STAMPS_FILE)
+    return sorted(f for f in os.listdir(path) if f not in (STAMPS_FILE, HOSTS_DIR))
 
 
 def tmp_files(d):

@@ -1,0 +1,250 @@
+/*
+ * pool_hosts.c: the hosts sharing the primary tier, each a dependent of
+ * the templates its images back onto
+ *
+ * Each host's pool knows its own images (pool_chains.c); what the other
+ * hosts' images depend on it learns from their records in the primary
+ * tier (fs/host_records.h). A host counts a new instance in its record
+ * before it writes the file, under the store's shared lock, and a host
+ * changes a template only under the exclusive lock, after reading every
+ * record: of two hosts racing, either the change sees the new dependent,
+ * or the new instance finds its template gone. A record is never removed
+ * for a host that stops: its disks still hold the instances.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pool_private.h"
+#include "stormpool/error.h"
+#include "fs/host_records.h"
+
+/* The system's host name, as a host record's name: characters a record's
+ * file name cannot hold become '_'. */
+static char *
+systemHostName(void)
+{
+    g_autofree char *name = g_strndup(g_get_host_name(), SP_HOST_NAME_MAX);
+    char *p;
+
+    for (p = name; *p; p++) {
+        if (!g_ascii_isalnum(*p) && !strchr(".-_", *p))
+            *p = '_';
+    }
+    if (name[0] == '.' || name[0] == '\0')
+        return g_strdup("localhost");
+    return g_steal_pointer(&name);
+}
+
+
+static char *
+systemMachineId(void)
+{
+    g_autofree char *text = NULL;
+
+    if (!g_file_get_contents("/etc/machine-id", &text, NULL, NULL))
+        return g_strdup("");
+    return g_strndup(g_strstrip(text), 32);
+}
+
+
+void
+spPoolSetHost(SpPool *pool, const char *host, const char *machine)
+{
+    g_free(pool->host);
+    g_free(pool->machine);
+    pool->host = host ? g_strdup(host) : systemHostName();
+    pool->machine = machine ? g_strdup(machine) : systemMachineId();
+}
+
+
+/* Instances being written count before their file exists, whether or
+ * not a plan put them in the index (which counts them once more: too
+ * many protects too much, never too little, and only while they are
+ * written). Called with hosts_lock held. */
+static void
+addClaims(SpPool *pool, SpHostRecord *record)
+{
+    GHashTableIter iter;
+    gpointer name, count;
+
+    g_hash_table_iter_init(&iter, pool->host_claims);
+    while (g_hash_table_iter_next(&iter, &name, &count))
+        spHostRecordAdd(record, name, GPOINTER_TO_UINT(count));
+}
+
+
+/* This host's record from the index, brought up to date: each image of
+ * the secondary tier (listed or not, planned or written) counts for the
+ * template it backs onto directly or through a replica. Layers count
+ * through the instance below them, which counts already. */
+static SpHostRecord *
+ownRecord(SpPool *pool, GError **error)
+{
+    g_autoptr(SpHostRecord) record = spHostRecordNew(pool->host, pool->machine);
+    g_autoptr(GPtrArray) entries = NULL;
+    guint i;
+
+    if (!spPoolChainsSync(pool, error))
+        return NULL;
+    entries = spPoolIndexEntries(pool);
+    for (i = 0; i < entries->len; i++) {
+        SpVolumeEntry *entry = g_ptr_array_index(entries, i);
+        g_autofree char *template = NULL;
+
+        if (entry->tier != SP_TIER_SECONDARY || !entry->backing_path)
+            continue;
+        if ((template = spPoolTemplateOf(pool, entry->backing_path)))
+            spHostRecordAdd(record, template, 1);
+    }
+    addClaims(pool, record);
+    return g_steal_pointer(&record);
+}
+
+
+gboolean
+spPoolHostsPublish(SpPool *pool, GError **error)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->hosts_lock);
+    g_autoptr(SpHostRecord) record = NULL;
+
+    return (record = ownRecord(pool, error)) &&
+           spHostRecordWrite(pool->primary, record, error);
+}
+
+
+void
+spPoolHostsUpdate(SpPool *pool)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (!spPoolHostsPublish(pool, &err))
+        g_warning("cannot update this host's record in the primary tier '%s': %s",
+                  pool->primary, err->message);
+}
+
+
+/* Count one instance of @name more (@delta +1) or fewer (-1) as being
+ * written. */
+static void
+noteClaim(SpPool *pool, const char *name, int delta)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->hosts_lock);
+    guint count = GPOINTER_TO_UINT(g_hash_table_lookup(pool->host_claims, name));
+
+    count = delta > 0 ? count + 1 : count - 1;
+    if (count)
+        g_hash_table_insert(pool->host_claims, g_strdup(name), GUINT_TO_POINTER(count));
+    else
+        g_hash_table_remove(pool->host_claims, name);
+}
+
+
+gboolean
+spPoolHostsClaim(SpPool *pool, const char *name, GError **error)
+{
+    g_autofree char *path = g_build_filename(pool->primary, name, NULL);
+    gboolean ok;
+    int lock;
+
+    if ((lock = spHostsLock(pool->primary, FALSE, SP_HOSTS_LOCK_TIMEOUT_MS, error)) < 0)
+        return FALSE;
+    noteClaim(pool, name, +1);
+    ok = access(path, F_OK) == 0;
+    if (!ok)
+        spErrorSetErrno(error, errno, "cannot create an instance of template '%s'", name);
+    ok = ok && spPoolHostsPublish(pool, error);
+    close(lock);
+    if (!ok)
+        spPoolHostsClaimEnd(pool, name);
+    return ok;
+}
+
+
+void
+spPoolHostsClaimEnd(SpPool *pool, const char *name)
+{
+    noteClaim(pool, name, -1);
+    spPoolHostsUpdate(pool);
+}
+
+
+int
+spPoolHostsLockChange(SpPool *pool, GError **error)
+{
+    return spHostsLock(pool->primary, TRUE, SP_HOSTS_LOCK_TIMEOUT_MS, error);
+}
+
+
+/* Append "HOST (N)" for the host @host if its record counts dependents of
+ * the template @name. */
+static gboolean
+addHostDependents(SpPool *pool, const char *host, const char *name, GString *summary,
+                  GError **error)
+{
+    g_autoptr(SpHostRecord) record = NULL;
+    g_autoptr(GError) err = NULL;
+    guint count;
+
+    if (!(record = spHostRecordRead(pool->primary, host, &err))) {
+        if (g_error_matches(err, SP_ERROR, SP_ERROR_NOT_FOUND))
+            return TRUE;        /* forgotten since it was listed */
+        g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                    "the record of host '%s' cannot be read, and may count dependents "
+                    "of template '%s': %s", host, name, err->message);
+        return FALSE;
+    }
+    if (!(count = spHostRecordCount(record, name)))
+        return TRUE;
+    g_string_append_printf(summary, "%s%s (%u)", summary->len ? ", " : "", host, count);
+    return TRUE;
+}
+
+
+gboolean
+spPoolHostsDependents(SpPool *pool, const char *name, char **summary, GError **error)
+{
+    g_autoptr(GPtrArray) hosts = NULL;
+    g_autoptr(GString) text = g_string_new(NULL);
+    guint i;
+
+    *summary = NULL;
+    if (!(hosts = spHostRecordList(pool->primary, error)))
+        return FALSE;
+    for (i = 0; i < hosts->len; i++) {
+        const char *host = g_ptr_array_index(hosts, i);
+
+        if (strcmp(host, pool->host) == 0)
+            continue;           /* this host's own images are known better */
+        if (!addHostDependents(pool, host, name, text, error))
+            return FALSE;
+    }
+    if (text->len)
+        *summary = g_string_free(g_steal_pointer(&text), FALSE);
+    return TRUE;
+}
+
+
+gboolean
+spPoolHostsCheckName(SpPool *pool, GError **error)
+{
+    g_autoptr(SpHostRecord) record = NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (!(record = spHostRecordRead(pool->primary, pool->host, &err))) {
+        if (g_error_matches(err, SP_ERROR, SP_ERROR_NOT_FOUND))
+            return TRUE;
+        g_propagate_error(error, g_steal_pointer(&err));
+        return FALSE;
+    }
+    if (!*record->machine || !*pool->machine || strcmp(record->machine, pool->machine) == 0)
+        return TRUE;
+    g_set_error(error, SP_ERROR, SP_ERROR_INVALID_STATE,
+                "another machine (%s) shares the primary tier '%s' under this host's "
+                "name '%s': give the hosts different names", record->machine,
+                pool->primary, pool->host);
+    return FALSE;
+}
