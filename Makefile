@@ -39,7 +39,7 @@ SPBUILD := $(BUILD)/stormpool-$(LIBVIRT)
 ASANBUILD := $(BUILD)/stormpool-asan
 FUZZBUILD := $(BUILD)/stormpool-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := image_header hot_set template_stamps pool_namespace
+FUZZ_TARGETS := image_header hot_set template_stamps pool_namespace host_record
 
 .PHONY: all deps libvirt stormpool virt-manager asan fuzz-build fuzz fuzz-merge demo check unit-check debs check-host bench-create bench-clone bench-bootstorm clean distclean
 
