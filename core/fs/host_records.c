@@ -8,6 +8,7 @@
  *   stormpool-host-record 1
  *   host lab-a
  *   machine 5f0c6b1e9b0a4c1d8e2f3a4b5c6d7e8f
+ *   tier /srv/ssd/lab
  *   template 3 win10.qcow2
  *
  * The count comes before the name, which may hold spaces.
@@ -33,12 +34,13 @@
 #define LOCK_POLL_MS 10
 
 SpHostRecord *
-spHostRecordNew(const char *host, const char *machine)
+spHostRecordNew(const char *host, const char *machine, const char *tier)
 {
     SpHostRecord *record = g_new0(SpHostRecord, 1);
 
     record->host = g_strdup(host);
     record->machine = g_strdup(machine ? machine : "");
+    record->tier = g_strdup(tier);
     record->templates = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     return record;
 }
@@ -51,6 +53,7 @@ spHostRecordFree(SpHostRecord *record)
         return;
     g_free(record->host);
     g_free(record->machine);
+    g_free(record->tier);
     g_hash_table_unref(record->templates);
     g_free(record);
 }
@@ -69,6 +72,15 @@ guint
 spHostRecordCount(const SpHostRecord *record, const char *name)
 {
     return GPOINTER_TO_UINT(g_hash_table_lookup(record->templates, name));
+}
+
+
+char *
+spHostRecordId(const char *host, const char *tier)
+{
+    g_autofree char *hash = g_compute_checksum_for_string(G_CHECKSUM_SHA256, tier, -1);
+
+    return g_strdup_printf("%s.%.8s", host, hash);
 }
 
 
@@ -109,7 +121,8 @@ spHostRecordFormat(const SpHostRecord *record)
     guint n = 0;
     guint i;
 
-    g_string_append_printf(text, "host %s\nmachine %s\n", record->host, record->machine);
+    g_string_append_printf(text, "host %s\nmachine %s\ntier %s\n", record->host,
+                           record->machine, record->tier);
     names = g_hash_table_get_keys_as_array(record->templates, &n);
     qsort(names, n, sizeof(*names), compareNames);
     for (i = 0; i < n; i++)
@@ -174,6 +187,20 @@ isMachineId(const char *text)
 }
 
 
+/* An absolute path, without control characters (the record is lines). */
+static gboolean
+isTierPath(const char *text)
+{
+    const char *p;
+
+    for (p = text; *p; p++) {
+        if (g_ascii_iscntrl(*p))
+            return FALSE;
+    }
+    return text[0] == '/' && p - text <= 4096;
+}
+
+
 /* Line @line (1-based) of a record: its header lines in order, then
  * templates. */
 static gboolean
@@ -193,6 +220,12 @@ parseLine(SpHostRecord *record, const char *text, guint line, GError **error)
         record->machine = g_strdup(text + 8);
         return TRUE;
     }
+    if (line == 4) {
+        if (!g_str_has_prefix(text, "tier ") || !isTierPath(text + 5))
+            return badRecord(error, line, "expected 'tier PATH'");
+        record->tier = g_strdup(text + 5);
+        return TRUE;
+    }
     if (!g_str_has_prefix(text, "template "))
         return badRecord(error, line, "expected 'template COUNT NAME'");
     return parseTemplate(record, text + 9, line, error);
@@ -202,7 +235,7 @@ parseLine(SpHostRecord *record, const char *text, guint line, GError **error)
 SpHostRecord *
 spHostRecordParse(const char *text, gsize len, GError **error)
 {
-    g_autoptr(SpHostRecord) record = spHostRecordNew(NULL, NULL);
+    g_autoptr(SpHostRecord) record = spHostRecordNew(NULL, NULL, NULL);
     g_auto(GStrv) lines = NULL;
     g_autofree char *copy = NULL;
     guint i;
@@ -220,8 +253,8 @@ spHostRecordParse(const char *text, gsize len, GError **error)
         if (!parseLine(record, lines[i], i + 1, error))
             return NULL;
     }
-    if (i < 3) {
-        badRecord(error, i, "the record ends before its host and machine");
+    if (i < 4) {
+        badRecord(error, i, "the record ends before its host, machine and tier");
         return NULL;
     }
     return g_steal_pointer(&record);
@@ -251,7 +284,8 @@ makeHostsDir(const char *primary, GError **error)
 gboolean
 spHostRecordWrite(const char *primary, const SpHostRecord *record, GError **error)
 {
-    g_autofree char *path = g_build_filename(primary, SP_HOSTS_DIR, record->host, NULL);
+    g_autofree char *id = spHostRecordId(record->host, record->tier);
+    g_autofree char *path = g_build_filename(primary, SP_HOSTS_DIR, id, NULL);
     g_autofree char *text = spHostRecordFormat(record);
     g_autoptr(SpAtomicFile) file = NULL;
 
@@ -285,11 +319,12 @@ readRecordFile(const char *path, gsize *len, GError **error)
 
 
 SpHostRecord *
-spHostRecordRead(const char *primary, const char *host, GError **error)
+spHostRecordRead(const char *primary, const char *id, GError **error)
 {
-    g_autofree char *path = g_build_filename(primary, SP_HOSTS_DIR, host, NULL);
+    g_autofree char *path = g_build_filename(primary, SP_HOSTS_DIR, id, NULL);
     g_autoptr(GError) err = NULL;
     g_autofree char *text = NULL;
+    g_autofree char *own_id = NULL;
     SpHostRecord *record;
     gsize len = 0;
 
@@ -299,9 +334,11 @@ spHostRecordRead(const char *primary, const char *host, GError **error)
         g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE, "%s: %s", path, err->message);
         return NULL;
     }
-    if (strcmp(record->host, host) != 0) {
+    own_id = spHostRecordId(record->host, record->tier);
+    if (strcmp(own_id, id) != 0) {
         g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
-                    "%s: the record names another host, '%s'", path, record->host);
+                    "%s: the record is that of host '%s' and tier '%s'", path,
+                    record->host, record->tier);
         g_clear_pointer(&record, spHostRecordFree);
     }
     return record;
@@ -309,9 +346,9 @@ spHostRecordRead(const char *primary, const char *host, GError **error)
 
 
 gboolean
-spHostRecordRemove(const char *primary, const char *host, GError **error)
+spHostRecordRemove(const char *primary, const char *id, GError **error)
 {
-    g_autofree char *path = g_build_filename(primary, SP_HOSTS_DIR, host, NULL);
+    g_autofree char *path = g_build_filename(primary, SP_HOSTS_DIR, id, NULL);
 
     if (unlink(path) < 0 && errno != ENOENT)
         return spErrorSetErrno(error, errno, "cannot remove the host record '%s'", path);
@@ -331,9 +368,11 @@ spHostRecordList(const char *primary, GError **error)
         return g_steal_pointer(&hosts);
     if (!(listing = spDirOpen(dir, error)))
         return NULL;
-    /* The lock and temporary files start with '.', host names never. */
+    /* The lock and temporary files start with '.', host names never;
+     * any other file is a record, and read as one (a damaged record is
+     * not skipped: it may count dependents). */
     while ((name = g_dir_read_name(listing))) {
-        if (spHostNameValidate(name, NULL))
+        if (name[0] != '.')
             g_ptr_array_add(hosts, g_strdup(name));
     }
     g_ptr_array_sort(hosts, compareNames);
@@ -404,12 +443,12 @@ spHostsLock(const char *primary, gboolean exclusive, guint timeout_ms, GError **
 
 
 gboolean
-spHostsRemoveDir(const char *primary, const char *host, GError **error)
+spHostsRemoveDir(const char *primary, const char *id, GError **error)
 {
     g_autofree char *dir = hostsDir(primary);
     g_autofree char *lock = g_build_filename(dir, LOCK_FILE, NULL);
 
-    if (!spHostRecordRemove(primary, host, error))
+    if (!spHostRecordRemove(primary, id, error))
         return FALSE;
     if (unlink(lock) < 0 && errno != ENOENT)
         return spErrorSetErrno(error, errno, "cannot remove '%s'", lock);

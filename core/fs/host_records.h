@@ -3,8 +3,9 @@
  * primary tier that several hosts share
  *
  * A template store on a distributed file system is shared by the pools of
- * several hosts, each with its own secondary tier. Every host writes, in
- *   PRIMARY/.stormpool-hosts/HOST
+ * several hosts, each with its own secondary tier (and one host may run
+ * several pools on one store). Every pool writes, in
+ *   PRIMARY/.stormpool-hosts/HOST.TIERHASH
  * how many of its images depend on each template, and reads the others'
  * records before it changes a template. The records stay when a host goes
  * down: its disks still hold the instances. An OFD lock on
@@ -29,10 +30,15 @@ G_BEGIN_DECLS
 typedef struct {
     char *host;             /* the host's name */
     char *machine;          /* its /etc/machine-id, or "" */
+    char *tier;             /* the pool's secondary tier on that host */
     GHashTable *templates;  /* template name -> dependents (GUINT_TO_POINTER) */
 } SpHostRecord;
 
-SpHostRecord *spHostRecordNew(const char *host, const char *machine);
+SpHostRecord *spHostRecordNew(const char *host, const char *machine, const char *tier);
+
+/* The record's file name in SP_HOSTS_DIR: "HOST.TIERHASH", the host's
+ * name and 8 hex digits of a hash of the tier's path. */
+char *spHostRecordId(const char *host, const char *tier);
 void spHostRecordFree(SpHostRecord *record);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpHostRecord, spHostRecordFree)
 
@@ -53,16 +59,16 @@ char *spHostRecordFormat(const SpHostRecord *record);
  * malformed is an error (SP_ERROR_BAD_IMAGE), never a guess. */
 SpHostRecord *spHostRecordParse(const char *text, gsize len, GError **error);
 
-/* Replace the record of @record->host in @primary, atomically. */
+/* Replace @record's file in @primary, atomically. */
 gboolean spHostRecordWrite(const char *primary, const SpHostRecord *record, GError **error);
 
-/* The record of @host in @primary (SP_ERROR_NOT_FOUND if it has none). */
-SpHostRecord *spHostRecordRead(const char *primary, const char *host, GError **error);
+/* The record @id in @primary (SP_ERROR_NOT_FOUND if there is none). */
+SpHostRecord *spHostRecordRead(const char *primary, const char *id, GError **error);
 
-/* Remove the record of @host from @primary; none is no error. */
-gboolean spHostRecordRemove(const char *primary, const char *host, GError **error);
+/* Remove the record @id from @primary; none is no error. */
+gboolean spHostRecordRemove(const char *primary, const char *id, GError **error);
 
-/* The names of the hosts with a record in @primary, sorted. */
+/* The ids of the records in @primary, sorted. */
 GPtrArray *spHostRecordList(const char *primary, GError **error);
 
 /* Take the hosts' lock of @primary, shared or @exclusive, waiting up to
@@ -70,8 +76,8 @@ GPtrArray *spHostRecordList(const char *primary, GError **error);
  * the returned descriptor to release it. */
 int spHostsLock(const char *primary, gboolean exclusive, guint timeout_ms, GError **error);
 
-/* The hosts directory holds nothing but @host's record and the lock:
+/* The hosts directory holds nothing but the record @id and the lock:
  * remove them and it (pool-delete of the last pool on the store). */
-gboolean spHostsRemoveDir(const char *primary, const char *host, GError **error);
+gboolean spHostsRemoveDir(const char *primary, const char *id, GError **error);
 
 G_END_DECLS

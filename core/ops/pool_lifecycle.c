@@ -69,27 +69,28 @@ removeRamTier(SpPool *pool, GError **error)
 }
 
 
-/* The hosts directory of the primary tier, when no other host has a
+/* The hosts directory of the primary tier, when no other pool has a
  * record there: a template store other hosts use is not this pool's to
  * delete. */
 static gboolean
 removeHostsDir(SpPool *pool, GError **error)
 {
-    g_autoptr(GPtrArray) hosts = NULL;
+    g_autofree char *own = spHostRecordId(pool->host, pool->secondary);
+    g_autoptr(GPtrArray) ids = NULL;
     guint i;
 
-    if (!(hosts = spHostRecordList(pool->primary, error)))
+    if (!(ids = spHostRecordList(pool->primary, error)))
         return FALSE;
-    for (i = 0; i < hosts->len; i++) {
-        if (strcmp(g_ptr_array_index(hosts, i), pool->host) == 0)
+    for (i = 0; i < ids->len; i++) {
+        if (strcmp(g_ptr_array_index(ids, i), own) == 0)
             continue;
         g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
-                    "cannot delete the primary tier '%s': host '%s' shares it "
-                    "(its record is in %s)", pool->primary,
-                    (char *) g_ptr_array_index(hosts, i), SP_HOSTS_DIR);
+                    "cannot delete the primary tier '%s': another pool shares it "
+                    "(its record is %s/%s)", pool->primary, SP_HOSTS_DIR,
+                    (char *) g_ptr_array_index(ids, i));
         return FALSE;
     }
-    return spHostsRemoveDir(pool->primary, pool->host, error);
+    return spHostsRemoveDir(pool->primary, own, error);
 }
 
 

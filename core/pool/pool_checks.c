@@ -79,7 +79,7 @@ reportDependents(const char *name, SpChange change, GPtrArray *names, const char
 
     if (names->len == 0) {
         g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
-                    "cannot %s template '%s': instances on other hosts depend on it: %s",
+                    "cannot %s template '%s': instances of other pools depend on it: %s",
                     changeVerbs[change], name, remote);
         return FALSE;
     }
@@ -87,7 +87,7 @@ reportDependents(const char *name, SpChange change, GPtrArray *names, const char
     g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
                 "cannot %s template '%s': %u instance(s) depend on it: %s%s%s",
                 changeVerbs[change], name, names->len, summary,
-                remote ? "; and on other hosts: " : "", remote ? remote : "");
+                remote ? "; and of other pools: " : "", remote ? remote : "");
     return FALSE;
 }
 

@@ -84,7 +84,8 @@ addClaims(SpPool *pool, SpHostRecord *record)
 static SpHostRecord *
 ownRecord(SpPool *pool, GError **error)
 {
-    g_autoptr(SpHostRecord) record = spHostRecordNew(pool->host, pool->machine);
+    g_autoptr(SpHostRecord) record = spHostRecordNew(pool->host, pool->machine,
+                                                     pool->secondary);
     g_autoptr(GPtrArray) entries = NULL;
     guint i;
 
@@ -179,27 +180,31 @@ spPoolHostsLockChange(SpPool *pool, GError **error)
 }
 
 
-/* Append "HOST (N)" for the host @host if its record counts dependents of
- * the template @name. */
+/* Append "HOST (N)" if the record @id counts dependents of the template
+ * @name: another pool of this host is named "HOST:TIER". */
 static gboolean
-addHostDependents(SpPool *pool, const char *host, const char *name, GString *summary,
+addHostDependents(SpPool *pool, const char *id, const char *name, GString *summary,
                   GError **error)
 {
     g_autoptr(SpHostRecord) record = NULL;
     g_autoptr(GError) err = NULL;
+    gboolean same_host;
     guint count;
 
-    if (!(record = spHostRecordRead(pool->primary, host, &err))) {
+    if (!(record = spHostRecordRead(pool->primary, id, &err))) {
         if (g_error_matches(err, SP_ERROR, SP_ERROR_NOT_FOUND))
             return TRUE;        /* forgotten since it was listed */
         g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
-                    "the record of host '%s' cannot be read, and may count dependents "
-                    "of template '%s': %s", host, name, err->message);
+                    "the host record '%s' cannot be read, and may count dependents "
+                    "of template '%s': %s", id, name, err->message);
         return FALSE;
     }
     if (!(count = spHostRecordCount(record, name)))
         return TRUE;
-    g_string_append_printf(summary, "%s%s (%u)", summary->len ? ", " : "", host, count);
+    same_host = strcmp(record->host, pool->host) == 0;
+    g_string_append_printf(summary, "%s%s%s%s (%u)", summary->len ? ", " : "",
+                           record->host, same_host ? ":" : "",
+                           same_host ? record->tier : "", count);
     return TRUE;
 }
 
@@ -207,19 +212,20 @@ addHostDependents(SpPool *pool, const char *host, const char *name, GString *sum
 gboolean
 spPoolHostsDependents(SpPool *pool, const char *name, char **summary, GError **error)
 {
-    g_autoptr(GPtrArray) hosts = NULL;
+    g_autofree char *own = spHostRecordId(pool->host, pool->secondary);
+    g_autoptr(GPtrArray) ids = NULL;
     g_autoptr(GString) text = g_string_new(NULL);
     guint i;
 
     *summary = NULL;
-    if (!(hosts = spHostRecordList(pool->primary, error)))
+    if (!(ids = spHostRecordList(pool->primary, error)))
         return FALSE;
-    for (i = 0; i < hosts->len; i++) {
-        const char *host = g_ptr_array_index(hosts, i);
+    for (i = 0; i < ids->len; i++) {
+        const char *id = g_ptr_array_index(ids, i);
 
-        if (strcmp(host, pool->host) == 0)
-            continue;           /* this host's own images are known better */
-        if (!addHostDependents(pool, host, name, text, error))
+        if (strcmp(id, own) == 0)
+            continue;           /* this pool's own images are known better */
+        if (!addHostDependents(pool, id, name, text, error))
             return FALSE;
     }
     if (text->len)
@@ -228,23 +234,37 @@ spPoolHostsDependents(SpPool *pool, const char *name, char **summary, GError **e
 }
 
 
+/* Whether the record @id names this host from another machine. Records
+ * that cannot be read are left to the checks that need them. */
+static gboolean
+otherMachine(SpPool *pool, const char *id, char **machine)
+{
+    g_autoptr(SpHostRecord) record = spHostRecordRead(pool->primary, id, NULL);
+
+    if (!record || strcmp(record->host, pool->host) != 0 || !*record->machine ||
+        !*pool->machine || strcmp(record->machine, pool->machine) == 0)
+        return FALSE;
+    *machine = g_strdup(record->machine);
+    return TRUE;
+}
+
+
 gboolean
 spPoolHostsCheckName(SpPool *pool, GError **error)
 {
-    g_autoptr(SpHostRecord) record = NULL;
-    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) ids = NULL;
+    g_autofree char *machine = NULL;
+    guint i;
 
-    if (!(record = spHostRecordRead(pool->primary, pool->host, &err))) {
-        if (g_error_matches(err, SP_ERROR, SP_ERROR_NOT_FOUND))
-            return TRUE;
-        g_propagate_error(error, g_steal_pointer(&err));
+    if (!(ids = spHostRecordList(pool->primary, error)))
         return FALSE;
-    }
-    if (!*record->machine || !*pool->machine || strcmp(record->machine, pool->machine) == 0)
+    for (i = 0; i < ids->len && !machine; i++)
+        otherMachine(pool, g_ptr_array_index(ids, i), &machine);
+    if (!machine)
         return TRUE;
     g_set_error(error, SP_ERROR, SP_ERROR_INVALID_STATE,
                 "another machine (%s) shares the primary tier '%s' under this host's "
-                "name '%s': give the hosts different names", record->machine,
+                "name '%s': give the hosts different names", machine,
                 pool->primary, pool->host);
     return FALSE;
 }

@@ -16,6 +16,7 @@
     "stormpool-host-record 1\n" \
     "host lab-a\n" \
     "machine 5f0c6b1e9b0a4c1d8e2f3a4b5c6d7e8f\n" \
+    "tier /srv/ssd/lab\n" \
     "template 1 Windows 10.qcow2\n" \
     "template 3 win10.qcow2\n"
 
@@ -23,7 +24,8 @@
 static SpHostRecord *
 sampleRecord(void)
 {
-    SpHostRecord *record = spHostRecordNew("lab-a", "5f0c6b1e9b0a4c1d8e2f3a4b5c6d7e8f");
+    SpHostRecord *record = spHostRecordNew("lab-a", "5f0c6b1e9b0a4c1d8e2f3a4b5c6d7e8f",
+                                           "/srv/ssd/lab");
 
     spHostRecordAdd(record, "win10.qcow2", 2);
     spHostRecordAdd(record, "Windows 10.qcow2", 1);
@@ -63,22 +65,28 @@ testParseRejects(void)
         { "", "line 0: not a complete text file" },
         { "stormpool-host-record 1\nhost a\nmachine 00", "line 0: not a complete text file" },
         { "stormpool-host-record 2\n", "line 1: not a host record" },
-        { "stormpool-host-record 1\n", "line 1: the record ends before its host and machine" },
+        { "stormpool-host-record 1\n",
+          "line 1: the record ends before its host, machine and tier" },
         { "stormpool-host-record 1\nhost .a\nmachine \n", "line 2: expected 'host NAME'" },
         { "stormpool-host-record 1\nhost a/b\nmachine \n", "line 2: expected 'host NAME'" },
         { "stormpool-host-record 1\nhost a\nmachine xyz\n", "line 3: expected 'machine ID'" },
-        { "stormpool-host-record 1\nhost a\nmachine \ntemplate 0 t\n",
-          "line 4: expected 'template COUNT NAME', COUNT above 0" },
-        { "stormpool-host-record 1\nhost a\nmachine \ntemplate 4294967296 t\n",
-          "line 4: expected 'template COUNT NAME', COUNT above 0" },
-        { "stormpool-host-record 1\nhost a\nmachine \ntemplate 1 .hidden\n",
-          "line 4: invalid template name" },
-        { "stormpool-host-record 1\nhost a\nmachine \ntemplate 1 a/b\n",
-          "line 4: invalid template name" },
-        { "stormpool-host-record 1\nhost a\nmachine \ntemplate 1 t\ntemplate 2 t\n",
-          "line 5: template listed twice" },
-        { "stormpool-host-record 1\nhost a\nmachine \n\n",
-          "line 4: expected 'template COUNT NAME'" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier /t\ntemplate 0 t\n",
+          "line 5: expected 'template COUNT NAME', COUNT above 0" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier /t\ntemplate 4294967296 t\n",
+          "line 5: expected 'template COUNT NAME', COUNT above 0" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier /t\ntemplate 1 .hidden\n",
+          "line 5: invalid template name" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier /t\ntemplate 1 a/b\n",
+          "line 5: invalid template name" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier /t\ntemplate 1 t\ntemplate 2 t\n",
+          "line 6: template listed twice" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier t\n", "line 4: expected 'tier PATH'" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier /a\tb\n",
+          "line 4: expected 'tier PATH'" },
+        { "stormpool-host-record 1\nhost a\nmachine \n",
+          "line 3: the record ends before its host, machine and tier" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier /t\n\n",
+          "line 5: expected 'template COUNT NAME'" },
     };
     gsize i;
 
@@ -121,6 +129,19 @@ testHostNames(void)
 }
 
 
+/* A record's file is named after its host and a hash of its tier: two
+ * pools of one host on one store have a record each. */
+static void
+testIds(void)
+{
+    g_autofree char *a = spHostRecordId("lab-a", "/srv/ssd/lab");
+    g_autofree char *b = spHostRecordId("lab-a", "/srv/ssd/lab2");
+
+    g_assert_cmpstr(a, ==, "lab-a.5650a7ef");
+    g_assert_cmpstr(b, ==, "lab-a.b060bb51");
+}
+
+
 /* Written and read back whole; the lock and a temporary file are no
  * hosts; a record under another host's name is refused. */
 static void
@@ -129,13 +150,13 @@ testFiles(void)
     g_autofree char *dir = spTestTempDir();
     g_autoptr(SpHostRecord) record = sampleRecord();
     g_autoptr(SpHostRecord) read = NULL;
-    g_autoptr(SpHostRecord) other = spHostRecordNew("lab-b", "");
+    g_autoptr(SpHostRecord) other = spHostRecordNew("lab-a", "", "/srv/ssd/lab2");
     g_autoptr(GPtrArray) hosts = NULL;
     g_autoptr(GError) err = NULL;
     g_autofree char *text = NULL;
-    g_autofree char *path = g_build_filename(dir, SP_HOSTS_DIR, "lab-a", NULL);
+    g_autofree char *path = g_build_filename(dir, SP_HOSTS_DIR, "lab-a.5650a7ef", NULL);
     g_autofree char *stray = g_build_filename(dir, SP_HOSTS_DIR, ".stormpool-tmp-x", NULL);
-    g_autofree char *fake = g_build_filename(dir, SP_HOSTS_DIR, "lab-c", NULL);
+    g_autofree char *fake = g_build_filename(dir, SP_HOSTS_DIR, "lab-c.5650a7ef", NULL);
     int lock;
 
     hosts = spHostRecordList(dir, &err);
@@ -153,15 +174,16 @@ testFiles(void)
     g_assert_true(g_file_set_contents(fake, RECORD_TEXT, -1, NULL));
     hosts = spHostRecordList(dir, &err);
     g_assert_cmpuint(hosts->len, ==, 3);
-    g_assert_cmpstr(g_ptr_array_index(hosts, 0), ==, "lab-a");
-    g_assert_cmpstr(g_ptr_array_index(hosts, 1), ==, "lab-b");
-    g_assert_cmpstr(g_ptr_array_index(hosts, 2), ==, "lab-c");
-    read = spHostRecordRead(dir, "lab-a", &err);
+    g_assert_cmpstr(g_ptr_array_index(hosts, 0), ==, "lab-a.5650a7ef");
+    g_assert_cmpstr(g_ptr_array_index(hosts, 1), ==, "lab-a.b060bb51");
+    g_assert_cmpstr(g_ptr_array_index(hosts, 2), ==, "lab-c.5650a7ef");
+    read = spHostRecordRead(dir, "lab-a.5650a7ef", &err);
     g_assert_no_error(err);
     g_assert_cmpuint(spHostRecordCount(read, "win10.qcow2"), ==, 3);
-    g_assert_null(spHostRecordRead(dir, "lab-c", &err));
+    g_assert_null(spHostRecordRead(dir, "lab-c.5650a7ef", &err));
     g_assert_error(err, SP_ERROR, SP_ERROR_BAD_IMAGE);
-    g_assert_true(g_str_has_suffix(err->message, "lab-c: the record names another host, 'lab-a'"));
+    g_assert_true(g_str_has_suffix(err->message, "lab-c.5650a7ef: the record is that of "
+                                   "host 'lab-a' and tier '/srv/ssd/lab'"));
     g_clear_error(&err);
     g_assert_null(spHostRecordRead(dir, "lab-d", &err));
     g_assert_error(err, SP_ERROR, SP_ERROR_NOT_FOUND);
@@ -193,7 +215,7 @@ testLock(void)
     g_assert_cmpint(spHostsLock(dir, FALSE, 0, &err), ==, -1);
     g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
     close(c);
-    g_assert_true(spHostsRemoveDir(dir, "lab-a", NULL));
+    g_assert_true(spHostsRemoveDir(dir, "lab-a.5650a7ef", NULL));
     spTestTempDirFree(g_steal_pointer(&dir));
 }
 
@@ -206,6 +228,7 @@ main(int argc, char **argv)
     g_test_add_func("/host-records/parse-rejects", testParseRejects);
     g_test_add_func("/host-records/parse-rejects-nul", testParseRejectsNul);
     g_test_add_func("/host-records/host-names", testHostNames);
+    g_test_add_func("/host-records/ids", testIds);
     g_test_add_func("/host-records/files", testFiles);
     g_test_add_func("/host-records/lock", testLock);
     return g_test_run();

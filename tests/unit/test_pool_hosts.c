@@ -98,7 +98,7 @@ testInstanceOnOtherHostProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *path = spPoolVolumePath(f->b, "t.qcow2", FALSE);
     g_autoptr(GError) err = NULL;
     gboolean here = FALSE;
-    const char *tail = "template 't.qcow2': instances on other hosts depend on it: lab-a (1)";
+    const char *tail = "template 't.qcow2': instances of other pools depend on it: lab-a (1)";
     g_autofree char *del = g_strconcat("cannot delete ", tail, NULL);
     g_autofree char *wipe = g_strconcat("cannot wipe ", tail, NULL);
     g_autofree char *grow = g_strconcat("cannot resize ", tail, NULL);
@@ -138,11 +138,11 @@ testLocalAndRemoteNamed(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     b1 = spTestCreateInstance(f->b, "pc11.qcow2", "t.qcow2");
     g_assert_false(deleteTemplate(f->b, &err));
     g_assert_cmpstr(err->message, ==, "cannot delete template 't.qcow2': 1 instance(s) "
-                    "depend on it: pc11.qcow2; and on other hosts: lab-a (2)");
+                    "depend on it: pc11.qcow2; and of other pools: lab-a (2)");
     g_clear_error(&err);
     g_assert_false(deleteTemplate(f->a, &err));
     g_assert_cmpstr(err->message, ==, "cannot delete template 't.qcow2': 2 instance(s) "
-                    "depend on it: pc01.qcow2, pc02.qcow2; and on other hosts: lab-b (1)");
+                    "depend on it: pc01.qcow2, pc02.qcow2; and of other pools: lab-b (1)");
 }
 
 
@@ -165,8 +165,25 @@ testOverlayByHandCountsAfterRefresh(Fixture *f, gconstpointer data G_GNUC_UNUSED
     g_ptr_array_unref(spTestRefresh(f->a));
     g_assert_false(deleteTemplate(f->b, &err));
     g_assert_cmpstr(err->message, ==, "cannot delete template 't.qcow2': instances "
-                    "on other hosts depend on it: lab-a (1)");
+                    "of other pools depend on it: lab-a (1)");
     g_assert_true(g_file_test(template, G_FILE_TEST_EXISTS));
+}
+
+
+/* Two pools of one host on one template store: each has a record, and
+ * protects the other's instances, named by host and secondary tier. */
+static void
+testTwoPoolsOfOneHost(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autofree char *backing = spTestCreateInstance(f->a, "pc01.qcow2", "t.qcow2");
+    g_autoptr(GError) err = NULL;
+    g_autofree char *want = NULL;
+
+    spPoolSetHost(f->b, "lab-a", "");
+    g_assert_false(deleteTemplate(f->b, &err));
+    want = g_strdup_printf("cannot delete template 't.qcow2': instances of other pools "
+                           "depend on it: lab-a:%s (1)", f->base.secondary);
+    g_assert_cmpstr(err->message, ==, want);
 }
 
 
@@ -175,7 +192,7 @@ static void
 testUnreadableRecordRefuses(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autofree char *dir = g_build_filename(f->base.primary, SP_HOSTS_DIR, NULL);
-    g_autofree char *bad = g_build_filename(dir, "lab-c", NULL);
+    g_autofree char *bad = g_build_filename(dir, "lab-c.00000000", NULL);
     g_autoptr(GError) err = NULL;
     g_autofree char *want = NULL;
 
@@ -183,9 +200,9 @@ testUnreadableRecordRefuses(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_assert_true(g_file_set_contents(bad, "garbage\n", -1, NULL));
     g_assert_false(deleteTemplate(f->b, &err));
     g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
-    want = g_strdup_printf("the record of host 'lab-c' cannot be read, and may count "
-                           "dependents of template 't.qcow2': %s: malformed host record, "
-                           "line 1: not a host record", bad);
+    want = g_strdup_printf("the host record 'lab-c.00000000' cannot be read, and may "
+                           "count dependents of template 't.qcow2': %s: malformed host "
+                           "record, line 1: not a host record", bad);
     g_assert_cmpstr(err->message, ==, want);
     g_clear_error(&err);
     /* The admin forgets the host: its record goes. */
@@ -201,7 +218,8 @@ static void
 testStoppedHostStillProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autofree char *backing = spTestCreateInstance(f->a, "pc01.qcow2", "t.qcow2");
-    g_autofree char *record = g_build_filename(f->base.primary, SP_HOSTS_DIR, "lab-a", NULL);
+    g_autofree char *id = spHostRecordId("lab-a", f->base.secondary);
+    g_autofree char *record = g_build_filename(f->base.primary, SP_HOSTS_DIR, id, NULL);
     g_autoptr(GError) err = NULL;
 
     spPoolStop(f->a);
@@ -231,6 +249,7 @@ testClaimOnDeletedTemplate(Fixture *f, gconstpointer data G_GNUC_UNUSED)
                         .uid = (uid_t) -1, .gid = (gid_t) -1 };
     g_autoptr(SpHostRecord) record = NULL;
     g_autoptr(GError) err = NULL;
+    g_autofree char *id = NULL;
 
     g_assert_true(deleteTemplate(f->b, &err));
     g_assert_false(spPoolCreateVolume(f->a, &vol, &err));
@@ -238,7 +257,8 @@ testClaimOnDeletedTemplate(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_assert_true(g_str_has_prefix(err->message,
                                    "cannot create an instance of template 't.qcow2': "));
     g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
-    record = spHostRecordRead(f->base.primary, "lab-a", NULL);
+    id = spHostRecordId("lab-a", f->base.secondary);
+    record = spHostRecordRead(f->base.primary, id, NULL);
     g_assert_nonnull(record);
     g_assert_cmpuint(spHostRecordCount(record, "t.qcow2"), ==, 0);
 }
@@ -334,7 +354,8 @@ static void
 testPoolDeleteKeepsSharedStore(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
     g_autofree char *hosts = g_build_filename(f->base.primary, SP_HOSTS_DIR, NULL);
-    g_autofree char *record_a = g_build_filename(hosts, "lab-a", NULL);
+    g_autofree char *id = spHostRecordId("lab-a", f->base.secondary);
+    g_autofree char *record_a = g_build_filename(hosts, id, NULL);
     g_autoptr(GError) err = NULL;
     g_autofree char *want = NULL;
 
@@ -342,8 +363,8 @@ testPoolDeleteKeepsSharedStore(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     spPoolHostsUpdate(f->a);
     spPoolHostsUpdate(f->b);
     g_assert_false(spPoolDeleteTiers(f->b, &err));
-    want = g_strdup_printf("cannot delete the primary tier '%s': host 'lab-a' shares it "
-                           "(its record is in .stormpool-hosts)", f->base.primary);
+    want = g_strdup_printf("cannot delete the primary tier '%s': another pool shares it "
+                           "(its record is .stormpool-hosts/%s)", f->base.primary, id);
     g_assert_cmpstr(err->message, ==, want);
     g_assert_true(g_file_test(hosts, G_FILE_TEST_IS_DIR));
     g_clear_error(&err);
@@ -364,6 +385,7 @@ main(int argc, char **argv)
     ADD("instance-on-other-host-protects", testInstanceOnOtherHostProtects);
     ADD("local-and-remote-named", testLocalAndRemoteNamed);
     ADD("overlay-by-hand-counts-after-refresh", testOverlayByHandCountsAfterRefresh);
+    ADD("two-pools-of-one-host", testTwoPoolsOfOneHost);
     ADD("unreadable-record-refuses", testUnreadableRecordRefuses);
     ADD("stopped-host-still-protects", testStoppedHostStillProtects);
     ADD("claim-on-deleted-template", testClaimOnDeletedTemplate);
