@@ -19,7 +19,7 @@
 #include "replica/hot_replica.h"
 #include "image/hot_set.h"
 #include "fs/image_lock.h"
-#include "replica/template_index.h"
+#include "fs/backing_path.h"
 
 char *
 spPoolHotSetPath(SpPool *pool, const char *template_name, const char *identity)

@@ -18,7 +18,7 @@
 #include "stormpool/error.h"
 #include "util/dir.h"
 #include "replica/ram_tier.h"
-#include "replica/template_index.h"
+#include "fs/backing_path.h"
 #include "replica/template_stamps.h"
 #include "fs/image_lock.h"
 #include "replica/template_replica.h"

@@ -14,7 +14,7 @@
 #include "stormpool/error.h"
 #include "fs/image_lock.h"
 #include "image/qemu_img.h"
-#include "replica/template_index.h"
+#include "fs/backing_path.h"
 #include "replica/template_replica.h"
 
 /* What a copy under way has still to write into the tier is not free for

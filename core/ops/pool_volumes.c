@@ -17,7 +17,7 @@
 #include "fs/image_lock.h"
 #include "image/qcow2_overlay.h"
 #include "image/qemu_img.h"
-#include "replica/template_index.h"
+#include "fs/backing_path.h"
 
 /* Open the temporary file a volume is written to, owned as requested. */
 static SpAtomicFile *

@@ -10,7 +10,7 @@
 
 #include "pool_private.h"
 #include "stormpool/error.h"
-#include "replica/template_index.h"
+#include "fs/backing_path.h"
 
 static SpPool *
 poolAlloc(const char *primary, const char *secondary, SpPoolNamespace *ns)

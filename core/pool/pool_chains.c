@@ -29,7 +29,7 @@
 #include "pool_private.h"
 #include "stormpool/error.h"
 #include "util/dir.h"
-#include "replica/template_index.h"
+#include "fs/backing_path.h"
 
 void
 spVolumeFree(SpVolume *volume)

@@ -10,7 +10,7 @@
 #include "pool_private.h"
 #include "stormpool/error.h"
 #include "fs/image_lock.h"
-#include "replica/template_index.h"
+#include "fs/backing_path.h"
 
 static const char *const changeVerbs[] = {
     [SP_CHANGE_DELETE] = "delete",

@@ -12,7 +12,7 @@
 #include "stormpool/error.h"
 #include "fs/image_lock.h"
 #include "replica/ram_tier.h"
-#include "replica/template_index.h"
+#include "fs/backing_path.h"
 
 /* ---- users ------------------------------------------------------------------ */
 

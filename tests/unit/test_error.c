@@ -8,7 +8,7 @@
 #include <glib/gstdio.h>
 
 #include "stormpool/error.h"
-#include "replica/template_index.h"
+#include "fs/backing_path.h"
 #include "util/dir.h"
 #include "test_helpers.h"
 

@@ -1,5 +1,5 @@
 /*
- * test_template_index.c: backing file names resolved and compared, and
+ * test_backing_path.c: backing file names resolved and compared, and
  * dependents named (what depends on what: test_pool_chains.c)
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "stormpool/error.h"
-#include "replica/template_index.h"
+#include "fs/backing_path.h"
 #include "test_helpers.h"
 
 static void
@@ -64,8 +64,8 @@ int
 main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
-    g_test_add_func("/template-index/resolve", testResolve);
-    g_test_add_func("/template-index/path-is-in-dir", testPathIsInDir);
-    g_test_add_func("/template-index/summary", testSummary);
+    g_test_add_func("/backing-path/resolve", testResolve);
+    g_test_add_func("/backing-path/path-is-in-dir", testPathIsInDir);
+    g_test_add_func("/backing-path/summary", testSummary);
     return g_test_run();
 }

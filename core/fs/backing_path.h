@@ -1,5 +1,5 @@
 /*
- * template_index.h: backing file names, and naming dependents
+ * backing_path.h: backing file names, and naming dependents
  *
  * What depends on what is core/pool/pool_chains.c's; these are the path
  * rules it and the replicas share.

@@ -1,5 +1,5 @@
 /*
- * template_index.c: backing file names, and naming dependents
+ * backing_path.c: backing file names, and naming dependents
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -9,10 +9,7 @@
 #include <sys/stat.h>
 
 #include "stormpool/error.h"
-#include "util/dir.h"
-#include "image/image_header.h"
-#include "replica/template_index.h"
-#include "replica/template_replica.h"
+#include "fs/backing_path.h"
 
 char *
 spBackingFileResolve(const char *overlay_path, const char *backing_file)
