@@ -41,34 +41,6 @@ TEMPLATE_WRITES = [(0xab, 0, 4 * MiB), (0xcd, 32 * MiB, MiB)]
 
 # ---- guests -----------------------------------------------------------------
 
-def domain_xml(name, pool, volume):
-    """A firmware-only guest on the volume @volume of @pool."""
-    return """<domain type='qemu'>
-  <name>%s</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='volume' device='disk'>
-      <driver name='qemu' type='qcow2' cache='none'/>
-      <source pool='%s' volume='%s'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-""" % (name, pool, volume)
-
-
-def undefine(name):
-    run(["virsh", "-q", "destroy", name], check=False)
-    run(["virsh", "-q", "undefine", name, "--snapshots-metadata"], check=False)
-
-
 class Desktop:
     """A guest on an instance of a stormpool pool's template."""
 
@@ -131,16 +103,16 @@ def desktop(request, conn, pool, template, virsh):
         virsh("vol-create-as", p.name, "pc01.qcow2", str(64 * MiB), "--format", "qcow2",
               "--backing-vol", "tpl.qcow2", "--backing-vol-format", "qcow2")
         name = "spt-bj-%s" % re.sub(r"[^A-Za-z0-9]+", "-", request.node.name)[5:30].strip("-")
-        undefine(name)
+        sp.remove_domain(name)
         made.append(name)
-        conn.defineXML(domain_xml(name, p.name, "pc01.qcow2"))
+        conn.defineXML(sp.firmware_guest_xml(name, p.name, "pc01.qcow2"))
         conn.lookupByName(name).create()
         d = Desktop(conn, name, p, "pc01.qcow2", t)
         d.assert_running()
         return d
     yield make
     for name in made:
-        undefine(name)
+        sp.remove_domain(name)
 
 
 def guest_write(d, pattern, offset, length):
