@@ -606,7 +606,7 @@ def test_create_volume_dialog_offers_the_templates(session, gui_pool):
     """The Create new volume dialog offers the pool's templates, and only
     them (not the instance), as backing store; the dialog filled in is the
     documentation's picture. Cancelled at the end."""
-    dialog, offered, shot = fill_volume_dialog(session, gui_pool, "spt-gui-offered",
+    dialog, offered, shot = fill_volume_dialog(session, gui_pool, "pc02",
                                                shot_list="04-backing-store-templates")
     try:
         assert offered == [gui_pool.template_path], offered
@@ -615,7 +615,7 @@ def test_create_volume_dialog_offers_the_templates(session, gui_pool):
     finally:
         click(find(dialog, role="push button", name="Cancel"))
         wait_until(lambda: not dialog.showing, "the dialog to close")
-    assert not os.path.exists(os.path.join(gui_pool.secondary, "spt-gui-offered.qcow2"))
+    assert not os.path.exists(os.path.join(gui_pool.secondary, "pc02.qcow2"))
 
 
 def test_finish_creates_the_instance(session, gui_instance):
