@@ -535,12 +535,13 @@ def session(gui_pool):
         watchdog.cancel()
 
 
-@pytest.fixture
-def gui_instance(request, session, gui_pool):
+@pytest.fixture(scope="module")
+def gui_instance(session, gui_pool):
     """An instance of the template created through the Create new volume
-    dialog (Finish), 1 GiB, named spt-gui-<test>.qcow2; vol-deleted at the
-    end of the test."""
-    name = "spt-gui-%s" % short(request)    # the dialog adds ".qcow2"
+    dialog (Finish), 1 GiB, named spt-gui-pc02.qcow2: made once for the
+    tests that look at it, which do not change it; vol-deleted at the end
+    of the module."""
+    name = "spt-gui-pc02"       # the dialog adds ".qcow2"
     volume = name + ".qcow2"
     run(["virsh", "-q", "vol-delete", "--pool", POOL, volume], check=False)
     try:
