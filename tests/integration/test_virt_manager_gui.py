@@ -27,9 +27,10 @@ module is bounded by a watchdog; Xvfb, virt-manager and the D-Bus bus
 One scenario per test. Starting the window is slow, so one session (and
 the pool spt-gui-pool with its template and instance, made with virsh
 before virt-manager starts) serves the whole module (module-scoped
-fixtures); each test finds its windows from whatever state the session is
-in, makes what else it needs (an instance created through the dialog, the
-wizard's pools) and removes it at its end. The last test ends the session.
+fixtures), and so does the instance created through the dialog, which the
+two tests that look at it do not change; each test finds its windows from
+whatever state the session is in, makes what else it needs (the wizard's
+pools) and removes it at its end. The last test ends the session.
 Run alone:
 
     LIBVIRT=9.0.0 tools/virt-env exec /usr/bin/python3 -m pytest \\
