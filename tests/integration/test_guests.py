@@ -290,7 +290,7 @@ class Lab:
 
 
 @pytest.fixture
-def lab(pool, virsh):
+def lab(pool):
     """The Lab of the test; the template's bytes never change (checked at
     the end of the test, unless the test deleted it)."""
     # Instances back directly onto the template here, the chain issue 3
@@ -298,10 +298,11 @@ def lab(pool, virsh):
     p = pool(replica="policy='none'")
     template = make_template(p.template_path(TEMPLATE), 64 * MiB, TEMPLATE_WRITES)
     lab = Lab(p, template, sha256(template))
-    virsh("pool-refresh", p.name)
+    p.refresh()
+    # through the API (what vol-create-as --backing-vol does): no virsh
+    # process per volume, as every test makes its lab
     for name in INSTANCES:
-        virsh("vol-create-as", p.name, name, "64M", "--format", "qcow2",
-              "--backing-vol", TEMPLATE, "--backing-vol-format", "qcow2")
+        p.create_volume(name, 64 * MiB, backing_vol=TEMPLATE)
     yield lab
     if os.path.exists(template):
         assert sha256(template) == lab.template_sha, "the template changed"
@@ -397,9 +398,9 @@ def transient(lab, domains, virsh):
 # ---- the lab -----------------------------------------------------------------
 
 def test_instances_back_onto_the_template(lab):
-    """The daemons answer; vol-create-as made qcow2 instances in the
-    secondary tier backing directly onto the real template, and the pool
-    lists them with it."""
+    """The daemons answer; the pool made qcow2 instances (volumes created
+    with the template as backing volume) in the secondary tier backing
+    directly onto the real template, and lists them with it."""
     assert sp.daemon_alive(), "the private daemons do not answer: tools/virt-env start"
     for name in INSTANCES:
         info = qemu_img_info(lab.instance(name))
