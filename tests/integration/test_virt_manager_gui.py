@@ -649,7 +649,7 @@ def test_new_volume_is_an_overlay_of_the_template(gui_pool, gui_instance):
     assert info["virtual-size"] == 1 * GiB, info
     assert info["full-backing-filename"] == bpath, info
     assert info["backing-filename-format"] == "qcow2", info
-    assert sorted(os.listdir(gui_pool.primary)) == [TEMPLATE]
+    assert sp.listdir(gui_pool.primary) == [TEMPLATE]
 
 
 def test_pool_wizard_creates_a_copy_eager_pool(session, wizard_pool):
