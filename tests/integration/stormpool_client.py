@@ -258,6 +258,24 @@ def tmp_files(d):
     return [f for f in listdir(d) if f.startswith(TMP_PREFIX)]
 
 
+def template_data_paths(pool, template_path, conn=None):
+    """The files an instance of the template @template_path in the stormpool
+    pool named @pool may back onto: the template itself and its replicas in
+    the secondary tier, as the pool's live XML lists them
+    (<stormpool:replicas><stormpool:replica template= path=>)."""
+    if conn is None:
+        with connection() as c:
+            xml = lookup_pool(c, pool).XMLDesc(0)
+    else:
+        xml = lookup_pool(conn, pool).XMLDesc(0)
+    name = os.path.basename(template_path)
+    paths = {template_path}
+    for replica in ET.fromstring(xml).iter("{%s}replica" % NS):
+        if replica.get("template") == name and replica.get("path"):
+            paths.add(replica.get("path"))
+    return paths
+
+
 # ---- XML ------------------------------------------------------------------------
 
 def pool_xml(name, primary, secondary, replica=None, extra=""):

@@ -23,8 +23,8 @@ TEST_TMP = os.path.join(TOP, "_build", "test-tmp")
 # the benchmarks.
 from stormpool_client import (CommandFailed, POOL_WORK_TIMEOUT, REFRESHING,  # noqa: F401
                               assert_pattern, daemon_alive, listdir, log_size, pool_target,
-                              pool_xml, qemu_img_info, run, sha256, virsh, vol_names,
-                              wait_for, wait_pool_work)
+                              pool_xml, qemu_img_info, run, sha256, template_data_paths,
+                              virsh, vol_names, wait_for, wait_pool_work)
 
 STORAGED_LOG = os.path.join(PREFIX, "var", "log", "libvirt", "virtstoraged.log")
 
@@ -153,19 +153,3 @@ def start_watchdog(suite, seconds, before_exit=None):
     timer.daemon = True
     timer.start()
     return timer
-
-
-def template_data_paths(pool, template_path):
-    """The files an instance of the template @template_path in the stormpool
-    pool @pool may back onto: the template itself and its replicas in the
-    secondary tier, as the pool's live XML lists them
-    (<stormpool:replicas><stormpool:replica template= path=>)."""
-    import xml.etree.ElementTree as ET
-    ns = "{urn:stormpool:pool:1.0}"
-    root = ET.fromstring(virsh("pool-dumpxml", pool))
-    name = os.path.basename(template_path)
-    paths = {template_path}
-    for replica in root.iter(ns + "replica"):
-        if replica.get("template") == name and replica.get("path"):
-            paths.add(replica.get("path"))
-    return paths

@@ -21,27 +21,41 @@ through the accessibility tree with dogtail, as virt-manager's own UI tests
 
 A screenshot of every step is saved in _build/check-logs/virt-manager/
 (with virt-manager's own log). No single wait lasts more than 60 s and the
-whole suite is bounded by a watchdog; Xvfb, virt-manager and the D-Bus bus
+module is bounded by a watchdog; Xvfb, virt-manager and the D-Bus bus
 (with the AT-SPI processes it started) are always killed at the end.
 
-Every name starts with "spv-gui"; pools, volumes and directories are
-removed at the end even when a step fails.
+One scenario per test. Starting the window is slow, so one session (and
+the pool spt-gui-pool with its template and instance, made with virsh
+before virt-manager starts) serves the whole module (module-scoped
+fixtures), and so does the instance created through the dialog, which the
+two tests that look at it do not change; each test finds its windows from
+whatever state the session is in, makes what else it needs (the wizard's
+pools) and removes it at its end. The last test ends the session.
+Run alone:
+
+    LIBVIRT=9.0.0 tools/virt-env exec /usr/bin/python3 -m pytest \\
+        tests/integration/test_virt_manager_gui.py -k wizard
 """
 
+import collections
+import faulthandler
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
+import threading
 import time
 
-from taplib import (Suite, make_tmpdir, qemu_img_info, run, sha256,
-                    start_watchdog, template_data_paths, virsh, vol_names, TOP)
+import pytest
 
-# The patched tree of the virt-manager that goes with LIBVIRT
-VM_TREE = subprocess.check_output(
-    [os.path.join(TOP, "tools", "build-virt-manager"), "--tree"],
-    text=True).strip()
+import stormpool_client as sp
+from stormpool_client import qemu_img_info, run, sha256, virsh
+
+TOP = sp.TOP
+TEST_TMP = os.path.join(TOP, "_build", "test-tmp")
 ARTIFACTS = os.path.join(TOP, "_build", "check-logs", "virt-manager")
 # The cropped screenshots for the documentation go next to the test's
 # artifacts; STORMPOOL_UPDATE_DOCS=1 writes them into docs/ instead, so
@@ -51,31 +65,34 @@ DOC_DIR = (os.path.join(TOP, "docs") if os.environ.get("STORMPOOL_UPDATE_DOCS") 
 DOC_SCREENSHOT = os.path.join(DOC_DIR, "virt-manager-create-volume.png")
 DOC_WIZARD_SCREENSHOT = os.path.join(DOC_DIR, "virt-manager-pool-wizard.png")
 WAIT = 60            # seconds: the longest any single wait may take
-SUITE_TIMEOUT = 600  # seconds: the whole suite
+SUITE_TIMEOUT = 600  # seconds: the whole module, from the session's start
 
-POOL = "spv-gui-pool"
-WIZARD_POOL = "spv-gui-wizard"
-WIZARD_DEFAULT_POOL = "spv-gui-wizard-default"
+POOL = "spt-gui-pool"
 TEMPLATE = "win10.qcow2"
 INSTANCE = "pc01.qcow2"        # made with virsh before virt-manager starts
-NEW_INSTANCE = "spv-gui-pc02"  # typed into the dialog; it adds ".qcow2"
 CONN_LABEL = "QEMU/KVM"
+HOST_WINDOW = "%s - Connection Details" % CONN_LABEL
 POOL_DESC = "Tiered template pool (stormpool)"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
-suite = Suite("virt-manager-gui")
-print("# virt-manager of %s" % os.path.relpath(VM_TREE, TOP))
-root = make_tmpdir("spv-gui-")
-suite.cleanup_dir(root)
-primary = os.path.join(root, "hdd", "templates")
-secondary = os.path.join(root, "ssd", "lab")
-wizard_primary = os.path.join(root, "wizard", "templates")
-wizard_secondary = os.path.join(root, "wizard", "instances")
-default_primary = os.path.join(root, "wizard-default", "templates")
-default_secondary = os.path.join(root, "wizard-default", "instances")
-template_path = os.path.join(primary, TEMPLATE)
-state = {}
+# The module's own watchdog (which ends the session first) fires before
+# the per-test limit of conftest.py would.
+pytestmark = pytest.mark.time_limit(SUITE_TIMEOUT + 60)
+
+
+def short(request, length=24):
+    return re.sub(r"[^A-Za-z0-9]+", "-",
+                  request.node.name.replace("test_", "", 1))[:length].strip("-")
+
+
+def remove_pool(name):
+    run(["virsh", "-q", "pool-destroy", name], check=False)
+    run(["virsh", "-q", "pool-undefine", name], check=False)
+
+
+def pool_names():
+    return virsh("pool-list", "--all", "--name").split()
 
 
 # ---- processes ------------------------------------------------------------
@@ -93,15 +110,23 @@ virtinst.StoragePool.build_default_pool = staticmethod(lambda conn: None)
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
+SESSION_ENV = ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "HOME", "XDG_CONFIG_HOME",
+               "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR")
+
+
 class Session:
     """Xvfb, a D-Bus session bus and virt-manager, each in its own process
     group, so that kill() also ends what they started (the AT-SPI bus
     launcher and registry daemon are children of dbus-daemon)."""
 
-    def __init__(self):
+    def __init__(self, root, vm_tree):
         self.procs = []
         self.env = dict(os.environ)
         self.home = os.path.join(root, "home")
+        self.vm_tree = vm_tree
+        self.saved_env = {k: os.environ.get(k) for k in SESSION_ENV}
+        self.screenshots = []
+        self.app = self.manager = self.conn_cell = self.vm = None
 
     def spawn(self, name, argv, **kwargs):
         log = open(os.path.join(ARTIFACTS, name + ".log"), "w")
@@ -162,21 +187,22 @@ class Session:
         subprocess.run(["gsettings", "set", "org.gnome.desktop.interface",
                         "toolkit-accessibility", "true"],
                        env=self.env, check=True, timeout=WAIT)
-        os.environ.update({k: self.env[k] for k in (
-            "DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "HOME", "XDG_CONFIG_HOME",
-            "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR")})
+        os.environ.update({k: self.env[k] for k in SESSION_ENV})
 
     def start_virt_manager(self):
-        return self.spawn("virt-manager.stdout", [
+        self.vm = self.spawn("virt-manager.stdout", [
             "/usr/bin/python3", "-c", NO_DEFAULT_POOL,
-            os.path.join(VM_TREE, "virt-manager"),
+            os.path.join(self.vm_tree, "virt-manager"),
             "--no-fork", "--connect", "qemu:///system"])
+        return self.vm
 
-    def kill(self):
+    def kill(self, from_main_thread=True):
         # A GLib D-Bus connection of this process to the session bus
         # (dogtail's and pyatspi's) raises SIGTERM when the bus goes away:
-        # the test outlives the session it ends.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # the test outlives the session it ends. (Only the main thread may
+        # set a handler; the watchdog's thread exits the process anyway.)
+        if from_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for name, proc in reversed(self.procs):
             if proc.poll() is None:
                 try:
@@ -198,18 +224,40 @@ class Session:
         vmlog = os.path.join(self.home, "cache", "virt-manager", "virt-manager.log")
         if os.path.exists(vmlog):
             shutil.copy(vmlog, os.path.join(ARTIFACTS, "virt-manager.log"))
+        for k, v in self.saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
-session = Session()
-watchdog = start_watchdog(suite, SUITE_TIMEOUT, before_exit=session.kill)
+def start_watchdog(seconds, session):
+    """Bound the module in time: if it still runs after @seconds (a call
+    into a hung AT-SPI bus or daemon never returns, say), print every
+    thread's traceback, end the session's processes and exit at once."""
+    def expire():
+        sys.__stderr__.write("# the virt-manager GUI tests still run after %d s: "
+                             "ending the session and the run\n" % seconds)
+        faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+        try:
+            session.kill(from_main_thread=False)
+        except Exception as exc:
+            sys.__stderr__.write("# watchdog: %s\n" % exc)
+        sys.__stderr__.flush()
+        os._exit(1)
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 # ---- helpers --------------------------------------------------------------
 
-def screenshot(name):
+def screenshot(session, name):
     path = os.path.join(ARTIFACTS, name + ".png")
     run(["import", "-display", session.env["DISPLAY"], "-window", "root", path])
-    state.setdefault("screenshots", []).append(path)
+    assert os.path.getsize(path) > 0, "empty screenshot %s" % path
+    session.screenshots.append(path)
     return path
 
 
@@ -220,8 +268,10 @@ def crop_to_window(src, window, dest):
          "+repage", dest])
 
 
-def wait_for(cond, what, timeout=WAIT):
-    """Poll @cond until it returns something true; fail after @timeout s."""
+def wait_until(cond, what, timeout=WAIT):
+    """Poll @cond until it returns something true; fail after @timeout s.
+    An exception of @cond (a node going away while we look at it) counts
+    as not yet."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
@@ -229,7 +279,7 @@ def wait_for(cond, what, timeout=WAIT):
             ret = cond()
             if ret:
                 return ret
-        except Exception as exc:  # a node going away while we look at it
+        except Exception as exc:
             last = exc
         if time.monotonic() > deadline:
             raise AssertionError("timed out after %d s waiting for %s%s" %
@@ -246,7 +296,7 @@ def find(parent, name=None, role=None, showing=False, timeout=WAIT):
         for node in parent.findChildren(pred):
             if not showing or node.showing:
                 return node
-    return wait_for(look, "%s %r" % (role or "node", name), timeout)
+    return wait_until(look, "%s %r" % (role or "node", name), timeout)
 
 
 def find_labelled(parent, label, role):
@@ -258,198 +308,113 @@ def find_labelled(parent, label, role):
                 labels = [labels]
             if any(lab.name == label for lab in labels or []):
                 return node
-    return wait_for(look, "%s labelled %r" % (role, label))
+    return wait_until(look, "%s labelled %r" % (role, label))
 
 
-def find_window(name, role=None):
-    app = state["app"]
-    return wait_for(lambda: app.findChild(
+def showing_window(session, name, role=None):
+    """The window @name of virt-manager if it is showing, else None."""
+    return session.app.findChild(
         lambda n: n.name == name and (role is None or n.roleName == role) and n.showing,
-        recursive=False, retry=False, requireResult=False), "window %r" % name)
+        recursive=False, retry=False, requireResult=False)
+
+
+def find_window(session, name, role=None):
+    return wait_until(lambda: showing_window(session, name, role), "window %r" % name)
 
 
 def click(node):
     """Activate a button or menu item through its AT-SPI action."""
-    wait_for(lambda: node.sensitive, "%r to be sensitive" % node.name)
+    wait_until(lambda: node.sensitive, "%r to be sensitive" % node.name)
     node.doActionNamed("click")
 
 
-def select_from_combo(combo, label, shot=None):
-    """Pop up the list of @combo, as a person would, and choose @label."""
+def select_from_combo(session, combo, label, shot=None):
+    """Pop up the list of @combo, as a person would, and choose @label;
+    with @shot, a screenshot of the list. Returns the screenshot's path."""
     combo.doActionNamed("press")
     item = find(combo, role="menu item", name=label, showing=True)
+    path = None
     if shot:
         time.sleep(0.5)  # let the popup draw
-        screenshot(shot)
+        path = screenshot(session, shot)
     item.doActionNamed("click")
-    wait_for(lambda: not item.showing, "the list of %r to close" % combo.name)
+    wait_until(lambda: not item.showing, "the list of %r to close" % combo.name)
+    return path
 
 
 def cell_names(table):
     return [c.name for c in table.findChildren(lambda n: n.roleName == "table cell")]
 
 
-# ---- fixture: a pool with a template and an instance -----------------------
-
-@suite.step("setup: a stormpool pool with a template and an instance (virsh)")
-def _():
-    suite.cleanup_pool(POOL)
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    for old in os.listdir(ARTIFACTS):
-        os.unlink(os.path.join(ARTIFACTS, old))
-    virsh("pool-define-as", POOL, "stormpool", "--source-path", primary,
-          "--target", secondary)
-    virsh("pool-build", POOL)
-    virsh("pool-start", POOL)
-    run(["qemu-img", "create", "-q", "-f", "qcow2", template_path, "64M"])
-    virsh("pool-refresh", POOL)
-    virsh("vol-create-as", POOL, INSTANCE, "64M", "--format", "qcow2",
-          "--backing-vol", TEMPLATE, "--backing-vol-format", "qcow2")
-    assert vol_names(POOL) == sorted([TEMPLATE, INSTANCE])
-    state["had_default_pool"] = "default" in virsh("pool-list", "--all", "--name").split()
+Storage = collections.namedtuple("Storage", "host pools")
 
 
-# ---- virt-manager ---------------------------------------------------------
-
-@suite.step("virt-manager of the patched tree runs under Xvfb with a private D-Bus "
-            "session and the AT-SPI bus, connected to qemu:///system")
-def _():
-    assert os.access(os.path.join(VM_TREE, "virt-manager"), os.X_OK), \
-        "no patched virt-manager: run 'make virt-manager'"
-    suite.cleanup(session.kill)
-    session.start_display_and_bus()
-    vm = session.start_virt_manager()
-
-    from dogtail import config, tree
-    config.config.logDebugToStdOut = False
-    config.config.logDebugToFile = False
-    config.config.actionDelay = 0.3
-    config.config.defaultDelay = 0.3
-    config.config.searchBackoffDuration = 0.25
-    config.config.searchCutoffCount = 8
-
-    def app():
-        assert vm.poll() is None, "virt-manager exited with status %s" % vm.returncode
-        return tree.root.findChild(
-            lambda n: n.roleName == "application" and n.name == "virt-manager",
-            recursive=False, retry=False, requireResult=False)
-    state["app"] = wait_for(app, "virt-manager on the accessibility bus")
-    manager = find_window("Virtual Machine Manager", "frame")
-    cell = find(manager, role="table cell", name=CONN_LABEL)
-    # "QEMU/KVM - Not Connected" while it connects or if it fails
-    wait_for(lambda: cell.name == CONN_LABEL and cell.showing, "the connection")
-    assert "default" not in virsh("pool-list", "--all", "--name").split() or \
-        state["had_default_pool"], "virt-manager defined a 'default' pool"
-    state["manager"] = manager
-    state["conn_cell"] = cell
-    screenshot("01-manager")
-
-
-@suite.step("Connection Details > Storage lists the pool as '%s'" % POOL_DESC)
-def _():
-    manager = state["manager"]
-    state["conn_cell"].click()
-    click(find(manager, role="menu item", name="Connection Details"))
-    host = find_window("%s - Connection Details" % CONN_LABEL, "frame")
+def storage_tab(session):
+    """The Storage tab of Connection Details, opened from the manager's
+    Edit menu unless its window already shows."""
+    host = showing_window(session, HOST_WINDOW, "frame")
+    if host is None:
+        session.conn_cell.click()
+        click(find(session.manager, role="menu item", name="Connection Details"))
+        host = find_window(session, HOST_WINDOW, "frame")
     find(host, role="page tab", name="Storage").click()
     pools = find(host, role="table", name="pool-list", showing=True)
-    cell = wait_for(lambda: [c for c in pools.findChildren(
-        lambda n: n.roleName == "table cell" and n.name.startswith(POOL + "\n"))],
-        "the pool in the pool list")[0]
-    assert POOL_DESC in cell.name, cell.name
-    state["host"] = host
-    state["pool_cell"] = cell
-    screenshot("02-storage-tab")
+    return Storage(host, pools)
 
 
-@suite.step("selecting the pool shows its template and instance; "
-            "'Create new volume' is enabled")
-def _():
-    host = state["host"]
-    state["pool_cell"].click()
-    vols = find(host, role="table", name="vol-list", showing=True)
-    wait_for(lambda: {TEMPLATE, INSTANCE} <= set(cell_names(vols)),
-             "%s and %s in the volume list" % (TEMPLATE, INSTANCE))
-    newvol = find(host, role="push button", name="vol-new")
-    wait_for(lambda: newvol.sensitive, "'Create new volume' to be enabled")
-    assert "does not support" not in (newvol.description or "")
-    state["vols"] = vols
-    screenshot("03-pool-volumes")
+def pool_cell(storage, name):
+    return wait_until(lambda: [c for c in storage.pools.findChildren(
+        lambda n: n.roleName == "table cell" and n.name.startswith(name + "\n"))],
+        "%s in the pool list" % name)[0]
 
 
-@suite.step("the Create new volume dialog offers the pool's templates as backing store")
-def _():
-    host = state["host"]
-    click(find(host, role="push button", name="vol-new"))
-    dialog = find_window("Add a Storage Volume", "frame")
-    state["dialog"] = dialog
-    name = find_labelled(dialog, "Name:", "text")
-    name.text = NEW_INSTANCE
+def select_pool(session):
+    """The Storage tab with the pool selected; its volume list."""
+    storage = storage_tab(session)
+    pool_cell(storage, POOL).click()
+    vols = find(storage.host, role="table", name="vol-list", showing=True)
+    wait_until(lambda: {TEMPLATE, INSTANCE} <= set(cell_names(vols)),
+               "%s and %s in the volume list" % (TEMPLATE, INSTANCE))
+    return storage, vols
+
+
+def fill_volume_dialog(session, gui_pool, name, shot_list=None):
+    """Open the Create new volume dialog for the pool and fill it in: @name,
+    format qcow2 (the default), the template as backing store chosen from
+    the combo's list, 1 GiB. Returns (dialog, the list the combo offered,
+    the screenshot of the list if @shot_list names one)."""
+    storage, _ = select_pool(session)
+    click(find(storage.host, role="push button", name="vol-new"))
+    dialog = find_window(session, "Add a Storage Volume", "frame")
+    find_labelled(dialog, "Name:", "text").text = name
     fmt = find_labelled(dialog, "Format:", "combo box")
-    wait_for(lambda: fmt.name == "qcow2", "format qcow2 (the default)")
+    wait_until(lambda: fmt.name == "qcow2", "format qcow2 (the default)")
     backing = find(dialog, role="text", name="backing-store", showing=True)
     combo = backing.parent
     assert combo.roleName == "combo box", combo.roleName
     offered = [n.name for n in combo.findChildren(lambda n: n.roleName == "menu item")]
-    assert offered == [template_path], offered  # the template, not the instance
-    select_from_combo(combo, template_path, shot="04-backing-store-templates")
-    wait_for(lambda: backing.text == template_path, "the template in the backing store field")
+    shot = select_from_combo(session, combo, gui_pool.template_path, shot=shot_list)
+    wait_until(lambda: backing.text == gui_pool.template_path,
+               "the template in the backing store field")
     capacity = find_labelled(dialog, "Capacity:", "spin button")
     capacity.value = 1.0
-    wait_for(lambda: capacity.text.startswith("1.0"), "a capacity of 1 GiB")
-    screenshot("05-create-volume-dialog")
-    crop_to_window(state["screenshots"][-2], dialog, DOC_SCREENSHOT)
+    wait_until(lambda: capacity.text.startswith("1.0"), "a capacity of 1 GiB")
+    return dialog, offered, shot
 
 
-@suite.step("Finish creates the instance and the storage tab lists it")
-def _():
-    dialog = state["dialog"]
-    suite.cleanup(run, ["virsh", "-q", "vol-delete", "--pool", POOL,
-                        NEW_INSTANCE + ".qcow2"], False)
-    click(find(dialog, role="push button", name="Finish"))
-    wait_for(lambda: not dialog.showing, "the dialog to close")
-    wait_for(lambda: NEW_INSTANCE + ".qcow2" in cell_names(state["vols"]),
-             "the new volume in the volume list")
-    screenshot("06-instance-created")
-
-
-@suite.step("virsh vol-dumpxml and qemu-img info: the new volume is a qcow2 overlay "
-            "in the secondary tier backing onto the template")
-def _():
-    name = NEW_INSTANCE + ".qcow2"
-    path = os.path.join(secondary, name)
-    xml = virsh("vol-dumpxml", "--pool", POOL, name)
-    assert "<path>%s</path>" % path in xml, xml
-    assert "<format type='qcow2'/>" in xml, xml
-    backing = xml.split("<backingStore>")[1]
-    bpath = backing.split("<path>")[1].split("</path>")[0]
-    assert "<format type='qcow2'/>" in backing, xml
-    # the template, or its replica in the secondary tier (replica policy)
-    template_files = template_data_paths(POOL, template_path)
-    assert bpath in template_files, (bpath, template_files)
-    assert os.path.samefile(bpath, template_path) or \
-        sha256(bpath) == sha256(template_path), bpath
-    info = qemu_img_info(path)
-    assert info["format"] == "qcow2", info
-    assert info["virtual-size"] == 1 * GiB, info
-    assert info["full-backing-filename"] == bpath, info
-    assert info["backing-filename-format"] == "qcow2", info
-    assert sorted(os.listdir(primary)) == [TEMPLATE]
-
-
-def open_pool_wizard(name):
+def open_pool_wizard(session, name):
     """The Add a New Storage Pool wizard, opened from the storage tab, with
     @name typed in."""
-    click(find(state["host"], role="push button", name="pool-add"))
-    wizard = find_window("Add a New Storage Pool", "frame")
+    click(find(storage_tab(session).host, role="push button", name="pool-add"))
+    wizard = find_window(session, "Add a New Storage Pool", "frame")
     find_labelled(wizard, "Name:", "text").text = name
     return wizard
 
 
-def fill_in_stormpool(wizard, primary_dir, secondary_dir):
+def fill_in_stormpool(session, wizard, primary_dir, secondary_dir):
     ptype = find_labelled(wizard, "Type:", "combo box")
-    select_from_combo(ptype, "stormpool: " + POOL_DESC)
-    wait_for(lambda: ptype.name == "stormpool", "the stormpool type")
+    select_from_combo(session, ptype, "stormpool: " + POOL_DESC)
+    wait_until(lambda: ptype.name == "stormpool", "the stormpool type")
     # the rows of the type, labelled for its tiers
     find(wizard, role="label", name="Template Directory:", showing=True)
     find(wizard, role="label", name="Instance Directory:", showing=True)
@@ -466,12 +431,12 @@ def replica_fields(wizard):
     return policy, eager
 
 
-def finish_pool_wizard(wizard, name):
+def finish_pool_wizard(session, wizard, name):
     click(find(wizard, role="push button", name="Finish"))
-    wait_for(lambda: not wizard.showing, "the wizard to close")
-    pools = find(state["host"], role="table", name="pool-list", showing=True)
-    wait_for(lambda: any(c.startswith(name + "\n") for c in cell_names(pools)),
-             "the new pool in the pool list")
+    wait_until(lambda: not wizard.showing, "the wizard to close")
+    pools = find(storage_tab(session).host, role="table", name="pool-list", showing=True)
+    wait_until(lambda: any(c.startswith(name + "\n") for c in cell_names(pools)),
+               "the new pool in the pool list")
 
 
 def assert_stormpool_created(name, primary_dir, secondary_dir):
@@ -488,79 +453,278 @@ def assert_stormpool_created(name, primary_dir, secondary_dir):
     return xml
 
 
-@suite.step("the pool wizard creates a stormpool pool from a template directory "
-            "and an instance directory, with replica policy Copy, prepared when "
-            "the pool starts")
-def _():
-    suite.cleanup_pool(WIZARD_POOL)
-    wizard = open_pool_wizard(WIZARD_POOL)
-    fill_in_stormpool(wizard, wizard_primary, wizard_secondary)
+# ---- fixtures -----------------------------------------------------------------
+
+GuiPool = collections.namedtuple("GuiPool", "root primary secondary template_path "
+                                            "had_default_pool")
+
+
+@pytest.fixture(scope="module")
+def gui_pool(prefix):
+    """The module's stormpool pool spt-gui-pool (virsh pool-define-as,
+    pool-build, pool-start) with the template win10.qcow2 and its instance
+    pc01.qcow2; whether a 'default' pool was defined before virt-manager
+    ran. Pool and directory go at the end of the module."""
+    os.makedirs(TEST_TMP, exist_ok=True)
+    root = tempfile.mkdtemp(prefix="spt-gui-", dir=TEST_TMP)
+    primary = os.path.join(root, "hdd", "templates")
+    secondary = os.path.join(root, "ssd", "lab")
+    remove_pool(POOL)
+    try:
+        virsh("pool-define-as", POOL, "stormpool", "--source-path", primary,
+              "--target", secondary)
+        virsh("pool-build", POOL)
+        virsh("pool-start", POOL)
+        template_path = os.path.join(primary, TEMPLATE)
+        run(["qemu-img", "create", "-q", "-f", "qcow2", template_path, "64M"])
+        virsh("pool-refresh", POOL)
+        virsh("vol-create-as", POOL, INSTANCE, "64M", "--format", "qcow2",
+              "--backing-vol", TEMPLATE, "--backing-vol-format", "qcow2")
+        yield GuiPool(root, primary, secondary, template_path,
+                      "default" in pool_names())
+    finally:
+        remove_pool(POOL)
+        shutil.rmtree(root, ignore_errors=True)
+    assert POOL not in pool_names(), "%s left" % POOL
+
+
+@pytest.fixture(scope="module")
+def session(gui_pool):
+    """virt-manager of the patched tree under Xvfb with a private D-Bus
+    session and the AT-SPI bus, connected to qemu:///system: its
+    application node, the manager window and the connection's row, once
+    connected. Everything it started is killed at the end (or by the
+    module's watchdog), and nothing of it is left running."""
+    vm_tree = sp.virt_manager_tree()
+    print("# virt-manager of %s" % os.path.relpath(vm_tree, TOP))
+    assert os.access(os.path.join(vm_tree, "virt-manager"), os.X_OK), \
+        "no patched virt-manager: run 'make virt-manager'"
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    for old in os.listdir(ARTIFACTS):
+        os.unlink(os.path.join(ARTIFACTS, old))
+    s = Session(gui_pool.root, vm_tree)
+    watchdog = start_watchdog(SUITE_TIMEOUT, s)
+    try:
+        s.start_display_and_bus()
+        vm = s.start_virt_manager()
+
+        from dogtail import config, tree
+        config.config.logDebugToStdOut = False
+        config.config.logDebugToFile = False
+        config.config.actionDelay = 0.3
+        config.config.defaultDelay = 0.3
+        config.config.searchBackoffDuration = 0.25
+        config.config.searchCutoffCount = 8
+
+        def app():
+            assert vm.poll() is None, "virt-manager exited with status %s" % vm.returncode
+            return tree.root.findChild(
+                lambda n: n.roleName == "application" and n.name == "virt-manager",
+                recursive=False, retry=False, requireResult=False)
+        s.app = wait_until(app, "virt-manager on the accessibility bus")
+        s.manager = find_window(s, "Virtual Machine Manager", "frame")
+        s.conn_cell = find(s.manager, role="table cell", name=CONN_LABEL)
+        # "QEMU/KVM - Not Connected" while it connects or if it fails
+        wait_until(lambda: s.conn_cell.name == CONN_LABEL and s.conn_cell.showing,
+                   "the connection")
+        yield s
+        procs = [proc for name, proc in s.procs]
+        s.kill()
+        assert all(proc.poll() is not None for proc in procs)
+    finally:
+        s.kill()
+        watchdog.cancel()
+
+
+@pytest.fixture(scope="module")
+def gui_instance(session, gui_pool):
+    """An instance of the template created through the Create new volume
+    dialog (Finish), 1 GiB, named spt-gui-pc02.qcow2: made once for the
+    tests that look at it, which do not change it; vol-deleted at the end
+    of the module."""
+    name = "spt-gui-pc02"       # the dialog adds ".qcow2"
+    volume = name + ".qcow2"
+    run(["virsh", "-q", "vol-delete", "--pool", POOL, volume], check=False)
+    try:
+        dialog, _, _ = fill_volume_dialog(session, gui_pool, name)
+        click(find(dialog, role="push button", name="Finish"))
+        wait_until(lambda: not dialog.showing, "the dialog to close")
+        yield volume
+    finally:
+        run(["virsh", "-q", "vol-delete", "--pool", POOL, volume], check=False)
+    assert not os.path.exists(os.path.join(gui_pool.secondary, volume))
+
+
+@pytest.fixture
+def wizard_pool(request, workdir):
+    """(name, template dir, instance dir) for a pool a test makes with the
+    wizard; the pool goes at the end of the test, its directories with the
+    test's directory."""
+    name = "spt-gui-%s" % short(request)
+    remove_pool(name)
+    yield (name, os.path.join(workdir, "templates"), os.path.join(workdir, "instances"))
+    remove_pool(name)
+    assert name not in pool_names(), "%s left" % name
+
+
+# ---- the tests ------------------------------------------------------------------
+
+def test_pool_has_a_template_and_an_instance(gui_pool):
+    """The pool made with virsh for the window holds the template and its
+    instance."""
+    assert sp.vol_names(POOL) == sorted([TEMPLATE, INSTANCE])
+
+
+def test_virt_manager_runs_connected(session, gui_pool):
+    """virt-manager of the patched tree runs under Xvfb with a private D-Bus
+    session and the AT-SPI bus, connected to qemu:///system, and defined no
+    'default' pool."""
+    assert session.vm.poll() is None, "virt-manager exited"
+    assert session.conn_cell.name == CONN_LABEL and session.conn_cell.showing
+    assert "default" not in pool_names() or gui_pool.had_default_pool, \
+        "virt-manager defined a 'default' pool"
+    screenshot(session, "01-manager")
+
+
+def test_storage_tab_lists_the_pool(session):
+    """Connection Details > Storage lists the pool as 'Tiered template pool
+    (stormpool)'."""
+    cell = pool_cell(storage_tab(session), POOL)
+    assert POOL_DESC in cell.name, cell.name
+    screenshot(session, "02-storage-tab")
+
+
+def test_selected_pool_shows_its_volumes_and_create_is_enabled(session):
+    """Selecting the pool shows its template and instance; 'Create new
+    volume' is enabled."""
+    storage, _ = select_pool(session)
+    newvol = find(storage.host, role="push button", name="vol-new")
+    wait_until(lambda: newvol.sensitive, "'Create new volume' to be enabled")
+    assert "does not support" not in (newvol.description or "")
+    screenshot(session, "03-pool-volumes")
+
+
+def test_create_volume_dialog_offers_the_templates(session, gui_pool):
+    """The Create new volume dialog offers the pool's templates, and only
+    them (not the instance), as backing store; the dialog filled in is the
+    documentation's picture. Cancelled at the end."""
+    dialog, offered, shot = fill_volume_dialog(session, gui_pool, "pc02",
+                                               shot_list="04-backing-store-templates")
+    try:
+        assert offered == [gui_pool.template_path], offered
+        screenshot(session, "05-create-volume-dialog")
+        crop_to_window(shot, dialog, DOC_SCREENSHOT)
+    finally:
+        click(find(dialog, role="push button", name="Cancel"))
+        wait_until(lambda: not dialog.showing, "the dialog to close")
+    assert not os.path.exists(os.path.join(gui_pool.secondary, "pc02.qcow2"))
+
+
+def test_finish_creates_the_instance(session, gui_instance):
+    """Finish in the Create new volume dialog creates the instance, and the
+    storage tab lists it."""
+    _, vols = select_pool(session)
+    wait_until(lambda: gui_instance in cell_names(vols), "the new volume in the volume list")
+    screenshot(session, "06-instance-created")
+
+
+def test_new_volume_is_an_overlay_of_the_template(gui_pool, gui_instance):
+    """virsh vol-dumpxml and qemu-img info: the volume the dialog created is
+    a 1 GiB qcow2 overlay in the secondary tier backing onto the template
+    (or its replica)."""
+    path = os.path.join(gui_pool.secondary, gui_instance)
+    xml = virsh("vol-dumpxml", "--pool", POOL, gui_instance)
+    assert "<path>%s</path>" % path in xml, xml
+    assert "<format type='qcow2'/>" in xml, xml
+    backing = xml.split("<backingStore>")[1]
+    bpath = backing.split("<path>")[1].split("</path>")[0]
+    assert "<format type='qcow2'/>" in backing, xml
+    # the template, or its replica in the secondary tier (replica policy)
+    template_files = sp.template_data_paths(POOL, gui_pool.template_path)
+    assert bpath in template_files, (bpath, template_files)
+    assert os.path.samefile(bpath, gui_pool.template_path) or \
+        sha256(bpath) == sha256(gui_pool.template_path), bpath
+    info = qemu_img_info(path)
+    assert info["format"] == "qcow2", info
+    assert info["virtual-size"] == 1 * GiB, info
+    assert info["full-backing-filename"] == bpath, info
+    assert info["backing-filename-format"] == "qcow2", info
+    assert sp.listdir(gui_pool.primary) == [TEMPLATE]
+
+
+def test_pool_wizard_creates_a_copy_eager_pool(session, wizard_pool):
+    """The pool wizard creates a stormpool pool from a template directory
+    and an instance directory, with replica policy Copy, prepared when the
+    pool starts (policy None makes the check box insensitive; the XML tab
+    shows the element)."""
+    name, primary_dir, secondary_dir = wizard_pool
+    wizard = open_pool_wizard(session, name)
+    fill_in_stormpool(session, wizard, primary_dir, secondary_dir)
     policy, eager = replica_fields(wizard)
     assert policy.showing and eager.showing
     # the defaults: Automatic, prepared lazily
-    wait_for(lambda: policy.name == "auto", "replica policy Automatic (the default)")
+    wait_until(lambda: policy.name == "auto", "replica policy Automatic (the default)")
     assert not eager.checked and eager.sensitive
-    screenshot("07-create-pool-wizard")
+    screenshot(session, "07-create-pool-wizard")
     # with policy None there are no replicas to prepare
-    select_from_combo(policy, "None")
-    wait_for(lambda: policy.name == "none", "replica policy None")
-    wait_for(lambda: not eager.sensitive, "the check box to be insensitive")
-    select_from_combo(policy, "Copy", shot="08-pool-wizard-replica-policies")
-    wait_for(lambda: policy.name == "copy", "replica policy Copy")
+    select_from_combo(session, policy, "None")
+    wait_until(lambda: policy.name == "none", "replica policy None")
+    wait_until(lambda: not eager.sensitive, "the check box to be insensitive")
+    select_from_combo(session, policy, "Copy", shot="08-pool-wizard-replica-policies")
+    wait_until(lambda: policy.name == "copy", "replica policy Copy")
     click(eager)
-    wait_for(lambda: eager.checked, "the check box to be checked")
+    wait_until(lambda: eager.checked, "the check box to be checked")
     time.sleep(0.3)  # let the check mark draw
-    shot = screenshot("09-pool-wizard-replica")
+    shot = screenshot(session, "09-pool-wizard-replica")
     crop_to_window(shot, wizard, DOC_WIZARD_SCREENSHOT)
     # the XML tab shows the element the choices make
     find(wizard, role="page tab", name="XML").click()
-    wait_for(lambda: [t for t in wizard.findChildren(
+    wait_until(lambda: [t for t in wizard.findChildren(
         lambda n: n.roleName == "text" and n.showing)
         if "policy=\"copy\" prepare=\"eager\"/>" in (t.text or "")],
         "<stormpool:replica policy=\"copy\" prepare=\"eager\"/> in the XML tab")
     find(wizard, role="page tab", name="Details").click()
-    wait_for(lambda: policy.showing, "the Details tab")
-    finish_pool_wizard(wizard, WIZARD_POOL)
-    screenshot("10-pool-created")
-    xml = assert_stormpool_created(WIZARD_POOL, wizard_primary, wizard_secondary)
+    wait_until(lambda: policy.showing, "the Details tab")
+    finish_pool_wizard(session, wizard, name)
+    screenshot(session, "10-pool-created")
+    xml = assert_stormpool_created(name, primary_dir, secondary_dir)
     assert "<stormpool:replica policy='copy' prepare='eager'/>" in xml, xml
     assert "xmlns:stormpool='urn:stormpool:pool:1.0'" in xml, xml
 
 
-@suite.step("the pool wizard shows the replica fields for stormpool pools only and "
-            "with the defaults (Automatic, not prepared) writes no replica element")
-def _():
-    suite.cleanup_pool(WIZARD_DEFAULT_POOL)
-    wizard = open_pool_wizard(WIZARD_DEFAULT_POOL)
+def test_pool_wizard_defaults_write_no_replica_element(session, wizard_pool):
+    """The pool wizard shows the replica fields for stormpool pools only,
+    and with the defaults (Automatic, not prepared) writes no replica
+    element."""
+    name, primary_dir, secondary_dir = wizard_pool
+    wizard = open_pool_wizard(session, name)
     # the wizard opens on another type ('dir'): no replica fields
     ptype = find_labelled(wizard, "Type:", "combo box")
     assert ptype.name != "stormpool", ptype.name
     policy, eager = replica_fields(wizard)
     label = find(wizard, role="label", name="Replica Policy:")
     assert not (policy.showing or eager.showing or label.showing)
-    fill_in_stormpool(wizard, default_primary, default_secondary)
-    wait_for(lambda: policy.showing and eager.showing and label.showing,
-             "the replica fields")
+    fill_in_stormpool(session, wizard, primary_dir, secondary_dir)
+    wait_until(lambda: policy.showing and eager.showing and label.showing,
+               "the replica fields")
     # reset to the defaults, whatever the last use of the wizard left
-    wait_for(lambda: policy.name == "auto", "replica policy Automatic (the default)")
+    wait_until(lambda: policy.name == "auto", "replica policy Automatic (the default)")
     assert not eager.checked and eager.sensitive
-    finish_pool_wizard(wizard, WIZARD_DEFAULT_POOL)
-    xml = assert_stormpool_created(WIZARD_DEFAULT_POOL, default_primary, default_secondary)
+    finish_pool_wizard(session, wizard, name)
+    xml = assert_stormpool_created(name, primary_dir, secondary_dir)
     # (a running pool's status lists its replicas, <stormpool:replicas>)
     assert not re.search(r"<stormpool:replica[\s/>]", xml), xml
 
 
-@suite.step("virt-manager, Xvfb and the D-Bus session are gone at the end")
-def _():
+def test_session_ends_without_a_trace(session):
+    """Ending the session leaves nothing running: virt-manager, Xvfb and the
+    D-Bus session are gone; the screenshots taken are kept. (It ends the module's session: the
+    last test of the module.)"""
     procs = [proc for name, proc in session.procs]
+    assert procs, "the session is not up"
     session.kill()
     assert all(proc.poll() is not None for proc in procs)
-    for name in ("01-manager", "05-create-volume-dialog", "06-instance-created",
-                 "09-pool-wizard-replica"):
-        assert os.path.getsize(os.path.join(ARTIFACTS, name + ".png")) > 0
+    for path in session.screenshots:
+        assert os.path.getsize(path) > 0, path
     print("# screenshots: %s" % ", ".join(
-        os.path.relpath(p, TOP) for p in state.get("screenshots", [])))
-
-
-watchdog.cancel()
-suite.finish()
+        os.path.relpath(p, TOP) for p in session.screenshots))
