@@ -24,7 +24,7 @@ import libvirt
 import pytest
 
 import stormpool_client as sp
-from stormpool_client import (backing_of, daemon_alive, listdir, qemu_img_info, qemu_io,
+from stormpool_client import (assert_pattern, backing_of, daemon_alive, listdir, qemu_img_info, qemu_io,
                               refused, run, sha256, vol_names)
 
 MiB = 1024 * 1024
@@ -90,10 +90,6 @@ def vol_xml_field(xml, pattern):
     m = re.search(pattern, xml, re.S)
     assert m, "%r not found in:\n%s" % (pattern, xml)
     return m.group(1)
-
-
-def assert_pattern(path, pattern, offset, length):
-    sp.assert_pattern(path, pattern, offset, length)
 
 
 def upload(conn, vol, data):
