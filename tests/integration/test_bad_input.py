@@ -25,7 +25,7 @@ import pytest
 
 import stormpool_client as sp
 from stormpool_client import (LogMark, daemon_alive, listdir, make_template, qemu_img_info,
-                              refused, run, sha256, vol_names)
+                              refused, run, sha256)
 
 MiB = 1024 * 1024
 XMLDIR = os.path.join(sp.TOP, "test-xml")

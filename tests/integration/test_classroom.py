@@ -24,8 +24,8 @@ import libvirt
 import pytest
 
 import stormpool_client as sp
-from stormpool_client import (assert_pattern, backing_of, daemon_alive, listdir, qemu_img_info, qemu_io,
-                              refused, run, sha256, vol_names)
+from stormpool_client import (assert_pattern, backing_of, daemon_alive, listdir, qemu_img_info,
+                              qemu_io, refused, run, sha256, vol_names)
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
