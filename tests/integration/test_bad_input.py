@@ -50,7 +50,7 @@ VOL_CODES = {
     "capacity-absurd": INVALID_ARG,
     "capacity-negative": XML_ERROR,
     "capacity-smaller": INVALID_ARG,
-    "format-unknown": libvirt.VIR_ERR_INTERNAL_ERROR,
+    "format-unknown": UNSUPPORTED,
     "format-vmdk": UNSUPPORTED,
     "instance-raw": UNSUPPORTED,
     "malformed": libvirt.VIR_ERR_XML_DETAIL,
@@ -275,8 +275,8 @@ def test_backing_volume_of_another_pool_is_refused(conn, bad, pool_names):
         "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>"
         % (other, bad.outside_dir), 0).create(0)
     backing = conn.storageVolLookupByPath(bad.outside).path()
-    with refused(NOT_FOUND, "backing volume '%s' is not a template of pool '%s'"
-                 % (backing, bad.name)):
+    with refused(NOT_FOUND, "backing volume '%s' is not a template of pool '%s' (templates "
+                 "are the volumes in '%s')" % (backing, bad.name, bad.primary)):
         bad.pool.obj.createXML(sp.volume_xml("pc.qcow2", 64 * MiB, backing=backing), 0)
     sp.lookup_pool(conn, other).destroy()
     sp.lookup_pool(conn, other).undefine()
@@ -429,7 +429,8 @@ def test_start_with_read_only_secondary_tier_fails(conn, workdir, pool_names):
     try:
         name = pool_names()
         p = sp.define_pool(conn, name, os.path.join(base, "hdd"), ro)
-        with refused(FAILED, "secondary tier directory '%s' is not writable" % ro):
+        with refused(FAILED, "secondary tier directory '%s' is not writable: Read-only "
+                     "file system" % ro):
             p.create(0)
         p.undefine()
     finally:
@@ -572,8 +573,8 @@ def test_template_backing_onto_a_file_outside_is_never_used(bad):
     assert "evil.qcow2" not in bad.pool.vol_names(), bad.pool.vol_names()
     with refused(NOT_FOUND):                            # not a volume of the pool
         bad.pool.create_volume("x.qcow2", 64 * MiB, backing_vol="evil.qcow2")
-    with refused(NOT_FOUND, "backing volume '%s' is not a template of pool '%s'"
-                 % (evil, bad.name)):                   # nor a template, by its path
+    with refused(NOT_FOUND, "backing volume '%s' is not a template of pool '%s' (templates "
+                 "are the volumes in '%s')" % (evil, bad.name, bad.primary)):  # by its path
         bad.pool.obj.createXML(sp.volume_xml("x.qcow2", 64 * MiB, backing=evil), 0)
     os.unlink(evil)
     bad.pool.refresh()
