@@ -444,7 +444,8 @@ def test_upload_into_an_instance_is_refused(conn, bad):
     """vol-upload into an instance is refused (upload fills templates)."""
     stream = conn.newStream(0)
     try:
-        with refused(INVALID_STATE, "cannot upload into instance 'inst.qcow2'"):
+        with refused(INVALID_STATE, "cannot upload into instance 'inst.qcow2': upload "
+                     "fills templates; an instance's data comes from its guest"):
             bad.pool.vol("inst.qcow2").upload(stream, 0, os.path.getsize(bad.template), 0)
     finally:
         try:

@@ -299,25 +299,26 @@ def test_deleting_the_template_is_refused_naming_its_dependents(classroom):
 
 
 def test_wiping_the_template_is_refused(classroom):
-    """vol-wipe of the template is refused."""
+    """vol-wipe of the template of 20 instances is refused, naming them."""
     c = classroom(20)
-    with refused(IN_USE, "cannot wipe template 'win10.qcow2'"):
+    with refused(IN_USE, "cannot wipe template 'win10.qcow2': " + DEPENDENTS):
         c.pool.vol("win10.qcow2").wipe(0)
     c.assert_template_unchanged()
 
 
 def test_resizing_the_template_is_refused(classroom):
-    """vol-resize of the template is refused."""
+    """vol-resize of the template of 20 instances is refused, naming them."""
     c = classroom(20)
-    with refused(IN_USE, "cannot resize template 'win10.qcow2'"):
+    with refused(IN_USE, "cannot resize template 'win10.qcow2': " + DEPENDENTS):
         c.pool.vol("win10.qcow2").resize(128 * MiB, 0)
     c.assert_template_unchanged()
 
 
 def test_uploading_into_the_template_is_refused(conn, classroom):
-    """vol-upload into the template is refused."""
+    """vol-upload into the template of 20 instances is refused, naming
+    them."""
     c = classroom(20)
-    with refused(IN_USE, "cannot upload into template 'win10.qcow2'"):
+    with refused(IN_USE, "cannot upload into template 'win10.qcow2': " + DEPENDENTS):
         upload(conn, c.pool.vol("win10.qcow2"), b"\0" * 4096)
     c.assert_template_unchanged()
 
