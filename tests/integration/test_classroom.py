@@ -522,7 +522,7 @@ def test_pool_and_volumes_back_after_a_daemon_restart(classroom, daemons, virsh)
 
 def test_pool_delete_of_a_pool_holding_volumes_is_refused(classroom, virsh):
     """pool-delete of a stopped pool whose tiers still hold its template
-    and instances is refused, like a dir pool's: every file stays."""
+    and instances is refused, like a dir pool's: the volumes stay."""
     c = classroom(2)
     files = {f: sha256(f) for f in [c.template] + [c.path(n) for n in c.instances]}
     c.pool.obj.destroy()
