@@ -37,7 +37,8 @@ NOT_FOUND = libvirt.VIR_ERR_NO_STORAGE_VOL                      # SP_ERROR_NOT_F
 EXISTS = libvirt.VIR_ERR_STORAGE_VOL_EXIST                      # SP_ERROR_EXISTS
 UNSUPPORTED = libvirt.VIR_ERR_CONFIG_UNSUPPORTED                # SP_ERROR_UNSUPPORTED
 XML_ERROR = libvirt.VIR_ERR_XML_ERROR                           # SP_ERROR_XML
-FAILED = libvirt.VIR_ERR_OPERATION_FAILED                       # SP_ERROR_IO
+FAILED = libvirt.VIR_ERR_OPERATION_FAILED                       # libvirt's own
+SYSTEM_ERROR = libvirt.VIR_ERR_SYSTEM_ERROR                     # a failed system call
 
 # The libvirt error code of each invalid case of test-xml/ (its message is
 # in NAME.err): the module's SP_ERROR_* as translated by
@@ -318,8 +319,8 @@ def test_pool_define_of_valid_xml_round_trips(conn, workdir, pool_names, name):
              "@SECONDARY@": os.path.join(workdir, "rt-" + name, "ssd")}
     xml = substitute(os.path.join(XMLDIR, "pool", "valid", name + ".xml"), extra)
     expected = substitute(os.path.join(XMLDIR, "pool", "valid", name + ".out.xml"), extra)
+    pool_names(case_name(xml))
     p = conn.storagePoolDefineXML(xml, 0)
-    pool_names(p.name())
     got = p.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE)
     assert got.strip() == expected.strip(), got
     conn.storagePoolDefineXML(xml, libvirt.VIR_STORAGE_POOL_DEFINE_VALIDATE)
@@ -429,7 +430,7 @@ def test_start_with_read_only_secondary_tier_fails(conn, workdir, pool_names):
     try:
         name = pool_names()
         p = sp.define_pool(conn, name, os.path.join(base, "hdd"), ro)
-        with refused(FAILED, "secondary tier directory '%s' is not writable: Read-only "
+        with refused(SYSTEM_ERROR, "secondary tier directory '%s' is not writable: Read-only "
                      "file system" % ro):
             p.create(0)
         p.undefine()
