@@ -404,3 +404,28 @@ def children():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---- pools a test defines itself (test_bad_input, test_classroom) ---------------------
+
+@pytest.fixture
+def pool_names(request):
+    """pool_names(name=None) -> name: a pool the test defines by itself
+    (through virsh pool-define-as, or a test-xml case whose name is fixed),
+    spt-<test>-dN unless @name is given. A pool of that name left by an
+    interrupted run goes first; at the end of the test each is destroyed
+    and undefined (its files go with the test's directory), and checked
+    gone."""
+    names = []
+
+    def register(name=None):
+        name = name or "spt-%s-d%d" % (_short(request), len(names) + 1)
+        remove_pool(name)
+        names.append(name)
+        return name
+    yield register
+    for name in reversed(names):
+        remove_pool(name)
+    with sp.connection() as c:
+        left = [p.name() for p in c.listAllStoragePools(0) if p.name() in names]
+    assert left == [], "pools left: %s" % left
