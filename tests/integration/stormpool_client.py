@@ -1,5 +1,5 @@
 """Talk to stormpool pools through python3-libvirt: the helper shared by
-the integration tests (taplib.py, conftest.py) and the benchmarks.
+the integration tests (conftest.py) and the benchmarks.
 
 Everything here goes to the libvirt that the environment points at
 (tools/virt-env exec sets LIBVIRT_DEFAULT_URI, LD_LIBRARY_PATH and
