@@ -182,7 +182,7 @@ built(SpPool *pool, const SpNewVolume *vol, const char *template, gboolean ok)
 {
     spPoolIndexBuilt(pool, vol->name, ok);
     if (template)
-        spPoolHostsClaimEnd(pool, template);
+        spPoolHostsClaimEnd(pool, template, ok);
     return ok;
 }
 

@@ -102,6 +102,7 @@ spPoolUnref(SpPool *pool)
     g_mutex_clear(&pool->index_lock);
     g_mutex_clear(&pool->hosts_lock);
     g_hash_table_unref(pool->host_claims);
+    spHostRecordFree(pool->host_record);
     g_free(pool->host);
     g_free(pool->machine);
     g_hash_table_unref(pool->volumes);

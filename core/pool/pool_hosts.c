@@ -106,14 +106,49 @@ ownRecord(SpPool *pool, GError **error)
 }
 
 
+/* Write @record and remember it as what is published. Called with
+ * hosts_lock held. */
+static gboolean
+writeRecord(SpPool *pool, SpHostRecord *record, GError **error)
+{
+    if (!spHostRecordWrite(pool->primary, record, error)) {
+        spHostRecordFree(record);
+        return FALSE;
+    }
+    g_clear_pointer(&pool->host_record, spHostRecordFree);
+    pool->host_record = record;
+    return TRUE;
+}
+
+
 gboolean
 spPoolHostsPublish(SpPool *pool, GError **error)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->hosts_lock);
-    g_autoptr(SpHostRecord) record = NULL;
+    SpHostRecord *record;
 
-    return (record = ownRecord(pool, error)) &&
-           spHostRecordWrite(pool->primary, record, error);
+    return (record = ownRecord(pool, error)) && writeRecord(pool, record, error);
+}
+
+
+/* What was published, with one instance of @name more: a new instance
+ * costs one small write, not a look at every file of the tiers. The
+ * first one after a start counts everything. Called with hosts_lock. */
+static gboolean
+publishOneMore(SpPool *pool, const char *name, GError **error)
+{
+    SpHostRecord *record;
+    GHashTableIter iter;
+    gpointer key, count;
+
+    if (!pool->host_record)
+        return (record = ownRecord(pool, error)) && writeRecord(pool, record, error);
+    record = spHostRecordNew(pool->host, pool->machine, pool->secondary);
+    g_hash_table_iter_init(&iter, pool->host_record->templates);
+    while (g_hash_table_iter_next(&iter, &key, &count))
+        spHostRecordAdd(record, key, GPOINTER_TO_UINT(count));
+    spHostRecordAdd(record, name, 1);
+    return writeRecord(pool, record, error);
 }
 
 
@@ -157,19 +192,26 @@ spPoolHostsClaim(SpPool *pool, const char *name, GError **error)
     ok = access(path, F_OK) == 0;
     if (!ok)
         spErrorSetErrno(error, errno, "cannot create an instance of template '%s'", name);
-    ok = ok && spPoolHostsPublish(pool, error);
+    if (ok) {
+        g_mutex_lock(&pool->hosts_lock);
+        ok = publishOneMore(pool, name, error);
+        g_mutex_unlock(&pool->hosts_lock);
+    }
     close(lock);
     if (!ok)
-        spPoolHostsClaimEnd(pool, name);
+        spPoolHostsClaimEnd(pool, name, FALSE);
     return ok;
 }
 
 
+/* A written instance is what the record already counts; one that was
+ * never written is counted away at once. */
 void
-spPoolHostsClaimEnd(SpPool *pool, const char *name)
+spPoolHostsClaimEnd(SpPool *pool, const char *name, gboolean written)
 {
     noteClaim(pool, name, -1);
-    spPoolHostsUpdate(pool);
+    if (!written)
+        spPoolHostsUpdate(pool);
 }
 
 

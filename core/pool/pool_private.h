@@ -33,6 +33,7 @@
 
 #pragma once
 
+#include "fs/host_records.h"
 #include "fs/tier_layout.h"
 #include "image/header_cache.h"
 #include "image/image_header.h"
@@ -91,6 +92,7 @@ struct _SpPool {
     char *machine;
     GMutex hosts_lock;
     GHashTable *host_claims;    /* template name -> instances being written */
+    SpHostRecord *host_record;  /* what was published last, or NULL */
 };
 
 /* ---- pool.c ------------------------------------------------------------- */
@@ -270,9 +272,9 @@ void spPoolHostsUpdate(SpPool *pool);
  * and this host's record counts the instance, so that no host can take
  * the template away in between. */
 gboolean spPoolHostsClaim(SpPool *pool, const char *name, GError **error);
-/* The instance claimed is written, or will never be: the record counts
+/* The instance claimed is @written, or will never be: the record counts
  * its file from now on, or nothing. */
-void spPoolHostsClaimEnd(SpPool *pool, const char *name);
+void spPoolHostsClaimEnd(SpPool *pool, const char *name, gboolean written);
 
 /* Take the store's lock for a change of a template (exclusive); close the
  * descriptor once the change is done. */
