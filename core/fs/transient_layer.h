@@ -16,7 +16,7 @@ G_BEGIN_DECLS
 
 /* A layer younger than this may be one libvirt has just created and QEMU
  * has not opened yet: it is never taken for stale. */
-#define SP_TRANSIENT_LAYER_GRACE_SECONDS 60
+#define SP_TRANSIENT_LAYER_GRACE_SECONDS 30
 
 /* Whether @name is the file name of such an overlay. */
 gboolean spTransientLayerName(const char *name);

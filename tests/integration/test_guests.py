@@ -373,11 +373,10 @@ def written(desktop):
 Transient = collections.namedtuple("Transient", "lab dom pc03 overlay pc03_sha")
 
 
-# Stateless desktops. libvirt 9.0 validates <transient/> when the domain is
-# defined, before a volume disk is translated to its file, and accepts it
-# only on disks whose type is 'file' (qemuValidateDomainDeviceDefDiskTransient),
-# so a <disk type='volume'> with <transient/> is refused for every pool type;
-# the stormpool instance is given by its path (virsh vol-path) instead.
+# Stateless desktops on a file disk: the stormpool instance given by its path
+# (virsh vol-path), as stock libvirt needs it (it accepts <transient/> only
+# on disks whose type is 'file'; volume disks, which libvirt patch 0009
+# accepts, are in test_stateless.py).
 # cache='none' is accepted. At start libvirt creates the throw-away overlay
 # with blockdev-create next to the disk's file: INSTANCE.TRANSIENT-DOMAIN,
 # i.e. in the secondary tier, backing onto the instance (which QEMU then
