@@ -587,18 +587,6 @@ def test_dir_pool_deletes_an_overlay_a_running_guest_uses(dir_pool, domains, vir
 
 # ---- stateless desktops (<transient/>) ------------------------------------------
 
-def test_transient_on_a_volume_disk_is_refused_at_define(lab, domains, conn):
-    """<transient/> on a <disk type='volume'> is refused by libvirt at define
-    (9.0 and later: only 'file' disks)."""
-    name = domains.adopt("transient-vol")
-    xml = domain_xml(name, volume_disk(lab.name, "pc03.qcow2",
-                                       extra="\n      <transient/>"))
-    with refused(libvirt.VIR_ERR_CONFIG_UNSUPPORTED,
-                 "transient disk supported only with 'file' type (vda)"):
-        conn.defineXML(xml)
-    assert name not in domain_names()
-
-
 def test_transient_layer_is_next_to_the_instance(transient, virsh):
     """<transient/> with cache='none' on the instance's path (vol-path)
     starts; the throw-away layer is INSTANCE.TRANSIENT-DOMAIN in the
