@@ -77,13 +77,67 @@ learnFrom(const char *instance, guint64 virtual_size, GError **error)
 }
 
 
+/* Where another host would publish the hot set of the template as it is
+ * now; NULL if the template cannot be read. */
+static char *
+sharedHotSetPath(SpPool *pool, const char *template_path)
+{
+    g_autofree char *name = g_path_get_basename(template_path);
+    g_autofree char *identity = spReplicaStoreIdentity(template_path, NULL);
+
+    if (!identity)
+        return NULL;
+    return g_build_filename(pool->primary, SP_HOT_SET_DIR, name, identity, NULL);
+}
+
+
+/* The file to read the hot set from: this host's own, else the one
+ * another host published, else NULL. */
+static char *
+hotSetSource(SpPool *pool, const char *template_path, const char *identity)
+{
+    g_autofree char *name = g_path_get_basename(template_path);
+    g_autofree char *own = spPoolHotSetPath(pool, name, identity);
+    g_autofree char *shared = NULL;
+
+    if (access(own, F_OK) == 0)
+        return g_steal_pointer(&own);
+    shared = sharedHotSetPath(pool, template_path);
+    if (shared && access(shared, F_OK) == 0)
+        return g_steal_pointer(&shared);
+    return NULL;
+}
+
+
 gboolean
 spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity)
 {
-    g_autofree char *name = g_path_get_basename(template_path);
-    g_autofree char *path = spPoolHotSetPath(pool, name, identity);
+    g_autofree char *source = hotSetSource(pool, template_path, identity);
 
-    return access(path, F_OK) == 0;
+    return source != NULL;
+}
+
+
+/* For the hosts sharing the primary tier: one learning boot serves all.
+ * A store that cannot take it costs the others a boot each, not this
+ * host its hot set. */
+static void
+publishHotSet(SpPool *pool, const char *template_path, const SpHotSet *set)
+{
+    g_autofree char *path = sharedHotSetPath(pool, template_path);
+    g_autofree char *dir = path ? g_path_get_dirname(path) : NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (!path)
+        return;
+    if (g_mkdir_with_parents(dir, 0755) < 0) {
+        g_warning("cannot publish the hot set of template '%s': cannot create '%s': %s",
+                  template_path, dir, g_strerror(errno));
+        return;
+    }
+    if (!spHotSetSave(set, path, &err))
+        g_warning("cannot publish the hot set of template '%s': %s", template_path,
+                  err->message);
 }
 
 
@@ -98,7 +152,7 @@ spPoolHotSetLearn(SpPool *pool, const char *template_path, const char *identity,
     g_autoptr(SpHotSet) set = NULL;
     g_auto(SpImageInfo) info = { 0 };
 
-    if (access(path, F_OK) == 0)
+    if (spPoolHotSetKnown(pool, template_path, identity))
         return TRUE;
     if (!(instance = learningInstance(pool, template_path, error)))
         return FALSE;
@@ -114,6 +168,7 @@ spPoolHotSetLearn(SpPool *pool, const char *template_path, const char *identity,
         return FALSE;
     g_info("learned the hot set of template '%s' from instance '%s': %" G_GUINT64_FORMAT
            " bytes, stored in '%s'", template_path, instance, spHotSetBytes(set), path);
+    publishHotSet(pool, template_path, set);
     return TRUE;
 }
 
@@ -140,11 +195,13 @@ spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replic
 {
     g_autofree char *name = g_path_get_basename(template_path);
     g_autofree char *identity = g_path_get_basename(replica_path);
-    g_autofree char *path = spPoolHotSetPath(pool, name, identity);
+    g_autofree char *path = hotSetSource(pool, template_path, identity);
     g_auto(SpImageInfo) info = { 0 };
     g_autoptr(SpHotSet) set = NULL;
     gint64 start = g_get_monotonic_time();
 
+    if (!path)
+        path = spPoolHotSetPath(pool, name, identity);     /* for the error */
     if (!spImageInfoRead(template_path, &info, error))
         return FALSE;
     if (!(set = spHotSetLoad(path, info.virtual_size, error))) {
@@ -165,11 +222,13 @@ spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replic
 
 /* ---- garbage collection ------------------------------------------------------ */
 
+typedef char *(*IdentityOf)(const char *template_path, GError **error);
+
 static void
-collectTemplateHotSets(SpPool *pool, const char *dir, const char *name)
+collectTemplateHotSets(SpPool *pool, const char *dir, const char *name, IdentityOf identityOf)
 {
     g_autofree char *template_path = g_build_filename(pool->primary, name, NULL);
-    g_autofree char *current = spReplicaIdentity(template_path, NULL);
+    g_autofree char *current = identityOf(template_path, NULL);
     g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
     const char *identity;
 
@@ -185,19 +244,29 @@ collectTemplateHotSets(SpPool *pool, const char *dir, const char *name)
 }
 
 
-/* A hot set serves only its template's identity: a changed template is
- * learned again, and old instances keep the hot replica they have. */
-void
-spPoolCollectHotSets(SpPool *pool)
+static void
+collectHotSetsIn(SpPool *pool, const char *tier, IdentityOf identityOf)
 {
-    g_autofree char *root = g_build_filename(pool->secondary, SP_HOT_SET_DIR, NULL);
+    g_autofree char *root = g_build_filename(tier, SP_HOT_SET_DIR, NULL);
     g_autoptr(GDir) d = g_dir_open(root, 0, NULL);
     const char *name;
 
     while (d && (name = g_dir_read_name(d))) {
         g_autofree char *dir = g_build_filename(root, name, NULL);
 
-        collectTemplateHotSets(pool, dir, name);
+        collectTemplateHotSets(pool, dir, name, identityOf);
     }
     rmdir(root);                /* only when empty: pool-delete needs it gone */
+}
+
+
+/* A hot set serves only its template's identity: a changed template is
+ * learned again, and old instances keep the hot replica they have. The
+ * published ones go the same way, by whichever host sees the change first:
+ * the template is the same file for all. */
+void
+spPoolCollectHotSets(SpPool *pool)
+{
+    collectHotSetsIn(pool, pool->secondary, spReplicaIdentity);
+    collectHotSetsIn(pool, pool->primary, spReplicaStoreIdentity);
 }

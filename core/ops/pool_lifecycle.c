@@ -103,6 +103,8 @@ spPoolDeleteTiers(SpPool *pool, GError **error)
 {
     g_autofree char *stamps = g_build_filename(pool->secondary, SP_TEMPLATE_STAMPS_FILE, NULL);
 
+    /* Hot sets of templates that are gone, the published ones too. */
+    spPoolCollectHotSets(pool);
     /* The pool's own bookkeeping file is no volume; it goes first. */
     if (unlink(stamps) < 0 && errno != ENOENT)
         return spErrorSetErrno(error, errno, "cannot remove '%s'", stamps);

@@ -325,13 +325,17 @@ gboolean spPoolRamTierMakeRoom(SpPool *pool, guint64 need, gboolean evict_wanted
 /* ---- pool_hot.c: hot sets, learned from a copy-on-read boot ------------- */
 
 /* Hot sets are kept in the secondary tier, which survives a reboot:
- *   SECONDARY/.stormpool-hot-sets/TEMPLATE-NAME/IDENTITY */
+ *   SECONDARY/.stormpool-hot-sets/TEMPLATE-NAME/IDENTITY
+ * and published in the primary tier for the hosts sharing it, under the
+ * template's store identity (spReplicaStoreIdentity):
+ *   PRIMARY/.stormpool-hot-sets/TEMPLATE-NAME/STORE-IDENTITY */
 #define SP_HOT_SET_DIR ".stormpool-hot-sets"
 
 char *spPoolHotSetPath(SpPool *pool, const char *template_name, const char *identity);
 
 /* Whether the hot set of the template at @template_path (its current
- * identity @identity) is known: a question, answered from the file. */
+ * identity @identity) is known, learned here or published by another
+ * host: a question, answered from the files. */
 gboolean spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity);
 
 /* Learn it if it is not known yet, from the instances backing directly

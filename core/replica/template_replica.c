@@ -53,8 +53,8 @@ spReplicaPolicyParse(const char *name, SpReplicaPolicy *policy)
 }
 
 
-char *
-spReplicaIdentity(const char *template_path, GError **error)
+static char *
+identityOf(const char *template_path, gboolean with_device, GError **error)
 {
     struct stat sb;
     g_autofree char *key = NULL;
@@ -65,11 +65,25 @@ spReplicaIdentity(const char *template_path, GError **error)
         return NULL;
     }
     key = g_strdup_printf("%ju:%ju:%jd:%jd.%09ld",
-                          (uintmax_t) sb.st_dev, (uintmax_t) sb.st_ino,
+                          with_device ? (uintmax_t) sb.st_dev : 0, (uintmax_t) sb.st_ino,
                           (intmax_t) sb.st_size, (intmax_t) sb.st_mtim.tv_sec,
                           sb.st_mtim.tv_nsec);
     digest = g_compute_checksum_for_string(G_CHECKSUM_SHA256, key, -1);
     return g_strndup(digest, 16);
+}
+
+
+char *
+spReplicaIdentity(const char *template_path, GError **error)
+{
+    return identityOf(template_path, TRUE, error);
+}
+
+
+char *
+spReplicaStoreIdentity(const char *template_path, GError **error)
+{
+    return identityOf(template_path, FALSE, error);
 }
 
 

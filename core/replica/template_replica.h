@@ -34,6 +34,12 @@ gboolean spReplicaPolicyParse(const char *name, SpReplicaPolicy *policy);
  * replica, and the instances made before keep the replica they have. */
 char *spReplicaIdentity(const char *template_path, GError **error);
 
+/* The same without the device: what every host that mounts the template's
+ * file system sees (a distributed file system gives a file the same inode
+ * number on every client), so that what one host learned about a template
+ * serves the others. */
+char *spReplicaStoreIdentity(const char *template_path, GError **error);
+
 char *spReplicaPath(const char *secondary, const char *template_name,
                     const char *identity);
 

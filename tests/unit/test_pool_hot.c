@@ -24,14 +24,15 @@
 typedef SpTestPoolFixture Fixture;
 
 
-/* A started pool from its XML; @replica is the <stormpool:replica> element. */
+/* A started pool @name on the fixture's primary tier and @secondary;
+ * @replica is the <stormpool:replica> element. */
 static SpPool *
-newPool(Fixture *f, const char *replica)
+newPoolAt(Fixture *f, const char *name, const char *secondary, const char *replica)
 {
     g_autofree char *text = g_strdup_printf(
         "<pool type='stormpool' xmlns:stormpool='urn:stormpool:pool:1.0'>"
-        "<name>hot</name><source><dir path='%s'/></source>"
-        "<target><path>%s</path></target>%s</pool>", f->primary, f->secondary, replica);
+        "<name>%s</name><source><dir path='%s'/></source>"
+        "<target><path>%s</path></target>%s</pool>", name, f->primary, secondary, replica);
     xmlDocPtr doc = xmlReadMemory(text, strlen(text), "pool.xml", NULL, XML_PARSE_NONET);
     g_autoptr(GError) err = NULL;
     SpPool *pool = spPoolNewFromXml(xmlDocGetRootElement(doc), &err);
@@ -41,6 +42,13 @@ newPool(Fixture *f, const char *replica)
     g_assert_true(spPoolStart(pool, &err));
     g_assert_no_error(err);
     return pool;
+}
+
+
+static SpPool *
+newPool(Fixture *f, const char *replica)
+{
+    return newPoolAt(f, "hot", f->secondary, replica);
 }
 
 
@@ -263,6 +271,57 @@ testLearn(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     /* instances made before keep their hot replica */
     g_assert_true(g_file_test(second, G_FILE_TEST_IS_REGULAR));
     spPoolReplicasStop(pool);
+}
+
+
+/* Two hosts (two pools here) share the primary tier: the hot set one of
+ * them learned is published there, and the other makes its hot replica
+ * from it at once, without a learning boot of its own; a changed template
+ * takes the published set with it. */
+static void
+testSharedHotSet(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = NULL;
+    g_autoptr(SpPool) other = NULL;
+    g_autofree char *template = NULL;
+    g_autofree char *learner = NULL;
+    g_autofree char *secondary = g_build_filename(f->root, "ssd2", NULL);
+    g_autofree char *identity = NULL;
+    g_autofree char *shared = NULL;
+    g_autofree char *backing = NULL;
+    g_autofree char *own = NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (!(pool = newHotPool(f, 4, &template, &learner)))
+        return;
+    g_assert_cmpint(mkdir(secondary, 0755), ==, 0);
+    other = newPoolAt(f, "hot2", secondary, "<stormpool:replica policy='hot'/>");
+    g_free(mustCreateInstance(pool, "learner.qcow2", template));
+    bootWithCopyOnRead(learner, 2);
+    refresh(pool);
+    identity = spReplicaStoreIdentity(template, &err);
+    g_assert_no_error(err);
+    shared = g_build_filename(f->primary, SP_HOT_SET_DIR, "t.qcow2", identity, NULL);
+    g_assert_true(g_file_test(shared, G_FILE_TEST_IS_REGULAR));
+
+    /* the other host's first instance backs onto a hot replica of its own */
+    backing = mustCreateInstance(other, "b1.qcow2", template);
+    g_assert_true(g_str_has_prefix(backing, secondary));
+    g_assert_nonnull(strstr(backing, "/" SP_REPLICA_DIR "/t.qcow2/"));
+    g_assert_cmpuint(heldBytes(backing), ==, 2 * MiB);
+    own = spPoolHotSetPath(other, "t.qcow2", g_path_get_basename(backing));
+    g_assert_false(g_file_test(own, G_FILE_TEST_EXISTS));
+
+    /* a changed template: its published set goes with the next collection */
+    g_assert_true(spPoolDeleteVolume(pool, "learner.qcow2", learner, template, &err));
+    g_assert_no_error(err);
+    sleep(1);
+    g_assert_cmpint(truncate(template, 0), ==, 0);
+    g_free(createTemplate(pool, "t.qcow2", 16 * MiB, 1));
+    refresh(other);
+    g_assert_false(g_file_test(shared, G_FILE_TEST_EXISTS));
+    spPoolReplicasStop(pool);
+    spPoolReplicasStop(other);
 }
 
 
@@ -614,6 +673,7 @@ main(int argc, char **argv)
     ADD("learn", testLearn);
     ADD("refresh-hands-over", testRefreshHandsOver);
     ADD("learn-at-refresh", testLearnAtRefresh);
+    ADD("shared-hot-set", testSharedHotSet);
     ADD("ram-rebuild", testRamRebuild);
     ADD("ram-rebuild-at-guest-start", testRamRebuildAtGuestStart);
     ADD("ram-cap", testRamCap);
