@@ -325,26 +325,29 @@ def create_volume(conn, pool, name, capacity, fmt="qcow2", backing_vol=None,
 
 # ---- guests ----------------------------------------------------------------------
 
-def firmware_guest_xml(name, pool, volume, virt_type="qemu"):
+def firmware_guest_xml(name, pool, volume, virt_type="qemu", disk_extra="", acpi=False):
     """A firmware-only guest on the stormpool volume @volume of @pool:
     SeaBIOS finds no bootable disk and waits, but QEMU opened the disk's
-    whole chain at start, and block jobs and snapshots run on it."""
+    whole chain at start, and block jobs and snapshots run on it.
+    @disk_extra goes into the <disk> (<transient/>, say); @acpi gives the
+    machine ACPI, which hotplug needs."""
     return """<domain type='%s'>
   <name>%s</name>
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>%s
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <disk type='volume' device='disk'>
       <driver name='qemu' type='qcow2' cache='none'/>
       <source pool='%s' volume='%s'/>
-      <target dev='vda' bus='virtio'/>
+      <target dev='vda' bus='virtio'/>%s
     </disk>
     <memballoon model='none'/>
   </devices>
 </domain>
-""" % (virt_type, name, pool, volume)
+""" % (virt_type, name, "\n  <features><acpi/></features>" if acpi else "", pool, volume,
+       "\n      " + disk_extra if disk_extra else "")
 
 
 def virt_manager_tree():

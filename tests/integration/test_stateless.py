@@ -47,24 +47,7 @@ def stateless_xml(name, pool, volume, share=False):
     <transient/> (shareBacking='yes' with @share: libvirt hotplugs such a
     disk after QEMU started, which needs ACPI on the 'pc' machine)."""
     transient = "<transient shareBacking='yes'/>" if share else "<transient/>"
-    return """<domain type='qemu'>
-  <name>%s</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <features><acpi/></features>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <disk type='volume' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source pool='%s' volume='%s'/>
-      <target dev='vda' bus='virtio'/>
-      %s
-    </disk>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-""" % (name, pool, volume, transient)
+    return sp.firmware_guest_xml(name, pool, volume, disk_extra=transient, acpi=share)
 
 
 class Room:
