@@ -376,6 +376,39 @@ testPoolDeleteKeepsSharedStore(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* Work a refresh handed to the worker that is still under way when the
+ * pool is stopped and deleted: it rewrites the pool's record. */
+static void
+slowHostsUpdate(SpPool *pool, gpointer data G_GNUC_UNUSED)
+{
+    g_usleep(300 * 1000);
+    spPoolHostsUpdate(pool);
+}
+
+
+/* pool-delete waits for that work: it neither finds the hosts directory
+ * refilled under it ("Directory not empty") nor leaves a record behind. */
+static void
+testPoolDeleteWaitsForWorker(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autofree char *id = spHostRecordId("lab-a", f->base.secondary);
+    g_autofree char *record_a = g_build_filename(f->base.primary, SP_HOSTS_DIR, id, NULL);
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(deleteTemplate(f->a, &err));
+    spPoolStop(f->a);
+    spPoolWaitIdle(f->a);
+    unlink(record_a);           /* host A is forgotten, if it wrote one */
+    spPoolJobQueue(f->b, slowHostsUpdate, NULL, NULL);
+    spPoolStop(f->b);
+    g_assert_true(spPoolDeleteTiers(f->b, &err));
+    g_assert_no_error(err);
+    spPoolWaitIdle(f->b);
+    g_assert_false(g_file_test(f->base.primary, G_FILE_TEST_EXISTS));
+    g_assert_cmpint(mkdir(f->base.primary, 0755), ==, 0);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -392,6 +425,7 @@ main(int argc, char **argv)
     ADD("race-create-and-delete", testRaceCreateAndDelete);
     ADD("same-name-other-machine", testSameNameOtherMachine);
     ADD("pool-delete-keeps-shared-store", testPoolDeleteKeepsSharedStore);
+    ADD("pool-delete-waits-for-worker", testPoolDeleteWaitsForWorker);
 #undef ADD
     return g_test_run();
 }
