@@ -245,13 +245,19 @@ class Lab:
         for host, h in self.hosts.items():
             if h.killed:
                 h.start()
-            for c in (["pool-destroy", self.name], ["pool-undefine", self.name]):
-                h.sh(os.path.join(TOP, "tools", "virt-env"), "virsh", "-q", *c, check=False)
+            try:
+                pool = self.pool(host)
+            except libvirt.libvirtError:
+                continue            # no such pool
+            if pool.isActive():
+                pool.destroy()
+            pool.undefine()
         for c in self.conns.values():
             try:
                 c.close()
             except libvirt.libvirtError:
                 pass
+        self.conns = {}
         self.hosts["hosta"].sh("rm", "-rf", self.primary)
         for h in self.hosts.values():
             subprocess.run(["rm", "-rf", h.ssd(self.name)], check=True)
