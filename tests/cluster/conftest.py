@@ -73,6 +73,7 @@ class Host:
         self.name = name
         self.dir = os.path.join(state, "hosts", name)
         self.killed = False
+        self.generation = 0     # counts the daemons' restarts
 
     def __repr__(self):
         return "Host(%s)" % self.name
@@ -114,6 +115,7 @@ class Host:
     def start(self):
         run([CLUSTER_ENV, "start", self.name])
         self.killed = False
+        self.generation += 1
 
 
 @pytest.fixture(scope="session")
@@ -171,9 +173,11 @@ class Lab:
 
     def conn(self, host):
         """A connection to @host's daemons, made again after a restart."""
-        c = self.conns.get(host)
-        if c is None or not c.isAlive():
-            c = self.conns[host] = self.hosts[host].connect()
+        generation = self.hosts[host].generation
+        c, made = self.conns.get(host, (None, None))
+        if c is None or made != generation:
+            c = self.hosts[host].connect()
+            self.conns[host] = (c, generation)
         return c
 
     def pool(self, host):
@@ -252,7 +256,7 @@ class Lab:
             if pool.isActive():
                 pool.destroy()
             pool.undefine()
-        for c in self.conns.values():
+        for c, _ in self.conns.values():
             try:
                 c.close()
             except libvirt.libvirtError:
