@@ -24,7 +24,6 @@ import re
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
 
 import libvirt
@@ -232,13 +231,6 @@ class Lab:
                                      os.path.join(self.primary, HOSTS_DIR))[1]
         return out
 
-    def backing_file(self, host, name):
-        """The backing file written in the instance @name of @host."""
-        path = os.path.join(self.secondary, name)
-        out = self.hosts[host].sh("qemu-img", "info", "-U", "--output=json", path)[1]
-        import json
-        return json.loads(out).get("backing-filename")
-
     def instance_files(self, host):
         """The instances in @host's local tier (no temporary files)."""
         d = self.hosts[host].ssd(self.name)
@@ -295,6 +287,3 @@ def lab(request, hosts):
     for lab in made:
         lab.remove()
 
-
-def pool_target(xml):
-    return ET.fromstring(xml).find("target/path").text
