@@ -80,7 +80,8 @@ def delete_templates(lab, hosts, stop, tally):
 def make_instances(lab, hosts, host, stop, tally):
     """@host: instances of the templates it lists (the oldest, the one
     most likely being deleted, half of the time), and now and then
-    deletes one of its own."""
+    deletes one of its own. It refreshes one time in three: an instance
+    of a template hosta has just deleted is tried too."""
     conn = hosts[host].connect()
     rng = random.Random(host)
     mine = []
@@ -88,7 +89,8 @@ def make_instances(lab, hosts, host, stop, tally):
         pool = conn.storagePoolLookupByName(lab.name)
         n = 0
         while not stop.is_set():
-            pool.refresh(0)
+            if rng.random() < 0.3:
+                pool.refresh(0)
             names = templates_of(pool)
             if not names:
                 continue
