@@ -14,7 +14,7 @@ import pytest
 from conftest import MiB, TMP_PREFIX, volume_xml
 from test_protection import REFUSED, change
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 def create_until_killed(lab, hosts, host, prefix, made):
@@ -65,6 +65,12 @@ def test_host_killed_mid_create(lab, hosts):
         for host in ("hosta", "hostc"):
             refusal = change(lab, host, "delete", "win10.qcow2")
             assert counted(refusal, "hostb") >= len(files), (refusal, files)
+        # what the kill interrupted: a claim counted (the record says more
+        # than the disk holds), a temporary file, or nothing
+        print("round %d: %d instances on disk, %d counted, %d temporary files" % (
+            r, len(files), counted(refusal, "hostb"),
+            len([f for f in os.listdir(hosts["hostb"].ssd(lab.name))
+                 if f.startswith(TMP_PREFIX)])))
         hosts["hostb"].start()
         if not lab.pool("hostb").isActive():
             lab.start("hostb")
