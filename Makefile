@@ -15,6 +15,11 @@
 #                 in clean roots of each release, into _build/debs/<release>
 #   make check-host  those packages installed in booted throwaway roots of
 #                 each release: the host test; ends with "N passed, N failed"
+#   make check-cluster  three simulated hosts (namespaces with their own
+#                 daemons) sharing a template store on GlusterFS: protection
+#                 across hosts, races, host death, a server restart
+#                 (tests/cluster, tools/cluster-env); LIBVIRT's version only;
+#                 ends with "N passed, N failed"
 #   make fuzz     the libFuzzer targets of fuzz/ (one per parser of untrusted
 #                 input), FUZZ_SECONDS each (default 60), one after the other,
 #                 from the seeds in fuzz/corpus; make fuzz-merge adds what
@@ -41,7 +46,7 @@ FUZZBUILD := $(BUILD)/stormpool-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := image_header hot_set template_stamps pool_namespace host_record
 
-.PHONY: all deps libvirt stormpool virt-manager asan fuzz-build fuzz fuzz-merge demo check unit-check debs check-host bench-create bench-clone bench-bootstorm clean distclean
+.PHONY: all deps libvirt stormpool virt-manager asan fuzz-build fuzz fuzz-merge demo check unit-check debs check-host module check-cluster bench-create bench-clone bench-bootstorm clean distclean
 
 all: stormpool virt-manager
 
@@ -112,6 +117,16 @@ check: deps
 
 unit-check: all asan fuzz-build
 	@tools/run-checks --unit-only
+
+# The module built, not installed: the cluster's hosts load it from the
+# build tree (tools/cluster-env), so the prefix that the machine's own
+# private daemons share is left alone.
+module: libvirt $(SPBUILD)/build.ninja
+	@ninja -C $(SPBUILD) >$(BUILD)/stormpool-build.log 2>&1 || \
+	    { cat $(BUILD)/stormpool-build.log; exit 1; }
+
+check-cluster: module
+	@tools/run-checks --cluster --versions "$(LIBVIRT)"
 
 # Packages are cached in /var/cache/stormpool, keyed by the Debian version and
 # the hash of the series (tools/build-debs); the host test boots roots of the

@@ -114,13 +114,17 @@ scanOne(Scan *scan, SpTier tier, int dirfd, const char *dir, const char *name)
 
 /* A crash between creating a temporary file and renaming it leaves the
  * temporary file behind; it is never a volume, so remove it. The storage
- * driver refuses a refresh while volume builds run, so none is in use. */
+ * driver refuses a refresh while this pool builds volumes, but in a
+ * primary tier shared with other hosts a temporary file may be another
+ * host's volume being written: its writer's lock keeps it. */
 static void
 removeStaleTmpFile(int dirfd, const char *dir, const char *name)
 {
-    if (unlinkat(dirfd, name, 0) == 0)
+    if (spAtomicFileRemoveStale(dirfd, name) == 0)
         g_warning("removed '%s/%s' left behind by an interrupted volume creation", dir, name);
-    else
+    else if (errno == EBUSY)
+        g_debug("kept '%s/%s': a volume being written, by another host", dir, name);
+    else if (errno != ENOENT)
         g_warning("cannot remove stale temporary file '%s/%s': %s", dir, name, g_strerror(errno));
 }
 

@@ -121,13 +121,24 @@ writeRecord(SpPool *pool, SpHostRecord *record, GError **error)
 }
 
 
+/* Under the store's shared lock: a host changing a template reads every
+ * record under the exclusive one, and a record being renamed into place
+ * meanwhile may show it neither file (ESTALE or ENOENT on a network file
+ * system, where the rename comes from another client). */
 gboolean
 spPoolHostsPublish(SpPool *pool, GError **error)
 {
-    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->hosts_lock);
     SpHostRecord *record;
+    gboolean ok;
+    int store;
 
-    return (record = ownRecord(pool, error)) && writeRecord(pool, record, error);
+    if ((store = spHostsLock(pool->primary, FALSE, SP_HOSTS_LOCK_TIMEOUT_MS, error)) < 0)
+        return FALSE;
+    g_mutex_lock(&pool->hosts_lock);
+    ok = (record = ownRecord(pool, error)) && writeRecord(pool, record, error);
+    g_mutex_unlock(&pool->hosts_lock);
+    close(store);
+    return ok;
 }
 
 

@@ -7,6 +7,12 @@
  * file or nothing under the final name, plus at worst a stale temporary
  * file that spAtomicFileIsTmpName lets the pool's refresh recognise.
  *
+ * The writer holds an OFD write lock on its temporary file until the
+ * rename is done, so that a refresh tells a file being written from a
+ * stale one (spAtomicFileRemoveStale): in a primary tier shared by several
+ * hosts, another host's refresh sees this host's temporary files, and the
+ * lock is what the file system carries between hosts.
+ *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
@@ -35,6 +41,7 @@ struct _SpAtomicFile {
     char *tmp_path;
     int dir_fd;
     int fd;
+    int lock_fd;        /* holds the temporary file's lock after fd is closed */
     gboolean tmp_exists;
 };
 
@@ -60,6 +67,36 @@ atomicFileTmpName(const char *name)
 }
 
 
+/* An OFD write lock on byte 0 of @fd's file, without waiting. Only that
+ * byte: QEMU's image locks (bytes 100 to 299) must stay free, since
+ * qemu-io writes into some temporary files (hot replicas). */
+static int
+lockTmp(int fd)
+{
+    struct flock lock = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
+
+    return fcntl(fd, F_OFD_SETLK, &lock);
+}
+
+
+/* Lock the new temporary file @fd, and make sure it is still the file
+ * under its name: a refresh elsewhere may have found it unlocked in the
+ * instant between its creation and the lock, and removed it. A file
+ * system without OFD locks has a single host: no lock is needed there. */
+static gboolean
+lockNewTmp(SpAtomicFile *file, int fd)
+{
+    struct stat mine;
+    struct stat named;
+
+    if (lockTmp(fd) < 0)
+        return errno == EINVAL || errno == ENOLCK || errno == EOPNOTSUPP;
+    return fstat(fd, &mine) == 0 &&
+           fstatat(file->dir_fd, file->tmp_name, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+           mine.st_dev == named.st_dev && mine.st_ino == named.st_ino;
+}
+
+
 static gboolean
 atomicFileCreateTmp(SpAtomicFile *file, mode_t mode, GError **error)
 {
@@ -71,8 +108,13 @@ atomicFileCreateTmp(SpAtomicFile *file, mode_t mode, GError **error)
         file->fd = openat(file->dir_fd, file->tmp_name,
                           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                           mode);
-        if (file->fd >= 0)
+        if (file->fd >= 0 && lockNewTmp(file, file->fd))
             break;
+        if (file->fd >= 0) {
+            close(file->fd);        /* taken away: another name */
+            file->fd = -1;
+            continue;
+        }
         if (errno != EEXIST)
             return spErrorSetErrno(error, errno,
                                    "cannot create a temporary file for '%s'", file->path);
@@ -98,6 +140,7 @@ spAtomicFileBegin(const char *path, mode_t mode, GError **error)
 
     file->dir_fd = -1;
     file->fd = -1;
+    file->lock_fd = -1;
     file->path = g_strdup(path);
 
     file->dir = g_path_get_dirname(path);
@@ -214,6 +257,10 @@ atomicFileCommitSteps(SpAtomicFile *file, gboolean replace, GError **error)
      * could leave a complete-looking name over missing data. */
     if (fdatasync(fd) < 0)
         return spErrorSetErrno(error, errno, "cannot flush '%s'", file->tmp_path);
+    /* The lock belongs to the open file, which a duplicate keeps open
+     * until the rename is done (close() still flushes: it runs for each
+     * descriptor). */
+    file->lock_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     file->fd = -1;
     /* Network file systems may report a failed write-back only here. */
     if (close(fd) < 0)
@@ -253,6 +300,8 @@ spAtomicFileFree(SpAtomicFile *file)
         atomicFileRemoveTmp(file);
         close(file->dir_fd);
     }
+    if (file->lock_fd >= 0)
+        close(file->lock_fd);
     g_free(file->path);
     g_free(file->dir);
     g_free(file->name);
@@ -283,4 +332,28 @@ spAtomicFileIsTmpName(const char *name)
             return FALSE;
     }
     return TRUE;
+}
+
+
+int
+spAtomicFileRemoveStale(int dir_fd, const char *name)
+{
+    int fd = openat(dir_fd, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    int rc;
+    int err;
+
+    if (fd < 0)
+        return -1;
+    if (lockTmp(fd) < 0 && (errno == EAGAIN || errno == EACCES)) {
+        close(fd);
+        errno = EBUSY;
+        return -1;
+    }
+    /* Locked (or unlockable, where no other host can write): removed
+     * while the lock keeps a writer from taking it up again. */
+    rc = unlinkat(dir_fd, name, 0);
+    err = errno;
+    close(fd);
+    errno = err;
+    return rc;
 }

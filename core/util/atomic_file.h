@@ -36,4 +36,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(SpAtomicFile, spAtomicFileFree)
 /* Whether @name (a directory entry) is a temporary file of ours. */
 gboolean spAtomicFileIsTmpName(const char *name);
 
+/* Remove the temporary file @name of @dir_fd unless it is being written
+ * (its writer holds its lock, on this host or another sharing the file
+ * system): 0, or -1 with errno (EBUSY while it is written). */
+int spAtomicFileRemoveStale(int dir_fd, const char *name);
+
 G_END_DECLS

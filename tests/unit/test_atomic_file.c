@@ -434,6 +434,41 @@ testIsTmpName(void)
 }
 
 
+/* A refresh removes a stale temporary file, but not one being written:
+ * its writer holds the lock until the rename, whatever process (or host,
+ * on a shared file system) tries. */
+static void
+testRemoveStale(void)
+{
+    g_autofree char *dir = spTestTempDir();
+    g_autofree char *path = g_build_filename(dir, "vol.img", NULL);
+    g_autofree char *stale = g_build_filename(dir, ".stormpool-tmp-old.img-Ab12Cd", NULL);
+    g_autoptr(SpAtomicFile) file = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *tmp_name = NULL;
+    int dir_fd = open(dir, O_RDONLY | O_DIRECTORY);
+
+    g_assert_cmpint(dir_fd, >=, 0);
+    g_assert_true(g_file_set_contents(stale, "", -1, NULL));
+    g_assert_cmpint(spAtomicFileRemoveStale(dir_fd, ".stormpool-tmp-old.img-Ab12Cd"), ==, 0);
+    g_assert_false(g_file_test(stale, G_FILE_TEST_EXISTS));
+
+    file = spAtomicFileBegin(path, 0644, &err);
+    g_assert_no_error(err);
+    tmp_name = g_path_get_basename(spAtomicFileTmpPath(file));
+    g_assert_cmpint(spAtomicFileRemoveStale(dir_fd, tmp_name), ==, -1);
+    g_assert_cmpint(errno, ==, EBUSY);
+    g_assert_true(spAtomicFileCommit(file, FALSE, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(spAtomicFileRemoveStale(dir_fd, tmp_name), ==, -1);
+    g_assert_cmpint(errno, ==, ENOENT);
+    g_assert_true(g_file_test(path, G_FILE_TEST_IS_REGULAR));
+    close(dir_fd);
+    g_assert_cmpint(unlink(path), ==, 0);
+    spTestTempDirFree(g_steal_pointer(&dir));
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -452,6 +487,7 @@ main(int argc, char **argv)
     g_test_add_func("/atomic-file/dangling-symlink", testDanglingSymlink);
     g_test_add_func("/atomic-file/long-name", testLongName);
     g_test_add_func("/atomic-file/is-tmp-name", testIsTmpName);
+    g_test_add_func("/atomic-file/remove-stale", testRemoveStale);
 
     return g_test_run();
 }

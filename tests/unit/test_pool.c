@@ -15,6 +15,7 @@
 #include "stormpool/error.h"
 #include "image/image_header.h"
 #include "replica/template_replica.h"
+#include "util/atomic_file.h"
 #include "test_helpers.h"
 
 #define MiB (1024 * 1024)
@@ -291,6 +292,29 @@ testRefreshSkips(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* In a primary tier shared by several hosts, a temporary file may be a
+ * volume another host is writing: its writer's lock keeps it from this
+ * pool's refresh, and the volume is committed whole afterwards. */
+static void
+testRefreshKeepsTmpBeingWritten(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
+    g_autofree char *path = g_build_filename(f->primary, "new.img", NULL);
+    g_autoptr(SpAtomicFile) file = NULL;
+    g_autoptr(GError) err = NULL;
+
+    file = spAtomicFileBegin(path, 0644, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(write(spAtomicFileFd(file), "data", 4), ==, 4);
+    g_ptr_array_unref(spTestRefresh(pool));
+    g_assert_true(g_file_test(spAtomicFileTmpPath(file), G_FILE_TEST_EXISTS));
+    g_assert_null(strstr(f->log->str, "left behind"));
+    g_assert_true(spAtomicFileCommit(file, FALSE, &err));
+    g_assert_no_error(err);
+    g_assert_true(g_file_test(path, G_FILE_TEST_IS_REGULAR));
+}
+
+
 /* A layer the pool did not make (an external snapshot, a blockcopy
  * destination) backs onto an instance: the instance is neither deleted
  * nor reset under it, and every byte stays. */
@@ -488,6 +512,7 @@ main(int argc, char **argv)
     ADD("uploads", testUploads);
     ADD("stamps", testStamps);
     ADD("refresh-skips", testRefreshSkips);
+    ADD("refresh-keeps-tmp-being-written", testRefreshKeepsTmpBeingWritten);
     ADD("reset-instance", testResetInstance);
     ADD("replica-registry", testReplicaRegistry);
     ADD("chain-allocation", testChainAllocation);

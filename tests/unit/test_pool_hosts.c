@@ -170,6 +170,55 @@ testOverlayByHandCountsAfterRefresh(Fixture *f, gconstpointer data G_GNUC_UNUSED
 }
 
 
+static gpointer
+publishThread(gpointer pool)
+{
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(spPoolHostsPublish(pool, &err));
+    g_assert_no_error(err);
+    return NULL;
+}
+
+
+/* A record is rewritten under the store's shared lock only: while a host
+ * changing a template holds the exclusive lock and reads the records, no
+ * record is renamed under it. */
+static void
+testRecordWrittenUnderLock(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autofree char *template = spPoolVolumePath(f->a, "t.qcow2", FALSE);
+    g_autofree char *overlay = spPoolVolumePath(f->a, "byhand.qcow2", TRUE);
+    g_autofree char *id = spHostRecordId("lab-a", f->base.secondary);
+    g_autoptr(SpHostRecord) before = NULL;
+    g_autoptr(SpHostRecord) after = NULL;
+    const char *argv[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-b", template,
+                           "-F", "qcow2", overlay, NULL };
+    g_autoptr(GError) err = NULL;
+    GThread *thread;
+    int lock;
+
+    if (!spTestHaveQemuImg()) {
+        g_test_skip("qemu-img is not installed");
+        return;
+    }
+    g_assert_true(spPoolHostsPublish(f->a, &err));
+    g_assert_cmpint(spTestRun(argv, NULL, NULL), ==, 0);
+    lock = spHostsLock(f->base.primary, TRUE, 0, &err);
+    g_assert_no_error(err);
+    thread = g_thread_new("publish", publishThread, f->a);
+    g_usleep(200 * 1000);
+    before = spHostRecordRead(f->base.primary, id, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(spHostRecordCount(before, "t.qcow2"), ==, 0);
+    close(lock);
+    g_thread_join(thread);
+    after = spHostRecordRead(f->base.primary, id, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(spHostRecordCount(after, "t.qcow2"), ==, 1);
+}
+
+
 /* Two pools of one host on one template store: each has a record, and
  * protects the other's instances, named by host and secondary tier. */
 static void
@@ -418,6 +467,7 @@ main(int argc, char **argv)
     ADD("instance-on-other-host-protects", testInstanceOnOtherHostProtects);
     ADD("local-and-remote-named", testLocalAndRemoteNamed);
     ADD("overlay-by-hand-counts-after-refresh", testOverlayByHandCountsAfterRefresh);
+    ADD("record-written-under-lock", testRecordWrittenUnderLock);
     ADD("two-pools-of-one-host", testTwoPoolsOfOneHost);
     ADD("unreadable-record-refuses", testUnreadableRecordRefuses);
     ADD("stopped-host-still-protects", testStoppedHostStillProtects);
