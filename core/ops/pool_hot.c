@@ -20,6 +20,7 @@
 #include "image/hot_set.h"
 #include "fs/image_lock.h"
 #include "fs/backing_path.h"
+#include "replica/template_versions.h"
 
 char *
 spPoolHotSetPath(SpPool *pool, const char *template_name, const char *identity)
@@ -134,17 +135,27 @@ checkRoom(SpPool *pool, const char *template_path, const char *replica_path, gui
 }
 
 
+/* A hot replica names its template as its backing file: by the kept
+ * version's path, which keeps its contents when a new version of the
+ * template is published (pool_versions.c), not by the template's. */
 gboolean
 spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replica_path,
                      guint64 reserved, gboolean evict_wanted, GError **error)
 {
-    g_autofree char *name = g_path_get_basename(template_path);
+    g_autofree char *name = spPoolReplicaTemplateName(pool, replica_path);
     g_autofree char *identity = g_path_get_basename(replica_path);
-    g_autofree char *path = spPoolHotSetPath(pool, name, identity);
+    g_autofree char *path = NULL;
+    g_autofree char *version = NULL;
     g_auto(SpImageInfo) info = { 0 };
     g_autoptr(SpHotSet) set = NULL;
     gint64 start = g_get_monotonic_time();
 
+    if (!name)
+        name = g_path_get_basename(template_path);
+    path = spPoolHotSetPath(pool, name, identity);
+    if (!(version = spVersionKeep(pool->primary, name, template_path, error)))
+        return FALSE;
+    template_path = version;
     if (!spImageInfoRead(template_path, &info, error))
         return FALSE;
     if (!(set = spHotSetLoad(path, info.virtual_size, error))) {
@@ -165,6 +176,8 @@ spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replic
 
 /* ---- garbage collection ------------------------------------------------------ */
 
+/* The hot set of a kept version stays with it: its hot replica may have
+ * to be made again (a RAM tier after a reboot). */
 static void
 collectTemplateHotSets(SpPool *pool, const char *dir, const char *name)
 {
@@ -175,8 +188,12 @@ collectTemplateHotSets(SpPool *pool, const char *dir, const char *name)
 
     while (d && (identity = g_dir_read_name(d))) {
         g_autofree char *path = g_build_filename(dir, identity, NULL);
+        g_autofree char *version = spVersionPath(pool->primary, name, identity);
+        g_autofree char *kept = spReplicaIdentity(version, NULL);
 
-        if (current && strcmp(identity, current) == 0)
+        /* A kept version changed in place is that version no more. */
+        if ((current && strcmp(identity, current) == 0) ||
+            (kept && strcmp(kept, identity) == 0))
             continue;
         if (unlink(path) == 0)
             g_info("removed hot set '%s': its template changed or is gone", path);

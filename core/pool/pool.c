@@ -11,6 +11,7 @@
 #include "pool_private.h"
 #include "stormpool/error.h"
 #include "fs/backing_path.h"
+#include "replica/template_versions.h"
 
 static SpPool *
 poolAlloc(const char *primary, const char *secondary, SpPoolNamespace *ns)
@@ -39,6 +40,7 @@ poolAlloc(const char *primary, const char *secondary, SpPoolNamespace *ns)
     pool->users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     pool->copying = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     pool->uploads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    pool->version_uploads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     return pool;
 }
 
@@ -93,6 +95,7 @@ spPoolUnref(SpPool *pool)
     g_hash_table_unref(pool->users);
     g_hash_table_unref(pool->copying);
     g_hash_table_unref(pool->uploads);
+    g_hash_table_unref(pool->version_uploads);
     g_mutex_clear(&pool->status_lock);
     g_mutex_clear(&pool->replicas_lock);
     g_cond_clear(&pool->replicas_cond);
@@ -293,11 +296,17 @@ spPoolReplicaTemplateName(SpPool *pool, const char *path)
 }
 
 
+/* A kept version of a template is that template, in an older version:
+ * what backs onto it is one of the template's instances. */
 char *
 spPoolBackingTemplateName(SpPool *pool, const char *backing_path)
 {
+    char *name;
+
     if (spPathIsInDir(backing_path, pool->primary))
         return g_path_get_basename(backing_path);
+    if ((name = spVersionTemplateName(pool->primary, backing_path)))
+        return name;
     return spPoolReplicaTemplateName(pool, backing_path);
 }
 

@@ -9,6 +9,9 @@
  *   pool_lifecycle.c pool_refresh.c  libvirt's callbacks: start, stop,
  *   pool_volumes.c pool_plan.c       delete, refresh, volume changes,
  *                                    what a new volume will be
+ *   pool_versions.c                  new versions of templates uploaded
+ *                                    while instances depend on them, and
+ *                                    the kept versions they need
  *   pool_replicas.c                  making replicas; which one a new
  *                                    instance backs onto
  *   pool_hot.c                       hot sets, hot replicas
@@ -79,9 +82,11 @@ struct _SpPool {
     GPtrArray *unlisted;
     guint64 index_generation;   /* counts the pool's own changes */
 
-    /* vol-upload streams under way, keyed by template path. */
+    /* vol-upload streams under way, keyed by the path they write; the
+     * uploads of new versions, template name -> upload file. */
     GMutex uploads_lock;
     GHashTable *uploads;
+    GHashTable *version_uploads;
 
     /* Orders the reads and writes of the template stamps file. */
     GMutex stamps_lock;
@@ -238,6 +243,15 @@ void spPoolJobQueueCounted(SpPool *pool, SpPoolJobFunc func, gpointer data,
 void spPoolUploadSet(SpPool *pool, const char *path, gboolean open);
 gboolean spPoolTemplateUploading(SpPool *pool, const char *path);
 
+/* The upload of a new version of the template @name goes to @path; at
+ * most one per template. spPoolVersionUploadOf gives it (or NULL), and
+ * spPoolVersionUploadTake removes it, TRUE for the one caller that did. */
+void spPoolVersionUploadSet(SpPool *pool, const char *name, const char *path);
+char *spPoolVersionUploadOf(SpPool *pool, const char *name);
+gboolean spPoolVersionUploadTake(SpPool *pool, const char *name);
+/* The templates with a version upload registered. */
+GPtrArray *spPoolVersionUploadNames(SpPool *pool);
+
 /* ---- pool_stamps.c: templates changed behind libvirt's back ------------- */
 
 /* The pool changed the template at @path itself: the next refresh must
@@ -293,6 +307,10 @@ gboolean spPoolHostsCheckName(SpPool *pool, GError **error);
 
 gboolean spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
                                  SpChange change, GError **error);
+/* What backs onto the template at @path now, directly or through one of
+ * its replicas (of SpVolumeEntry). */
+GPtrArray *spPoolTemplateDependents(SpPool *pool, const char *name, const char *path,
+                                    GError **error);
 gboolean spPoolCheckNoLayers(SpPool *pool, const char *name, const char *path,
                              SpChange change, GError **error);
 gboolean spPoolCheckNotInUse(const char *name, const char *path, SpChange change,
@@ -349,6 +367,35 @@ gboolean spPoolHotReplicaMake(SpPool *pool, const char *template_path,
 
 /* Hot sets of identities no template has any more. */
 void spPoolCollectHotSets(SpPool *pool);
+
+/* ---- pool_versions.c: template versions --------------------------------- */
+
+/* vol-upload into the template @name at @path while @dependents (of
+ * SpVolumeEntry) or other pools (@remote, a summary, or NULL) depend on
+ * it: checks, and *@target, the file the stream writes the new version
+ * to. From then on the version is published when the stream has ended
+ * (spPoolVersionsSettle). */
+gboolean spPoolVersionUploadBegin(SpPool *pool, const char *name, const char *path,
+                                  GPtrArray *dependents, const char *remote,
+                                  guint64 offset, char **target, GError **error);
+
+/* Publish the uploads whose streams have ended (of the template @name, or
+ * of all with NULL): a whole image of the template's format becomes the
+ * template, the old file is kept as a version; anything else is removed,
+ * the template unchanged. */
+void spPoolVersionsSettle(SpPool *pool, const char *name);
+
+/* The file a replica of template @name with @identity is made from: the
+ * template, or the kept version of that identity. */
+char *spPoolVersionSource(SpPool *pool, const char *name, const char *identity);
+
+/* Remove kept versions nothing needs any more, and uploads no stream
+ * writes (a daemon killed during an upload). */
+void spPoolCollectVersions(SpPool *pool);
+
+/* pool-dumpxml's status of the kept versions (of SpReplicaStatus), their
+ * dependents counted from @users (backing path -> instances). */
+GPtrArray *spPoolVersionsStatus(SpPool *pool, GHashTable *users);
 
 /* ---- pool_replicas.c: making replicas ----------------------------------- */
 

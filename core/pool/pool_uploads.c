@@ -86,3 +86,45 @@ spPoolUploadOpened(SpPool *pool, const char *path, gboolean ok)
     else
         uploadForget(pool, path, UPLOAD_OPENING);
 }
+
+
+void
+spPoolVersionUploadSet(SpPool *pool, const char *name, const char *path)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+
+    g_hash_table_insert(pool->version_uploads, g_strdup(name), g_strdup(path));
+}
+
+
+char *
+spPoolVersionUploadOf(SpPool *pool, const char *name)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+
+    return g_strdup(g_hash_table_lookup(pool->version_uploads, name));
+}
+
+
+gboolean
+spPoolVersionUploadTake(SpPool *pool, const char *name)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+
+    return g_hash_table_remove(pool->version_uploads, name);
+}
+
+
+GPtrArray *
+spPoolVersionUploadNames(SpPool *pool)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+    GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+    GHashTableIter iter;
+    gpointer key;
+
+    g_hash_table_iter_init(&iter, pool->version_uploads);
+    while (g_hash_table_iter_next(&iter, &key, NULL))
+        g_ptr_array_add(names, g_strdup(key));
+    return names;
+}

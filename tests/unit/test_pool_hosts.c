@@ -102,7 +102,10 @@ testInstanceOnOtherHostProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *del = g_strconcat("cannot delete ", tail, NULL);
     g_autofree char *wipe = g_strconcat("cannot wipe ", tail, NULL);
     g_autofree char *grow = g_strconcat("cannot resize ", tail, NULL);
-    g_autofree char *upload = g_strconcat("cannot upload into ", tail, NULL);
+    g_autofree char *upload = g_strdup("cannot upload a new version of template 't.qcow2': "
+                                       "instances of other pools depend on it (lab-a (1)), "
+                                       "and their images may name its file itself");
+    g_autofree char *target = NULL;
 
     g_assert_false(deleteTemplate(f->b, &err));
     g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
@@ -115,7 +118,7 @@ testInstanceOnOtherHostProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
                                       4 * MiB, 8 * MiB, &err));
     g_assert_cmpstr(err->message, ==, grow);
     g_clear_error(&err);
-    g_assert_false(spPoolUploadBegin(f->b, "t.qcow2", path, &err));
+    g_assert_false(spPoolUploadBegin(f->b, "t.qcow2", path, 0, &target, &err));
     g_assert_cmpstr(err->message, ==, upload);
     g_clear_error(&err);
     g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));

@@ -1,0 +1,499 @@
+/*
+ * pool_versions.c: new versions of a template, uploaded while instances
+ * depend on it, and the old versions kept for them
+ *
+ * vol-upload into a template with dependents does not write the
+ * template: the stream goes to a file of its own in the primary tier's
+ * version directory (template_versions.h). When the stream has ended (the
+ * storage driver refreshes the pool then; a plan of a new instance of the
+ * template also looks), the file is checked and, if it is a whole image
+ * of the template's format, the template's file is kept as a version and
+ * the new file takes the template's name in one rename. A failed or wrong
+ * upload is removed: the template and its dependents never see it.
+ *
+ * Instances name what they back onto by path, so a version can only be
+ * published while none of them names the template's own file: they back
+ * onto replicas (copies, links, hot replicas, which name the kept version)
+ * or onto kept versions. Those that name the template's file pin it.
+ *
+ * SPDX-License-Identifier: LGPL-2.1-or-later
+ */
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pool/pool_private.h"
+#include "stormpool/error.h"
+#include "fs/backing_path.h"
+#include "fs/image_lock.h"
+#include "image/qemu_img.h"
+#include "replica/template_versions.h"
+
+/* How many pinning images a refusal names before "and N more". */
+#define PINS_LISTED 5
+
+/* ---- beginning an upload --------------------------------------------------- */
+
+/* The files whose dependents pin the template's name: the template's
+ * own path, and each replica of it whose header names that path (a hot
+ * replica made before versions existed). Resolved, so that a path
+ * written through a link or ".." is judged by the file it names. */
+static GPtrArray *
+pinnedPaths(SpPool *pool, const char *name, const char *path)
+{
+    GPtrArray *pins = g_ptr_array_new_with_free_func(g_free);
+    g_autoptr(GPtrArray) replicas = spPoolReplicaListAll(pool, NULL);
+    char *real = realpath(path, NULL);
+    guint i;
+
+    if (!real)
+        return pins;
+    g_ptr_array_add(pins, real);
+    for (i = 0; replicas && i < replicas->len; i++) {
+        SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
+        g_auto(SpImageInfo) info = { 0 };
+        g_autofree char *backing = NULL;
+        g_autofree char *target = NULL;
+
+        if (strcmp(replica->template_name, name) != 0 ||
+            !spImageInfoRead(replica->path, &info, NULL) || !info.backing_file)
+            continue;
+        backing = spBackingFileResolve(replica->path, info.backing_file);
+        if ((target = realpath(backing, NULL)) && strcmp(target, real) == 0)
+            g_ptr_array_add(pins, realpath(replica->path, NULL));
+    }
+    return pins;
+}
+
+
+static gboolean
+isPinned(GPtrArray *pins, const char *backing)
+{
+    g_autofree char *real = realpath(backing, NULL);
+    guint i;
+
+    for (i = 0; real && i < pins->len; i++) {
+        if (g_strcmp0(g_ptr_array_index(pins, i), real) == 0)
+            return TRUE;
+    }
+    return FALSE;
+}
+
+
+static gboolean
+refusePinned(SpPool *pool, const char *name, const char *path, GPtrArray *dependents,
+             GError **error)
+{
+    g_autoptr(GPtrArray) pins = pinnedPaths(pool, name, path);
+    g_autoptr(GPtrArray) names = g_ptr_array_new();
+    g_autofree char *summary = NULL;
+    guint i;
+
+    for (i = 0; i < dependents->len; i++) {
+        SpVolumeEntry *entry = g_ptr_array_index(dependents, i);
+
+        if (entry->backing_path && isPinned(pins, entry->backing_path))
+            g_ptr_array_add(names, entry->name);
+    }
+    if (names->len == 0)
+        return TRUE;
+    summary = spTemplateDependentsSummary(names, PINS_LISTED);
+    g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                "cannot upload a new version of template '%s': %u image(s) name its file "
+                "'%s' itself as their backing file, which must keep its contents: %s "
+                "(instances of policy 'none', or made before the template's hot set "
+                "was learned, or made by hand)", name, names->len, path, summary);
+    return FALSE;
+}
+
+
+/* What only a whole new image can be: the stream starts at 0, nobody
+ * writes the template, no other host may name its file. */
+static gboolean
+checkVersionUpload(const char *name, const char *path, const char *remote,
+                   guint64 offset, GError **error)
+{
+    gboolean writer = FALSE;
+
+    if (remote) {
+        g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                    "cannot upload a new version of template '%s': instances of other "
+                    "pools depend on it (%s), and their images may name its file itself",
+                    name, remote);
+        return FALSE;
+    }
+    if (offset != 0) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_ARG,
+                    "cannot upload into template '%s' at offset %" G_GUINT64_FORMAT
+                    ": instances depend on it, so an upload is a whole new version, "
+                    "from offset 0", name, offset);
+        return FALSE;
+    }
+    if (!spImageHasWriter(path, &writer, error))
+        return FALSE;
+    if (writer) {
+        g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                    "cannot upload a new version of template '%s': a running guest or "
+                    "another QEMU process is writing to it", name);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+gboolean
+spPoolVersionUploadBegin(SpPool *pool, const char *name, const char *path,
+                         GPtrArray *dependents, const char *remote, guint64 offset,
+                         char **target, GError **error)
+{
+    struct stat sb;
+    char *upload;
+
+    if (!checkVersionUpload(name, path, remote, offset, error) ||
+        !refusePinned(pool, name, path, dependents, error))
+        return FALSE;
+    if (stat(path, &sb) < 0)
+        return spErrorSetErrno(error, errno, "cannot stat template '%s'", path);
+    /* The new version is the template's file from then on: its mode
+     * and owner, which QEMU's user may need, stay those of the template. */
+    if (!(upload = spVersionUploadNew(pool->primary, name, sb.st_mode & 07777,
+                                      sb.st_uid, sb.st_gid, error)))
+        return FALSE;
+    spPoolVersionUploadSet(pool, name, upload);
+    spPoolUploadSet(pool, upload, FALSE);
+    g_info("vol-upload into template '%s' writes a new version to '%s': %u instance(s) "
+           "depend on the current one", name, upload, dependents->len);
+    *target = upload;
+    return TRUE;
+}
+
+
+/* ---- publishing --------------------------------------------------------- */
+
+/* A new version is the template's kind of image, whole: a qcow2
+ * template's version is a qcow2 image qemu-img check finds no fault in;
+ * a raw template's has the current version's size (raw has no header
+ * that could tell a whole image from a stream that broke off, or from
+ * a file that is no image at all). No backing file: versions stand alone. */
+static gboolean
+validate(const char *path, const char *upload, GError **error)
+{
+    g_autoptr(SpVolume) now = NULL;
+    g_autoptr(SpVolume) next = NULL;
+
+    if (!(now = spVolumeRead(path, SP_TIER_PRIMARY, error)) ||
+        !(next = spVolumeRead(upload, SP_TIER_PRIMARY, error)))
+        return FALSE;
+    if (next->info.format != now->info.format) {
+        g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
+                    "the upload is %s, not a %s image like the template",
+                    next->info.format == SP_IMAGE_FORMAT_RAW ? "no qcow2 image" : "qcow2",
+                    spImageFormatName(&now->info));
+        return FALSE;
+    }
+    if (next->backing_path) {
+        g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
+                    "the upload has a backing file ('%s'); a version must stand alone",
+                    next->backing_path);
+        return FALSE;
+    }
+    if (now->info.format == SP_IMAGE_FORMAT_QCOW2)
+        return spQemuImgCheck(upload, error);
+    if (next->info.file_size != now->info.virtual_size) {
+        g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
+                    "the raw upload has %" G_GUINT64_FORMAT " bytes, the template %"
+                    G_GUINT64_FORMAT ": a raw version keeps the template's size",
+                    next->info.file_size, now->info.virtual_size);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+/* Uploading an older image again is the rollback: the kept version with
+ * the same bytes becomes the template again, with its identity, so its
+ * replicas and hot set serve again. NULL when none has them; @path
+ * itself when the template has them already. */
+static char *
+sameVersion(SpPool *pool, const char *name, const char *path, const char *upload)
+{
+    g_autoptr(GPtrArray) versions = spVersionList(pool->primary, name, NULL);
+    gboolean same = FALSE;
+    guint i;
+
+    if (spVersionSameBytes(upload, path, &same, NULL) && same)
+        return g_strdup(path);
+    for (i = 0; versions && i < versions->len; i++) {
+        const char *version = g_ptr_array_index(versions, i);
+
+        if (spVersionSameBytes(upload, version, &same, NULL) && same)
+            return g_strdup(version);
+    }
+    return NULL;
+}
+
+
+/* The old file is kept before the name moves on: at every moment the
+ * template is the old version or the new one, and the old one has the
+ * path its dependents may come to name. */
+static gboolean
+publish(SpPool *pool, const char *name, const char *path, const char *upload,
+        GError **error)
+{
+    g_autofree char *back = sameVersion(pool, name, path, upload);
+    g_autofree char *kept = NULL;
+    g_autoptr(SpVolume) volume = NULL;
+
+    if (back && strcmp(back, path) == 0) {
+        g_info("the upload into template '%s' holds its current version: nothing changes",
+               name);
+        return spVersionRemove(upload, error);
+    }
+    if (!(kept = spVersionKeep(pool->primary, name, path, error)) ||
+        !spVersionPublish(back ? back : upload, path, back != NULL, error) ||
+        (back && !spVersionRemove(upload, error)))
+        return FALSE;
+    spPoolForgetTemplateStamp(pool, path);
+    if ((volume = spVolumeRead(path, SP_TIER_PRIMARY, NULL)))
+        spPoolIndexUpdate(pool, volume);
+    g_info("published %s of template '%s'; the version before is kept as '%s' for "
+           "what depends on it", back ? "an older version again" : "a new version",
+           name, kept);
+    return TRUE;
+}
+
+
+static void
+settleOne(SpPool *pool, const char *name)
+{
+    g_autofree char *upload = spPoolVersionUploadOf(pool, name);
+    g_autofree char *path = NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (!upload || spPoolTemplateUploading(pool, upload) ||
+        !spPoolVersionUploadTake(pool, name))
+        return;
+    path = g_build_filename(pool->primary, name, NULL);
+    if (validate(path, upload, &err) && publish(pool, name, path, upload, &err))
+        return;
+    g_critical("the new version of template '%s' uploaded to '%s' is refused, the "
+               "template and its instances are unchanged: %s", name, upload, err->message);
+    g_clear_error(&err);
+    if (access(upload, F_OK) == 0 && !spVersionRemove(upload, &err))
+        g_warning("%s", err->message);
+}
+
+
+void
+spPoolVersionsSettle(SpPool *pool, const char *name)
+{
+    g_autoptr(GPtrArray) names = NULL;
+    guint i;
+
+    if (name) {
+        settleOne(pool, name);
+        return;
+    }
+    names = spPoolVersionUploadNames(pool);
+    for (i = 0; i < names->len; i++)
+        settleOne(pool, g_ptr_array_index(names, i));
+}
+
+
+char *
+spPoolVersionSource(SpPool *pool, const char *name, const char *identity)
+{
+    g_autofree char *path = g_build_filename(pool->primary, name, NULL);
+    g_autofree char *current = spReplicaIdentity(path, NULL);
+    g_autofree char *version = spVersionPath(pool->primary, name, identity);
+
+    if ((!current || strcmp(current, identity) != 0) && access(version, F_OK) == 0)
+        return g_steal_pointer(&version);
+    return g_steal_pointer(&path);
+}
+
+
+/* ---- what a kept version's dependents are ------------------------------ */
+
+/* Whether @entry backs onto the version @version (by its path: the
+ * template's own path is the current version's, even when it is the
+ * same inode) or onto a replica of it, made or missing. */
+static gboolean
+backsOnto(SpPool *pool, const SpVolumeEntry *entry, const char *name, const char *version)
+{
+    g_autofree char *identity = g_path_get_basename(version);
+    g_autofree char *replica_of = NULL;
+    g_autofree char *real = NULL;
+    g_autofree char *target = NULL;
+    g_autofree char *base = NULL;
+
+    if (!entry->backing_path)
+        return FALSE;
+    if ((replica_of = spPoolReplicaTemplateName(pool, entry->backing_path))) {
+        base = g_path_get_basename(entry->backing_path);
+        return strcmp(replica_of, name) == 0 && strcmp(base, identity) == 0;
+    }
+    real = realpath(entry->backing_path, NULL);
+    target = realpath(version, NULL);
+    return real && target && strcmp(real, target) == 0;
+}
+
+
+/* A replica of the version's identity exists, or is being made: it
+ * needs the version to be made again (RAM tier) or holds dependents. */
+static gboolean
+hasReplica(SpPool *pool, const char *name, const char *identity)
+{
+    g_autofree char *ssd = spReplicaPath(pool->secondary, name, identity);
+    g_autofree char *ram = spReplicaPath(spPoolReplicaRoot(pool), name, identity);
+
+    return access(ssd, F_OK) == 0 || access(ram, F_OK) == 0 ||
+           spPoolReplicaBusy(pool, ssd) || spPoolReplicaBusy(pool, ram);
+}
+
+
+static gboolean
+versionNeeded(SpPool *pool, GPtrArray *entries, const char *name, const char *version)
+{
+    g_autofree char *identity = g_path_get_basename(version);
+    gboolean in_use = TRUE;
+    guint i;
+
+    if (hasReplica(pool, name, identity))
+        return TRUE;
+    for (i = 0; i < entries->len; i++) {
+        if (backsOnto(pool, g_ptr_array_index(entries, i), name, version))
+            return TRUE;
+    }
+    /* A guest started on the version itself (its disk names the file). */
+    return !spImageInUse(version, &in_use, NULL) || in_use;
+}
+
+
+/* Other pools sharing the primary tier count their dependents by
+ * template name: while they have any, every version of it stays. */
+static void
+collectTemplateVersions(SpPool *pool, GPtrArray *entries, const char *name)
+{
+    g_autoptr(GPtrArray) versions = spVersionList(pool->primary, name, NULL);
+    g_autofree char *remote = NULL;
+    g_autoptr(GError) err = NULL;
+    guint i;
+
+    if (!versions || versions->len == 0)
+        return;
+    if (!spPoolHostsDependents(pool, name, &remote, &err) || remote)
+        return;
+    for (i = 0; i < versions->len; i++) {
+        const char *version = g_ptr_array_index(versions, i);
+
+        if (versionNeeded(pool, entries, name, version))
+            continue;
+        if (!spVersionRemove(version, &err)) {
+            g_warning("%s", err->message);
+            g_clear_error(&err);
+            continue;
+        }
+        g_info("removed version '%s' of template '%s': nothing depends on it any more",
+               version, name);
+    }
+}
+
+
+/* Upload files no registered stream writes: a daemon killed during the
+ * upload. The template was never touched. */
+static void
+collectStaleUploads(SpPool *pool, const char *name)
+{
+    g_autofree char *dir = g_build_filename(pool->primary, SP_VERSION_DIR, name, NULL);
+    g_autofree char *current = spPoolVersionUploadOf(pool, name);
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    const char *file;
+
+    while (d && (file = g_dir_read_name(d))) {
+        g_autofree char *path = g_build_filename(dir, file, NULL);
+
+        if (!spVersionIsUploadName(file) || g_strcmp0(path, current) == 0)
+            continue;
+        if (spVersionRemove(path, NULL))
+            g_warning("removed '%s', the upload of a version that never ended", path);
+    }
+}
+
+
+void
+spPoolCollectVersions(SpPool *pool)
+{
+    g_autoptr(GPtrArray) names = spVersionTemplates(pool->primary);
+    g_autoptr(GPtrArray) entries = NULL;
+    g_autoptr(GError) err = NULL;
+    guint i;
+
+    if (names->len == 0)
+        return;
+    if (!spPoolChainsSync(pool, &err)) {
+        g_warning("cannot collect template versions: %s", err->message);
+        return;
+    }
+    entries = spPoolIndexEntries(pool);
+    for (i = 0; i < names->len; i++) {
+        collectStaleUploads(pool, g_ptr_array_index(names, i));
+        collectTemplateVersions(pool, entries, g_ptr_array_index(names, i));
+    }
+}
+
+
+/* ---- status ------------------------------------------------------------- */
+
+static guint
+countUsers(SpPool *pool, GHashTable *users, const char *name, const char *version)
+{
+    g_autofree char *identity = g_path_get_basename(version);
+    g_autofree char *ssd = spReplicaPath(pool->secondary, name, identity);
+    g_autofree char *ram = spReplicaPath(spPoolReplicaRoot(pool), name, identity);
+    guint n = GPOINTER_TO_UINT(g_hash_table_lookup(users, version)) +
+              GPOINTER_TO_UINT(g_hash_table_lookup(users, ssd));
+
+    if (strcmp(ram, ssd) != 0)
+        n += GPOINTER_TO_UINT(g_hash_table_lookup(users, ram));
+    return n;
+}
+
+
+static void
+addStatus(SpPool *pool, GPtrArray *status, GHashTable *users, const char *name)
+{
+    g_autoptr(GPtrArray) versions = spVersionList(pool->primary, name, NULL);
+    guint i;
+
+    for (i = 0; versions && i < versions->len; i++) {
+        const char *version = g_ptr_array_index(versions, i);
+        SpReplicaStatus *s;
+        struct stat sb;
+
+        if (stat(version, &sb) < 0)
+            continue;
+        s = g_new0(SpReplicaStatus, 1);
+        s->template_name = g_strdup(name);
+        s->path = g_strdup(version);
+        s->dependents = countUsers(pool, users, name, version);
+        s->size = sb.st_size;
+        s->allocation = (guint64) sb.st_blocks * 512;
+        g_ptr_array_add(status, s);
+    }
+}
+
+
+GPtrArray *
+spPoolVersionsStatus(SpPool *pool, GHashTable *users)
+{
+    g_autoptr(GPtrArray) names = spVersionTemplates(pool->primary);
+    GPtrArray *status = g_ptr_array_new_with_free_func((GDestroyNotify) spReplicaStatusFree);
+    guint i;
+
+    for (i = 0; i < names->len; i++)
+        addStatus(pool, status, users, g_ptr_array_index(names, i));
+    return status;
+}
