@@ -150,6 +150,7 @@ spPoolVersionUploadBegin(SpPool *pool, const char *name, const char *path,
 {
     struct stat sb;
     char *upload;
+    int lock;
 
     if (!checkVersionUpload(name, path, remote, offset, error) ||
         !refusePinned(pool, name, path, dependents, error))
@@ -161,7 +162,12 @@ spPoolVersionUploadBegin(SpPool *pool, const char *name, const char *path,
     if (!(upload = spVersionUploadNew(pool->primary, name, sb.st_mode & 07777,
                                       sb.st_uid, sb.st_gid, error)))
         return FALSE;
-    spPoolVersionUploadSet(pool, name, upload);
+    if ((lock = spImageLockExclusive(upload, error)) < 0) {
+        spVersionRemove(upload, NULL);
+        g_free(upload);
+        return FALSE;
+    }
+    spPoolVersionUploadSet(pool, name, upload, lock);
     spPoolUploadSet(pool, upload, FALSE);
     g_info("vol-upload into template '%s' writes a new version to '%s': %u instance(s) "
            "depend on the current one", name, upload, dependents->len);
@@ -188,9 +194,10 @@ validate(const char *path, const char *upload, GError **error)
         return FALSE;
     if (next->info.format != now->info.format) {
         g_set_error(error, SP_ERROR, SP_ERROR_BAD_IMAGE,
-                    "the upload is %s, not a %s image like the template",
-                    next->info.format == SP_IMAGE_FORMAT_RAW ? "no qcow2 image" : "qcow2",
-                    spImageFormatName(&now->info));
+                    "the upload is %s, the template a %s image: a new version keeps "
+                    "the template's format",
+                    next->info.format == SP_IMAGE_FORMAT_RAW ? "no qcow2 image (no qcow2 "
+                    "header)" : "a qcow2 image", spImageFormatName(&now->info));
         return FALSE;
     }
     if (next->backing_path) {
@@ -402,8 +409,8 @@ collectTemplateVersions(SpPool *pool, GPtrArray *entries, const char *name)
 }
 
 
-/* Upload files no registered stream writes: a daemon killed during the
- * upload. The template was never touched. */
+/* Upload files no daemon holds (pool_uploads.c): a daemon killed during
+ * the upload. The template was never touched. */
 static void
 collectStaleUploads(SpPool *pool, const char *name)
 {
@@ -414,8 +421,10 @@ collectStaleUploads(SpPool *pool, const char *name)
 
     while (d && (file = g_dir_read_name(d))) {
         g_autofree char *path = g_build_filename(dir, file, NULL);
+        gboolean held = TRUE;
 
-        if (!spVersionIsUploadName(file) || g_strcmp0(path, current) == 0)
+        if (!spVersionIsUploadName(file) || g_strcmp0(path, current) == 0 ||
+            !spImageInUse(path, &held, NULL) || held)
             continue;
         if (spVersionRemove(path, NULL))
             g_warning("removed '%s', the upload of a version that never ended", path);

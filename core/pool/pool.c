@@ -40,7 +40,8 @@ poolAlloc(const char *primary, const char *secondary, SpPoolNamespace *ns)
     pool->users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     pool->copying = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     pool->uploads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    pool->version_uploads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    pool->version_uploads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                                spPoolVersionUploadFree);
     return pool;
 }
 

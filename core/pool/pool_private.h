@@ -243,10 +243,12 @@ void spPoolJobQueueCounted(SpPool *pool, SpPoolJobFunc func, gpointer data,
 void spPoolUploadSet(SpPool *pool, const char *path, gboolean open);
 gboolean spPoolTemplateUploading(SpPool *pool, const char *path);
 
-/* The upload of a new version of the template @name goes to @path; at
+/* The upload of a new version of the template @name goes to @path, whose
+ * image locks the descriptor @lock holds until the upload is taken; at
  * most one per template. spPoolVersionUploadOf gives it (or NULL), and
  * spPoolVersionUploadTake removes it, TRUE for the one caller that did. */
-void spPoolVersionUploadSet(SpPool *pool, const char *name, const char *path);
+void spPoolVersionUploadSet(SpPool *pool, const char *name, const char *path, int lock);
+void spPoolVersionUploadFree(gpointer upload);
 char *spPoolVersionUploadOf(SpPool *pool, const char *name);
 gboolean spPoolVersionUploadTake(SpPool *pool, const char *name);
 /* The templates with a version upload registered. */

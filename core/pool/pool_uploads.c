@@ -11,6 +11,8 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <unistd.h>
+
 #include "pool_private.h"
 #include "stormpool/error.h"
 #include "fs/own_writers.h"
@@ -88,12 +90,36 @@ spPoolUploadOpened(SpPool *pool, const char *path, gboolean ok)
 }
 
 
+/* An upload of a version holds its file's image locks for as long as
+ * this daemon lives, so that another pool sharing the primary tier (on
+ * this host or another) never takes it for one whose daemon died. */
+typedef struct {
+    char *path;
+    int lock;
+} VersionUpload;
+
+
 void
-spPoolVersionUploadSet(SpPool *pool, const char *name, const char *path)
+spPoolVersionUploadFree(gpointer data)
+{
+    VersionUpload *upload = data;
+
+    if (upload->lock >= 0)
+        close(upload->lock);
+    g_free(upload->path);
+    g_free(upload);
+}
+
+
+void
+spPoolVersionUploadSet(SpPool *pool, const char *name, const char *path, int lock)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+    VersionUpload *upload = g_new0(VersionUpload, 1);
 
-    g_hash_table_insert(pool->version_uploads, g_strdup(name), g_strdup(path));
+    upload->path = g_strdup(path);
+    upload->lock = lock;
+    g_hash_table_insert(pool->version_uploads, g_strdup(name), upload);
 }
 
 
@@ -101,8 +127,9 @@ char *
 spPoolVersionUploadOf(SpPool *pool, const char *name)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+    VersionUpload *upload = g_hash_table_lookup(pool->version_uploads, name);
 
-    return g_strdup(g_hash_table_lookup(pool->version_uploads, name));
+    return upload ? g_strdup(upload->path) : NULL;
 }
 
 
