@@ -358,6 +358,7 @@ deleteVolume(SpPool *pool, const char *name, const char *path, const char *backi
     spPoolIndexRemove(pool, name);
     if (!instance) {
         collectTemplateReplicas(pool, name);
+        spPoolCollectVersions(pool);
         spPoolCollectHotSets(pool);
     } else if (backing) {
         spPoolCollectReplica(pool, backing);

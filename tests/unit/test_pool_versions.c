@@ -11,6 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libxml/parser.h>
+
+#include "pool/pool_namespace.h"
 #include "pool/pool_private.h"
 #include "replica/template_versions.h"
 #include "stormpool/error.h"
@@ -359,6 +362,30 @@ testNoDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* pool-dumpxml's output can be defined again: the versions status is
+ * accepted and dropped, like the other status elements. */
+static void
+testStatusDropped(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autofree char *text = g_strdup_printf(
+        "<pool type='stormpool' xmlns:stormpool='urn:stormpool:pool:1.0'>"
+        "<name>lab</name><source><dir path='%s'/></source>"
+        "<target><path>%s</path></target>"
+        "<stormpool:versions><stormpool:version template='t.qcow2' "
+        "path='%s/.stormpool-versions/t.qcow2/0123456789abcdef' dependents='1' "
+        "size='1' allocation='0'/></stormpool:versions></pool>",
+        f->primary, f->secondary, f->primary);
+    xmlDocPtr doc = xmlReadMemory(text, strlen(text), "pool.xml", NULL, XML_PARSE_NONET);
+    g_autoptr(SpPoolNamespace) ns = NULL;
+    g_autoptr(GError) err = NULL;
+
+    ns = spPoolNamespaceParse(xmlDocGetRootElement(doc), NULL, NULL, &err);
+    xmlFreeDoc(doc);
+    g_assert_no_error(err);
+    g_assert_null(ns->versions);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -376,6 +403,7 @@ main(int argc, char **argv)
     ADD("stream-open-and-crash", testStreamOpenAndCrash);
     ADD("pinned-refused", testPinnedRefused);
     ADD("no-dependents", testNoDependents);
+    ADD("status-dropped", testStatusDropped);
 #undef ADD
     return g_test_run();
 }
