@@ -362,6 +362,52 @@ testNoDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* After a reboot emptied the RAM tier, the replica of an instance of an
+ * older version is made again from the kept version, not from the
+ * template, which is another version by now. */
+static void
+testRamRebuildFromVersion(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autofree char *text = g_strdup_printf(
+        "<pool type='stormpool' xmlns:stormpool='urn:stormpool:pool:1.0'>"
+        "<name>lab</name><source><dir path='%s'/></source>"
+        "<target><path>%s</path></target>"
+        "<stormpool:replica policy='copy' tier='%s' cap='64M'/></pool>",
+        f->primary, f->secondary, f->ram);
+    xmlDocPtr doc = xmlReadMemory(text, strlen(text), "pool.xml", NULL, XML_PARSE_NONET);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(SpPool) pool = spPoolNewFromXml(xmlDocGetRootElement(doc), &err);
+    g_autofree char *template = NULL, *v1 = NULL, *v2 = NULL, *r1 = NULL, *t = NULL;
+    g_autofree char *pc01 = NULL;
+    g_autoptr(SpVolume) volume = NULL;
+    gboolean same = FALSE;
+
+    xmlFreeDoc(doc);
+    g_assert_no_error(err);
+    if (!spTestHaveQemuImg())
+        return;
+    g_assert_true(spPoolStart(pool, &err));
+    template = spPoolVolumePath(pool, "t.qcow2", FALSE);
+    pc01 = spPoolVolumePath(pool, "pc01.qcow2", TRUE);
+    v1 = g_build_filename(f->root, "v1.qcow2", NULL);
+    v2 = g_build_filename(f->root, "v2.qcow2", NULL);
+    makeImage(v1, 0x11);
+    makeImage(v2, 0x22);
+    spTestCreateTemplate(pool, "t.qcow2", MiB);
+    copyFile(v1, template);
+    g_ptr_array_unref(spTestRefresh(pool));
+    r1 = spTestCreateInstance(pool, "pc01.qcow2", "t.qcow2");
+    g_assert_true(g_str_has_prefix(r1, f->ram));
+    t = upload(pool, "t.qcow2", v2);
+    g_ptr_array_unref(spTestRefresh(pool));
+    g_assert_cmpint(unlink(r1), ==, 0);
+    volume = spPoolRefreshVolume(pool, pc01, &err);
+    g_assert_no_error(err);
+    g_assert_true(spVersionSameBytes(r1, v1, &same, NULL) && same);
+    spPoolReplicasStop(pool);
+}
+
+
 /* pool-dumpxml's output can be defined again: the versions status is
  * accepted and dropped, like the other status elements. */
 static void
@@ -404,6 +450,7 @@ main(int argc, char **argv)
     ADD("pinned-refused", testPinnedRefused);
     ADD("no-dependents", testNoDependents);
     ADD("status-dropped", testStatusDropped);
+    ADD("ram-rebuild-from-version", testRamRebuildFromVersion);
 #undef ADD
     return g_test_run();
 }
