@@ -162,7 +162,9 @@ spPoolVersionUploadBegin(SpPool *pool, const char *name, const char *path,
     if (!(upload = spVersionUploadNew(pool->primary, name, sb.st_mode & 07777,
                                       sb.st_uid, sb.st_gid, error)))
         return FALSE;
-    if ((lock = spImageLockExclusive(upload, error)) < 0) {
+    /* A read lock: a descriptor open for writing would make the stream
+     * look as if it never ended (spProcessWritesFile). */
+    if ((lock = spImageLockReader(upload, error)) < 0) {
         spVersionRemove(upload, NULL);
         g_free(upload);
         return FALSE;
