@@ -424,6 +424,50 @@ testRamRebuildFromVersion(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* Under policy hot the hot replica names the kept version of the
+ * template, not the template: instances on it keep reading version 1
+ * after version 2 is published, and do not pin the template. */
+static void
+testHotReplicaKeepsItsVersion(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autofree char *v1 = NULL, *v2 = NULL, *direct = NULL, *hot = NULL, *t = NULL;
+    g_autoptr(SpPool) pool = poolWithInstance(f, SP_REPLICA_HOT, &v1, &direct);
+    g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
+    g_autofree char *learner = spPoolVolumePath(pool, "pc01.qcow2", TRUE);
+    g_autofree char *a = spPoolVolumePath(pool, "a.qcow2", TRUE);
+    g_autofree char *kept = NULL, *identity = NULL, *named = NULL;
+    const char *boot[] = { "qemu-io", "-C", "-f", "qcow2", "-c", "read 0 1M", learner, NULL };
+    const char *check[] = { "qemu-io", "-r", "-U", "-f", "qcow2", "-c",
+                            "read -P 0x11 0 1M", a, NULL };
+    g_autofree char *out = NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (!spTestHaveQemuImg())
+        return;
+    /* pc01 is the learner: booted with copy-on-read, then deleted (it
+     * names the template itself) */
+    g_assert_cmpstr(direct, ==, template);
+    run(boot);
+    g_ptr_array_unref(spTestRefresh(pool));
+    g_assert_true(spPoolDeleteVolume(pool, "pc01.qcow2", learner, template, &err));
+    g_assert_no_error(err);
+    hot = spTestCreateInstance(pool, "a.qcow2", "t.qcow2");
+    g_assert_nonnull(strstr(hot, "/" SP_REPLICA_DIR "/t.qcow2/"));
+    identity = g_path_get_basename(hot);
+    kept = spVersionPath(f->primary, "t.qcow2", identity);
+    named = backingOf(hot);
+    g_assert_cmpstr(named, ==, kept);
+    v2 = g_build_filename(f->root, "v2.qcow2", NULL);
+    makeImage(v2, 0x22);
+    t = upload(pool, "t.qcow2", v2);
+    g_ptr_array_unref(spTestRefresh(pool));
+    g_assert_cmpuint(inodeOf(template), !=, inodeOf(kept));
+    g_assert_cmpint(spTestRun(check, &out, NULL), ==, 0);
+    g_assert_null(strstr(out, "Pattern verification failed"));
+    spPoolReplicasStop(pool);
+}
+
+
 /* pool-dumpxml's output can be defined again: the versions status is
  * accepted and dropped, like the other status elements. */
 static void
@@ -467,6 +511,7 @@ main(int argc, char **argv)
     ADD("no-dependents", testNoDependents);
     ADD("status-dropped", testStatusDropped);
     ADD("ram-rebuild-from-version", testRamRebuildFromVersion);
+    ADD("hot-replica-keeps-its-version", testHotReplicaKeepsItsVersion);
 #undef ADD
     return g_test_run();
 }
