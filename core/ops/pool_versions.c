@@ -311,15 +311,46 @@ spPoolVersionsSettle(SpPool *pool, const char *name)
 }
 
 
+/* The identity this host gives the version's file, which names this
+ * host's replicas of it: the name the publishing host gave it, unless
+ * that host sees another device number for the shared store. */
+static char *
+localIdentity(const char *version)
+{
+    char *identity = spReplicaIdentity(version, NULL);
+
+    return identity ? identity : g_path_get_basename(version);
+}
+
+
+static char *
+versionOfIdentity(SpPool *pool, const char *name, const char *identity)
+{
+    g_autoptr(GPtrArray) versions = spVersionList(pool->primary, name, NULL);
+    guint i;
+
+    for (i = 0; versions && i < versions->len; i++) {
+        const char *version = g_ptr_array_index(versions, i);
+        g_autofree char *local = localIdentity(version);
+
+        if (strcmp(local, identity) == 0)
+            return g_strdup(version);
+    }
+    return NULL;
+}
+
+
 char *
 spPoolVersionSource(SpPool *pool, const char *name, const char *identity)
 {
     g_autofree char *path = g_build_filename(pool->primary, name, NULL);
     g_autofree char *current = spReplicaIdentity(path, NULL);
-    g_autofree char *version = spVersionPath(pool->primary, name, identity);
+    char *version;
 
-    if ((!current || strcmp(current, identity) != 0) && access(version, F_OK) == 0)
-        return g_steal_pointer(&version);
+    if (current && strcmp(current, identity) == 0)
+        return g_steal_pointer(&path);
+    if ((version = versionOfIdentity(pool, name, identity)))
+        return version;
     return g_steal_pointer(&path);
 }
 
@@ -330,9 +361,9 @@ spPoolVersionSource(SpPool *pool, const char *name, const char *identity)
  * template's own path is the current version's, even when it is the
  * same inode) or onto a replica of it, made or missing. */
 static gboolean
-backsOnto(SpPool *pool, const SpVolumeEntry *entry, const char *name, const char *version)
+backsOnto(SpPool *pool, const SpVolumeEntry *entry, const char *name, const char *version,
+          const char *identity)
 {
-    g_autofree char *identity = g_path_get_basename(version);
     g_autofree char *replica_of = NULL;
     g_autofree char *real = NULL;
     g_autofree char *target = NULL;
@@ -364,18 +395,33 @@ hasReplica(SpPool *pool, const char *name, const char *identity)
 
 
 static gboolean
-versionNeeded(SpPool *pool, GPtrArray *entries, const char *name, const char *version)
+neededAs(SpPool *pool, GPtrArray *entries, const char *name, const char *version,
+         const char *identity)
 {
-    g_autofree char *identity = g_path_get_basename(version);
-    gboolean in_use = TRUE;
     guint i;
 
     if (hasReplica(pool, name, identity))
         return TRUE;
     for (i = 0; i < entries->len; i++) {
-        if (backsOnto(pool, g_ptr_array_index(entries, i), name, version))
+        if (backsOnto(pool, g_ptr_array_index(entries, i), name, version, identity))
             return TRUE;
     }
+    return FALSE;
+}
+
+
+/* By both names of its identity: the one it was kept under (which a
+ * template changed in place since no longer has) and this host's. */
+static gboolean
+versionNeeded(SpPool *pool, GPtrArray *entries, const char *name, const char *version)
+{
+    g_autofree char *kept = g_path_get_basename(version);
+    g_autofree char *local = localIdentity(version);
+    gboolean in_use = TRUE;
+
+    if (neededAs(pool, entries, name, version, kept) ||
+        (strcmp(local, kept) != 0 && neededAs(pool, entries, name, version, local)))
+        return TRUE;
     /* A guest started on the version itself (its disk names the file). */
     return !spImageInUse(version, &in_use, NULL) || in_use;
 }
@@ -461,7 +507,7 @@ spPoolCollectVersions(SpPool *pool)
 static guint
 countUsers(SpPool *pool, GHashTable *users, const char *name, const char *version)
 {
-    g_autofree char *identity = g_path_get_basename(version);
+    g_autofree char *identity = localIdentity(version);
     g_autofree char *ssd = spReplicaPath(pool->secondary, name, identity);
     g_autofree char *ram = spReplicaPath(spPoolReplicaRoot(pool), name, identity);
     guint n = GPOINTER_TO_UINT(g_hash_table_lookup(users, version)) +
