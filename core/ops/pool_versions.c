@@ -36,65 +36,28 @@
 
 /* ---- beginning an upload --------------------------------------------------- */
 
-/* The files whose dependents pin the template's name: the template's
- * own path, and each replica of it whose header names that path (a hot
- * replica made before versions existed). Resolved, so that a path
- * written through a link or ".." is judged by the file it names. */
-static GPtrArray *
-pinnedPaths(SpPool *pool, const char *name, const char *path)
-{
-    GPtrArray *pins = g_ptr_array_new_with_free_func(g_free);
-    g_autoptr(GPtrArray) replicas = spPoolReplicaListAll(pool, NULL);
-    char *real = realpath(path, NULL);
-    guint i;
-
-    if (!real)
-        return pins;
-    g_ptr_array_add(pins, real);
-    for (i = 0; replicas && i < replicas->len; i++) {
-        SpReplicaInfo *replica = g_ptr_array_index(replicas, i);
-        g_auto(SpImageInfo) info = { 0 };
-        g_autofree char *backing = NULL;
-        g_autofree char *target = NULL;
-
-        if (strcmp(replica->template_name, name) != 0 ||
-            !spImageInfoRead(replica->path, &info, NULL) || !info.backing_file)
-            continue;
-        backing = spBackingFileResolve(replica->path, info.backing_file);
-        if ((target = realpath(backing, NULL)) && strcmp(target, real) == 0)
-            g_ptr_array_add(pins, realpath(replica->path, NULL));
-    }
-    return pins;
-}
-
-
-static gboolean
-isPinned(GPtrArray *pins, const char *backing)
-{
-    g_autofree char *real = realpath(backing, NULL);
-    guint i;
-
-    for (i = 0; real && i < pins->len; i++) {
-        if (g_strcmp0(g_ptr_array_index(pins, i), real) == 0)
-            return TRUE;
-    }
-    return FALSE;
-}
-
-
+/* The dependents that name the template's file (spPoolBackingPinsTemplate)
+ * pin it: each distinct backing file is looked at once. */
 static gboolean
 refusePinned(SpPool *pool, const char *name, const char *path, GPtrArray *dependents,
              GError **error)
 {
-    g_autoptr(GPtrArray) pins = pinnedPaths(pool, name, path);
+    g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
     g_autoptr(GPtrArray) names = g_ptr_array_new();
     g_autofree char *summary = NULL;
+    gpointer pins;
     guint i;
 
     for (i = 0; i < dependents->len; i++) {
         SpVolumeEntry *entry = g_ptr_array_index(dependents, i);
 
-        if (entry->backing_path && isPinned(pins, entry->backing_path))
+        if (!entry->backing_path)
+            continue;
+        if (!g_hash_table_lookup_extended(seen, entry->backing_path, NULL, &pins)) {
+            pins = GINT_TO_POINTER(spPoolBackingPinsTemplate(pool, entry->backing_path));
+            g_hash_table_insert(seen, entry->backing_path, pins);
+        }
+        if (pins)
             g_ptr_array_add(names, entry->name);
     }
     if (names->len == 0)
@@ -110,7 +73,8 @@ refusePinned(SpPool *pool, const char *name, const char *path, GPtrArray *depend
 
 
 /* What only a whole new image can be: the stream starts at 0, nobody
- * writes the template, no other host may name its file. */
+ * writes the template, no image of another host names its file
+ * (@remote: their records' counts of those, "lab-b (2)"). */
 static gboolean
 checkVersionUpload(const char *name, const char *path, const char *remote,
                    guint64 offset, GError **error)
@@ -119,8 +83,8 @@ checkVersionUpload(const char *name, const char *path, const char *remote,
 
     if (remote) {
         g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
-                    "cannot upload a new version of template '%s': instances of other "
-                    "pools depend on it (%s), and their images may name its file itself",
+                    "cannot upload a new version of template '%s': images of other "
+                    "pools name its file itself (%s), which must keep its contents",
                     name, remote);
         return FALSE;
     }

@@ -411,12 +411,12 @@ checkUnderStoreLock(SpPool *pool, const char *name, const char *path, SpChange c
 }
 
 
-/* What depends on the template now, on this host and on others, under
- * the template store's lock, so that every host's claims made before
- * are seen. */
+/* What depends on the template now, on this host and on others (and of
+ * those, what names its file: @pinning), under the template store's
+ * lock, so that every host's claims made before are seen. */
 static gboolean
 dependentsUnderStoreLock(SpPool *pool, const char *name, const char *path,
-                         GPtrArray **local, char **remote, GError **error)
+                         GPtrArray **local, char **remote, char **pinning, GError **error)
 {
     gboolean ok;
     int store;
@@ -424,7 +424,8 @@ dependentsUnderStoreLock(SpPool *pool, const char *name, const char *path,
     if ((store = spPoolHostsLockChange(pool, error)) < 0)
         return FALSE;
     ok = (*local = spPoolTemplateDependents(pool, name, path, error)) &&
-         spPoolHostsDependents(pool, name, remote, error);
+         spPoolHostsDependents(pool, name, remote, error) &&
+         spPoolHostsPinning(pool, name, pinning, error);
     close(store);
     return ok;
 }
@@ -462,17 +463,18 @@ spPoolUploadBegin(SpPool *pool, const char *name, const char *path, guint64 offs
 {
     g_autoptr(GPtrArray) local = NULL;
     g_autofree char *remote = NULL;
+    g_autofree char *pinning = NULL;
     gboolean ok;
 
     if (!checkUploadable(pool, name, path, error))
         return FALSE;
     /* From here on, new instances of the template are refused. */
     spPoolUploadSet(pool, path, FALSE);
-    ok = dependentsUnderStoreLock(pool, name, path, &local, &remote, error);
+    ok = dependentsUnderStoreLock(pool, name, path, &local, &remote, &pinning, error);
     if (ok && (local->len > 0 || remote)) {
         /* The template itself is not written: it serves on meanwhile. */
         spPoolUploadOpened(pool, path, FALSE);
-        return spPoolVersionUploadBegin(pool, name, path, local, remote, offset, target,
+        return spPoolVersionUploadBegin(pool, name, path, local, pinning, offset, target,
                                         error);
     }
     if (!ok || !spPoolCheckNotInUse(name, path, SP_CHANGE_UPLOAD, error)) {

@@ -5,6 +5,7 @@
  */
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -309,6 +310,46 @@ spPoolBackingTemplateName(SpPool *pool, const char *backing_path)
     if ((name = spVersionTemplateName(pool->primary, backing_path)))
         return name;
     return spPoolReplicaTemplateName(pool, backing_path);
+}
+
+
+/* Whether @path names a template's own file, directly in the primary
+ * tier, written through a link or ".." or not. */
+static gboolean
+isTemplateFile(SpPool *pool, const char *path)
+{
+    g_autofree char *real = NULL;
+    g_autofree char *dir = NULL;
+
+    if (spPathIsInDir(path, pool->primary))
+        return TRUE;
+    if (!(real = realpath(path, NULL)) || !(dir = realpath(pool->primary, NULL)))
+        return FALSE;
+    return spPathIsInDir(real, dir);
+}
+
+
+/* A copy or link replica has no backing file of its own (or the one of
+ * its template, a flattened copy none); a hot replica names a kept
+ * version, or, made before versions existed, the template's file. A
+ * replica that cannot be read (missing from the RAM tier) is taken to
+ * name it: too much protection, never too little. */
+gboolean
+spPoolBackingPinsTemplate(SpPool *pool, const char *backing)
+{
+    g_auto(SpImageInfo) info = { 0 };
+    g_autofree char *below = NULL;
+
+    if (spVersionTemplateName(pool->primary, backing))
+        return FALSE;
+    if (!spPoolReplicaTemplateName(pool, backing))
+        return isTemplateFile(pool, backing);
+    if (!spImageInfoRead(backing, &info, NULL))
+        return TRUE;
+    if (!info.backing_file || info.format != SP_IMAGE_FORMAT_QCOW2)
+        return FALSE;
+    below = spBackingFileResolve(backing, info.backing_file);
+    return !spVersionTemplateName(pool->primary, below) && isTemplateFile(pool, below);
 }
 
 

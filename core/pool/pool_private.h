@@ -117,6 +117,12 @@ char *spPoolCurrentReplica(SpPool *pool, const char *template_path, GError **err
  * instances (prepare='eager', or a hot replica). */
 gboolean spPoolReplicaWanted(SpPool *pool, const char *replica_path);
 
+/* Whether an image backing onto @backing reads a template's own file
+ * by its path (the template itself, or a hot replica made on it before
+ * versions existed) rather than a replica or a kept version: a new
+ * version of the template would change what it reads. */
+gboolean spPoolBackingPinsTemplate(SpPool *pool, const char *backing);
+
 /* Keep pool-dumpxml's replica status current between refreshes: @delta
  * instances more or fewer back onto @backing_path, if it is a replica. */
 void spPoolNoteReplicaUse(SpPool *pool, const char *backing_path, int delta);
@@ -302,6 +308,12 @@ int spPoolHostsLockChange(SpPool *pool, GError **error);
 gboolean spPoolHostsDependents(SpPool *pool, const char *name, char **summary,
                                GError **error);
 
+/* The same, counting only the images that name the template's file itself
+ * (those a new version of it would change: records count the others as
+ * versioned). */
+gboolean spPoolHostsPinning(SpPool *pool, const char *name, char **summary,
+                            GError **error);
+
 /* Refuse a start on a host whose name another machine's record holds. */
 gboolean spPoolHostsCheckName(SpPool *pool, GError **error);
 
@@ -373,8 +385,9 @@ void spPoolCollectHotSets(SpPool *pool);
 /* ---- pool_versions.c: template versions --------------------------------- */
 
 /* vol-upload into the template @name at @path while @dependents (of
- * SpVolumeEntry) or other pools (@remote, a summary, or NULL) depend on
- * it: checks, and *@target, the file the stream writes the new version
+ * SpVolumeEntry) or other pools depend on it (@remote summarises those of
+ * their images that name the template's file, or is NULL): checks, and
+ * *@target, the file the stream writes the new version
  * to. From then on the version is published when the stream has ended
  * (spPoolVersionsSettle). */
 gboolean spPoolVersionUploadBegin(SpPool *pool, const char *name, const char *path,
