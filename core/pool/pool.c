@@ -339,17 +339,18 @@ spPoolBackingPinsTemplate(SpPool *pool, const char *backing)
 {
     g_auto(SpImageInfo) info = { 0 };
     g_autofree char *below = NULL;
+    g_autofree char *replica_of = NULL;
 
-    if (spVersionTemplateName(pool->primary, backing))
+    if (spVersionIsKept(pool->primary, backing))
         return FALSE;
-    if (!spPoolReplicaTemplateName(pool, backing))
+    if (!(replica_of = spPoolReplicaTemplateName(pool, backing)))
         return isTemplateFile(pool, backing);
     if (!spImageInfoRead(backing, &info, NULL))
         return TRUE;
     if (!info.backing_file || info.format != SP_IMAGE_FORMAT_QCOW2)
         return FALSE;
     below = spBackingFileResolve(backing, info.backing_file);
-    return !spVersionTemplateName(pool->primary, below) && isTemplateFile(pool, below);
+    return !spVersionIsKept(pool->primary, below) && isTemplateFile(pool, below);
 }
 
 

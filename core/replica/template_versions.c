@@ -63,6 +63,15 @@ spVersionTemplateName(const char *primary, const char *path)
 }
 
 
+gboolean
+spVersionIsKept(const char *primary, const char *path)
+{
+    g_autofree char *name = spVersionTemplateName(primary, path);
+
+    return name != NULL;
+}
+
+
 static gboolean
 fsyncDir(const char *dir, GError **error)
 {
@@ -109,7 +118,7 @@ spVersionKeep(const char *primary, const char *template_name, const char *templa
     g_autofree char *dir = NULL;
     g_autofree char *path = NULL;
 
-    if (spVersionTemplateName(primary, template_path))
+    if (spVersionIsKept(primary, template_path))
         return g_strdup(template_path);
     if (!(identity = spReplicaIdentity(template_path, error)) ||
         !makeVersionDir(primary, template_name, &dir, error))

@@ -28,6 +28,7 @@ char *spVersionPath(const char *primary, const char *template_name, const char *
  * names the pool could have made pass, as for replicas: collection
  * unlinks what passes here. */
 char *spVersionTemplateName(const char *primary, const char *path);
+gboolean spVersionIsKept(const char *primary, const char *path);
 
 /* Keep the template at @template_path (in @primary, named
  * @template_name) as a version: the path of the hard link, made if it is
