@@ -483,18 +483,25 @@ countUsers(SpPool *pool, GHashTable *users, const char *name, const char *versio
 }
 
 
+/* The link of the current version (what a hot replica names, or a
+ * version rolled back to) is the template itself: not listed. */
 static void
 addStatus(SpPool *pool, GPtrArray *status, GHashTable *users, const char *name)
 {
     g_autoptr(GPtrArray) versions = spVersionList(pool->primary, name, NULL);
+    g_autofree char *path = g_build_filename(pool->primary, name, NULL);
+    struct stat current = { 0 };
     guint i;
 
+    if (stat(path, &current) < 0)
+        current.st_ino = 0;
     for (i = 0; versions && i < versions->len; i++) {
         const char *version = g_ptr_array_index(versions, i);
         SpReplicaStatus *s;
         struct stat sb;
 
-        if (stat(version, &sb) < 0)
+        if (stat(version, &sb) < 0 ||
+            (sb.st_ino == current.st_ino && sb.st_dev == current.st_dev))
             continue;
         s = g_new0(SpReplicaStatus, 1);
         s->template_name = g_strdup(name);
