@@ -99,6 +99,9 @@ spPoolDeleteTiers(SpPool *pool, GError **error)
 {
     g_autofree char *stamps = g_build_filename(pool->secondary, SP_TEMPLATE_STAMPS_FILE, NULL);
 
+    /* A refresh's work that began before pool-destroy may still write
+     * this host's record or the stamps: let it end, or rmdir races it. */
+    spPoolWaitIdle(pool);
     /* The pool's own bookkeeping file is no volume; it goes first. */
     if (unlink(stamps) < 0 && errno != ENOENT)
         return spErrorSetErrno(error, errno, "cannot remove '%s'", stamps);
