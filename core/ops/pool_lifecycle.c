@@ -22,12 +22,17 @@ gboolean
 spPoolStart(SpPool *pool, GError **error)
 {
     const char *tier = pool->ns->replica_tier;
+    const char *transient = pool->ns->transient_tier;
 
     if (!spPoolCheck(pool, error) || !spPoolHostsCheckName(pool, error))
         return FALSE;
     /* A tmpfs is empty after a host reboot: its directory too. */
     if (tier && g_mkdir_with_parents(tier, 0711) < 0)
         return spErrorSetErrno(error, errno, "cannot create the replica tier '%s'", tier);
+    /* libvirt creates the overlays there, then hands them to QEMU's user */
+    if (transient && g_mkdir_with_parents(transient, 0755) < 0)
+        return spErrorSetErrno(error, errno, "cannot create the transient tier '%s'",
+                               transient);
     spPoolReplicasAllow(pool);
     return TRUE;
 }
@@ -56,15 +61,14 @@ removeTier(SpTier tier, const char *path, GError **error)
 }
 
 
-/* The RAM tier holds only replicas; pool-start made it. */
+/* The RAM tiers hold only replicas and overlays; pool-start made them. An
+ * overlay of a running guest keeps its tier, as a volume keeps its own. */
 static gboolean
-removeRamTier(SpPool *pool, GError **error)
+removeRamTier(const char *what, const char *tier, GError **error)
 {
-    const char *tier = pool->ns->replica_tier;
-
     if (tier && rmdir(tier) < 0 && errno != ENOENT)
-        return spErrorSetErrno(error, errno, "cannot remove the replica tier directory '%s'",
-                               tier);
+        return spErrorSetErrno(error, errno, "cannot remove the %s tier directory '%s'",
+                               what, tier);
     return TRUE;
 }
 
@@ -107,7 +111,8 @@ spPoolDeleteTiers(SpPool *pool, GError **error)
         return spErrorSetErrno(error, errno, "cannot remove '%s'", stamps);
     /* Like a dir pool: rmdir refuses directories that still hold files,
      * so pool-delete never destroys a template or an instance. */
-    if (!removeRamTier(pool, error) ||
+    if (!removeRamTier("replica", pool->ns->replica_tier, error) ||
+        !removeRamTier("transient", pool->ns->transient_tier, error) ||
         !removeTier(SP_TIER_SECONDARY, pool->secondary, error))
         return FALSE;
     return removeHostsDir(pool, error) && removeTier(SP_TIER_PRIMARY, pool->primary, error);

@@ -21,6 +21,7 @@
 #include "fs/backing_path.h"
 #include "replica/template_stamps.h"
 #include "fs/image_lock.h"
+#include "fs/transient_layer.h"
 #include "replica/template_replica.h"
 
 /* ---- scanning the tiers ---------------------------------------------------- */
@@ -498,6 +499,20 @@ refreshUsage(SpPool *pool, SpTierUsage *usage, GError **error)
 }
 
 
+/* Overlays of transient disks whose guests died unseen go before the scan,
+ * so that they are not listed as volumes: a few lock probes, and only of
+ * files named like such overlays. */
+static void
+removeStaleTransientLayers(SpPool *pool)
+{
+    gint64 now = g_get_real_time() / G_USEC_PER_SEC;
+
+    if (pool->ns->transient_tier)
+        spTransientLayersRemoveStale(pool->ns->transient_tier, now);
+    spTransientLayersRemoveStale(pool->secondary, now);
+}
+
+
 GPtrArray *
 spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
 {
@@ -507,6 +522,7 @@ spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
     /* A tier can vanish or turn read-only while the pool runs. */
     if (!spPoolCheck(pool, error))
         return NULL;
+    removeStaleTransientLayers(pool);
     /* The storage driver refreshes the pool when an upload's stream
      * closes: a new version is published before the tiers are read. */
     spPoolVersionsSettle(pool, NULL);

@@ -44,11 +44,11 @@ checkTiersStatus(xmlNodePtr tiers, GError **error)
             return FALSE;
         }
         name = (char *) xmlGetProp(tier, (const xmlChar *) "name");
-        if (!name || (strcmp(name, "primary") != 0 &&
-                      strcmp(name, "secondary") != 0 && strcmp(name, "ram") != 0)) {
+        if (!name || (strcmp(name, "primary") != 0 && strcmp(name, "secondary") != 0 &&
+                      strcmp(name, "ram") != 0 && strcmp(name, "transient") != 0)) {
             g_set_error(error, SP_ERROR, SP_ERROR_XML,
-                        "<stormpool:tier> needs name='primary', name='secondary' "
-                        "or name='ram', got '%s'", name ? name : "");
+                        "<stormpool:tier> needs name='primary', name='secondary', "
+                        "name='ram' or name='transient', got '%s'", name ? name : "");
             return FALSE;
         }
     }
@@ -83,27 +83,26 @@ readTierPaths(xmlNodePtr pool, char **primary, char **secondary)
 }
 
 
-/* A RAM tier is a third directory: replicas in it must never be taken
- * for templates or instances, nor be removed with a tier. */
+/* A RAM tier (@what: replica or transient) is a directory of its own:
+ * files in it must never be taken for templates or instances, nor be
+ * removed with a tier. */
 static gboolean
-validateRamTier(const SpPoolNamespace *ns, const char *primary, const char *secondary,
-                GError **error)
+validateExtraTier(const char *what, const char *tier, const char *primary,
+                  const char *secondary, GError **error)
 {
-    const char *tier = ns->replica_tier;
-
     if (!tier)
         return TRUE;
     if (!g_path_is_absolute(tier)) {
         g_set_error(error, SP_ERROR, SP_ERROR_XML,
-                    "the replica tier '%s' must be an absolute directory path", tier);
+                    "the %s tier '%s' must be an absolute directory path", what, tier);
         return FALSE;
     }
     if ((primary && spTierPathsOverlap(tier, primary)) ||
         (secondary && spTierPathsOverlap(tier, secondary))) {
         g_set_error(error, SP_ERROR, SP_ERROR_XML,
-                    "the replica tier '%s' must be a directory of its own, neither "
+                    "the %s tier '%s' must be a directory of its own, neither "
                     "the primary tier '%s' nor the secondary tier '%s', nor inside "
-                    "or around them", tier, primary ? primary : "",
+                    "or around them", what, tier, primary ? primary : "",
                     secondary ? secondary : "");
         return FALSE;
     }
@@ -111,12 +110,33 @@ validateRamTier(const SpPoolNamespace *ns, const char *primary, const char *seco
 }
 
 
-/* The RAM tier's path as written, without white space around it or
+/* The replica tier's usage counts every file in it and its eviction would
+ * see overlays as strangers: the two RAM tiers never share a directory. */
+static gboolean
+validateRamTiers(const SpPoolNamespace *ns, const char *primary, const char *secondary,
+                 GError **error)
+{
+    if (!validateExtraTier("replica", ns->replica_tier, primary, secondary, error) ||
+        !validateExtraTier("transient", ns->transient_tier, primary, secondary, error))
+        return FALSE;
+    if (ns->replica_tier && ns->transient_tier &&
+        spTierPathsOverlap(ns->replica_tier, ns->transient_tier)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "the transient tier '%s' and the replica tier '%s' must be "
+                    "separate directories, neither inside the other",
+                    ns->transient_tier, ns->replica_tier);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
+/* A RAM tier's path as written, without white space around it or
  * trailing slashes. Stripping once is not enough: '/a\n/' loses its slash
  * only after the strip, and would lose the line break when the pool's XML
  * is read again. */
 static char *
-replicaTierPath(const char *text)
+ramTierPath(const char *text)
 {
     g_autofree char *path = g_strstrip(g_strdup(text));
 
@@ -160,7 +180,7 @@ parseReplicaTier(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
                     err->message);
         return FALSE;
     }
-    ns->replica_tier = replicaTierPath(tier);
+    ns->replica_tier = ramTierPath(tier);
     ns->replica_cap_text = g_strdup(g_strstrip(cap));
     return TRUE;
 }
@@ -201,6 +221,55 @@ parseReplica(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
 }
 
 
+/* Both attributes are required: overlays without a cap could fill the
+ * host's RAM, and a cap without a tier has nothing to bound. */
+static gboolean
+parseTransient(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
+{
+    g_autofree char *tier = (char *) xmlGetProp(node, (const xmlChar *) "tier");
+    g_autofree char *cap = (char *) xmlGetProp(node, (const xmlChar *) "cap");
+    g_autoptr(GError) err = NULL;
+
+    if (ns->transient_tier) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "<stormpool:transient> may be given only once");
+        return FALSE;
+    }
+    if (!tier || !cap) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                    "<stormpool:transient> needs both tier='DIR' and cap='SIZE' "
+                    "(e.g. cap='2G')");
+        return FALSE;
+    }
+    if (!spRamTierParseCap(g_strstrip(cap), &ns->transient_cap, &err)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_XML, "invalid transient tier cap: %s",
+                    err->message);
+        return FALSE;
+    }
+    ns->transient_tier = ramTierPath(tier);
+    ns->transient_cap_text = g_strdup(cap);
+    return TRUE;
+}
+
+
+static gboolean
+parseElement(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
+{
+    if (isNamed(node, "tiers"))
+        return checkTiersStatus(node, error);
+    if (isNamed(node, "replicas") || isNamed(node, "versions"))
+        return TRUE;                /* status: dropped like <tiers> */
+    if (isNamed(node, "replica"))
+        return parseReplica(ns, node, error);
+    if (isNamed(node, "transient"))
+        return parseTransient(ns, node, error);
+    g_set_error(error, SP_ERROR, SP_ERROR_XML,
+                "unsupported element <%s:%s> in a stormpool pool",
+                SP_POOL_NAMESPACE_PREFIX, (const char *) node->name);
+    return FALSE;
+}
+
+
 SpPoolNamespace *
 spPoolNamespaceParse(xmlNodePtr pool, char **primary_out, char **secondary_out,
                      GError **error)
@@ -219,26 +288,10 @@ spPoolNamespaceParse(xmlNodePtr pool, char **primary_out, char **secondary_out,
         return NULL;
 
     for (node = pool ? pool->children : NULL; node; node = node->next) {
-        if (!isOurs(node))
-            continue;
-        if (isNamed(node, "tiers")) {
-            if (!checkTiersStatus(node, error))
-                return NULL;
-            continue;
-        }
-        if (isNamed(node, "replicas") || isNamed(node, "versions"))
-            continue;               /* status: dropped like <tiers> */
-        if (isNamed(node, "replica")) {
-            if (!parseReplica(ns, node, error))
-                return NULL;
-            continue;
-        }
-        g_set_error(error, SP_ERROR, SP_ERROR_XML,
-                    "unsupported element <%s:%s> in a stormpool pool",
-                    SP_POOL_NAMESPACE_PREFIX, (const char *) node->name);
-        return NULL;
+        if (isOurs(node) && !parseElement(ns, node, error))
+            return NULL;
     }
-    if (!validateRamTier(ns, primary, secondary, error))
+    if (!validateRamTiers(ns, primary, secondary, error))
         return NULL;
     if (primary_out)
         *primary_out = g_steal_pointer(&primary);
@@ -369,6 +422,8 @@ spPoolNamespaceFree(SpPoolNamespace *ns)
     spPoolNamespaceClearStatus(ns);
     g_free(ns->replica_tier);
     g_free(ns->replica_cap_text);
+    g_free(ns->transient_tier);
+    g_free(ns->transient_cap_text);
     g_free(ns);
 }
 
@@ -453,6 +508,35 @@ formatRamTier(GPtrArray *lines, const SpPoolNamespace *ns)
 }
 
 
+void
+spPoolNamespaceTransientUsage(const SpPoolNamespace *ns, guint64 used, SpTierUsage *usage)
+{
+    usage->capacity = ns->transient_cap;
+    usage->allocation = used;
+    usage->available = 0;
+    if (used < ns->transient_cap && ns->transient_cap - used >= SP_TRANSIENT_LAYER_ROOM)
+        usage->available = ns->transient_cap - used;
+}
+
+
+/* Read now (see spPoolNamespaceFormat); a tier that cannot be read shows
+ * nothing available, so that no start counts on it. */
+static void
+formatTransientTier(GPtrArray *lines, const SpPoolNamespace *ns)
+{
+    g_autoptr(GError) err = NULL;
+    SpTierUsage usage;
+    guint64 used = 0;
+
+    if (!spRamTierUsage(ns->transient_tier, &used, &err)) {
+        g_warning("cannot read the usage of the transient tier: %s", err->message);
+        used = ns->transient_cap;
+    }
+    spPoolNamespaceTransientUsage(ns, used, &usage);
+    formatUsage(lines, "transient", ns->transient_tier, &usage);
+}
+
+
 static void
 formatReplicas(GPtrArray *lines, const SpPoolNamespace *ns)
 {
@@ -522,6 +606,17 @@ formatReplica(GPtrArray *lines, const SpPoolNamespace *ns)
 }
 
 
+static void
+formatTransient(GPtrArray *lines, const SpPoolNamespace *ns)
+{
+    g_autofree char *path = spPoolNamespaceEscape(ns->transient_tier);
+    g_autofree char *size = spPoolNamespaceEscape(ns->transient_cap_text);
+
+    addLine(lines, 0, "<%s:transient tier='%s' cap='%s'/>", SP_POOL_NAMESPACE_PREFIX,
+            path, size);
+}
+
+
 GPtrArray *
 spPoolNamespaceFormat(const SpPoolNamespace *ns)
 {
@@ -532,6 +627,8 @@ spPoolNamespaceFormat(const SpPoolNamespace *ns)
 
     if (ns->have_replica)
         formatReplica(lines, ns);
+    if (ns->transient_tier)
+        formatTransient(lines, ns);
     if (!ns->have_status)
         return lines;
 
@@ -540,6 +637,8 @@ spPoolNamespaceFormat(const SpPoolNamespace *ns)
     formatTier(lines, SP_TIER_SECONDARY, &ns->tiers[SP_TIER_SECONDARY]);
     if (ns->have_ram_status)
         formatRamTier(lines, ns);
+    if (ns->transient_tier)
+        formatTransientTier(lines, ns);
     addLine(lines, 0, "</%s:tiers>", SP_POOL_NAMESPACE_PREFIX);
     formatReplicas(lines, ns);
     formatVersions(lines, ns);

@@ -43,6 +43,13 @@ typedef struct {
     char *replica_tier;
     guint64 replica_cap;
     char *replica_cap_text;     /* as written, for round trips */
+    /* <stormpool:transient tier='DIR' cap='SIZE'/>: the per-boot overlays
+     * of the pool's transient disks are made in DIR (by libvirt, which
+     * reads it from the pool's XML) instead of next to their volumes, and
+     * a start is refused once they hold the cap. */
+    char *transient_tier;
+    guint64 transient_cap;
+    char *transient_cap_text;
 
     /* status */
     gboolean have_status;
@@ -102,9 +109,22 @@ void spPoolNamespaceSetRamStatus(SpPoolNamespace *ns, guint64 used);
 
 void spPoolNamespaceClearStatus(SpPoolNamespace *ns);
 
-/* The namespace's elements (configuration, then status) as lines without trailing newline, indented by
- * two spaces per level relative to the <pool> children; empty when there
- * is nothing to show. */
+/* A new overlay needs this much room under the transient tier's cap:
+ * below it the tier shows no bytes available, and libvirt refuses to
+ * start a transient disk. It covers what QEMU writes to create a qcow2
+ * overlay (header, L1 and refcount tables, a few clusters). */
+#define SP_TRANSIENT_LAYER_ROOM (1024 * 1024)
+
+/* The transient tier's status when its overlays hold @used bytes. */
+void spPoolNamespaceTransientUsage(const SpPoolNamespace *ns, guint64 used,
+                                   SpTierUsage *usage);
+
+/* The namespace's elements (configuration, then status) as lines without
+ * trailing newline, indented by two spaces per level relative to the
+ * <pool> children; empty when there is nothing to show. The transient
+ * tier's status is read from the tier at each call, not at refresh:
+ * libvirt reads it when a transient disk starts, after the guests started
+ * since the last refresh have grown their overlays. */
 GPtrArray *spPoolNamespaceFormat(const SpPoolNamespace *ns);
 
 /* @text escaped for an XML attribute value or element content, tabs and

@@ -7,6 +7,7 @@
 
 #include <libxml/parser.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "stormpool/error.h"
 #include "stormpool/pool.h"
@@ -158,6 +159,54 @@ testFormatStatus(void)
     g_clear_pointer(&lines, g_ptr_array_unref);
     lines = spPoolNamespaceFormat(ns);
     g_assert_cmpuint(lines->len, ==, 0);
+}
+
+
+/* The transient tier's usage is read from the directory when formatted:
+ * 3 MiB of overlays under a 4 MiB cap leave 1 MiB, just room for one more;
+ * a quarter MiB less leaves none. */
+static void
+testFormatTransientStatus(void)
+{
+    g_autoptr(SpPoolNamespace) ns = g_new0(SpPoolNamespace, 1);
+    g_autofree char *dir = g_dir_make_tmp("sp-transient-XXXXXX", NULL);
+    g_autofree char *layer = g_build_filename(dir, "pc01.qcow2.TRANSIENT-pc01", NULL);
+    g_autofree char *bytes = g_malloc0(3 * 1024 * 1024);
+    SpTierUsage primary = { .capacity = 1000, .allocation = 400, .available = 600 };
+    g_autoptr(GPtrArray) lines = NULL;
+    g_autofree char *joined = NULL;
+    g_autofree char *expected = NULL;
+
+    g_assert_true(g_file_set_contents(layer, bytes, 3 * 1024 * 1024, NULL));
+    ns->transient_tier = g_strdup(dir);
+    ns->transient_cap = 4 * 1024 * 1024;
+    ns->transient_cap_text = g_strdup("4M");
+    spPoolNamespaceSetStatus(ns, SP_TIER_PRIMARY, PRIMARY, &primary);
+    spPoolNamespaceSetStatus(ns, SP_TIER_SECONDARY, SECONDARY, &primary);
+    lines = spPoolNamespaceFormat(ns);
+    g_ptr_array_add(lines, NULL);
+    joined = g_strjoinv("\n", (char **) lines->pdata);
+    expected = g_strdup_printf("<stormpool:transient tier='%s' cap='4M'/>", dir);
+    g_assert_cmpstr(g_ptr_array_index(lines, 0), ==, expected);
+    g_free(expected);
+    expected = g_strdup_printf("  <stormpool:tier name='transient' path='%s'>\n"
+                               "    <stormpool:capacity unit='bytes'>4194304</stormpool:capacity>\n"
+                               "    <stormpool:allocation unit='bytes'>3145728</stormpool:allocation>\n"
+                               "    <stormpool:available unit='bytes'>1048576</stormpool:available>\n"
+                               "  </stormpool:tier>\n"
+                               "</stormpool:tiers>", dir);
+    g_assert_true(g_str_has_suffix(joined, expected));
+
+    ns->transient_cap -= 256 * 1024;
+    g_clear_pointer(&lines, g_ptr_array_unref);
+    g_clear_pointer(&joined, g_free);
+    lines = spPoolNamespaceFormat(ns);
+    g_ptr_array_add(lines, NULL);
+    joined = g_strjoinv("\n", (char **) lines->pdata);
+    g_assert_nonnull(strstr(joined, "<stormpool:available unit='bytes'>0</stormpool:available>\n"
+                                    "  </stormpool:tier>\n</stormpool:tiers>"));
+    g_assert_cmpint(unlink(layer), ==, 0);
+    g_assert_cmpint(rmdir(dir), ==, 0);
 }
 
 
@@ -396,6 +445,7 @@ main(int argc, char **argv)
     addCases("valid", testValidCase);
     addCases("invalid", testInvalidCase);
     g_test_add_func("/pool-namespace/format-status", testFormatStatus);
+    g_test_add_func("/pool-namespace/format-transient-status", testFormatTransientStatus);
     g_test_add_func("/pool-namespace/format-replicas", testFormatReplicas);
     g_test_add_func("/pool-namespace/adjust-replicas", testAdjustReplicas);
     g_test_add_func("/pool-namespace/parse-gives-tier-paths", testParseGivesTierPaths);
