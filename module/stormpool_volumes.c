@@ -219,11 +219,17 @@ stormpoolUploadVol(virStoragePoolObj *obj,
 {
     SpPool *pool = stormpoolPoolOf(obj);
     g_autoptr(GError) err = NULL;
+    g_autofree char *target = NULL;
+    char *path = vol->target.path;
     int rc;
 
-    if (!spPoolUploadBegin(pool, vol->name, vol->target.path, &err))
+    if (!spPoolUploadBegin(pool, vol->name, path, offset, &target, &err))
         return stormpoolReportError(err);
+    /* The core may send the stream to a new version's file: libvirt's
+     * upload opens the path of the definition it is given, at once. */
+    vol->target.path = target;
     rc = virStorageBackendVolUploadLocal(obj, vol, stream, offset, len, flags);
-    spPoolUploadOpened(pool, vol->target.path, rc == 0);
+    vol->target.path = path;
+    spPoolUploadOpened(pool, target, rc == 0);
     return rc;
 }

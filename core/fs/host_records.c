@@ -10,8 +10,12 @@
  *   machine 5f0c6b1e9b0a4c1d8e2f3a4b5c6d7e8f
  *   tier /srv/ssd/lab
  *   template 3 win10.qcow2
+ *   versioned 2 win10.qcow2
  *
- * The count comes before the name, which may hold spaces.
+ * The count comes before the name, which may hold spaces. A "versioned"
+ * line follows its template's line: of its dependents, how many reach
+ * the template only through a replica or a kept version (a new version
+ * of the template leaves those alone; the others name its file).
  *
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
@@ -42,6 +46,7 @@ spHostRecordNew(const char *host, const char *machine, const char *tier)
     record->machine = g_strdup(machine ? machine : "");
     record->tier = g_strdup(tier);
     record->templates = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    record->versioned = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     return record;
 }
 
@@ -55,6 +60,7 @@ spHostRecordFree(SpHostRecord *record)
     g_free(record->machine);
     g_free(record->tier);
     g_hash_table_unref(record->templates);
+    g_hash_table_unref(record->versioned);
     g_free(record);
 }
 
@@ -72,6 +78,22 @@ guint
 spHostRecordCount(const SpHostRecord *record, const char *name)
 {
     return GPOINTER_TO_UINT(g_hash_table_lookup(record->templates, name));
+}
+
+
+void
+spHostRecordAddVersioned(SpHostRecord *record, const char *name, guint count)
+{
+    guint now = spHostRecordVersioned(record, name);
+
+    g_hash_table_insert(record->versioned, g_strdup(name), GUINT_TO_POINTER(now + count));
+}
+
+
+guint
+spHostRecordVersioned(const SpHostRecord *record, const char *name)
+{
+    return GPOINTER_TO_UINT(g_hash_table_lookup(record->versioned, name));
 }
 
 
@@ -125,9 +147,16 @@ spHostRecordFormat(const SpHostRecord *record)
                            record->machine, record->tier);
     names = g_hash_table_get_keys_as_array(record->templates, &n);
     qsort(names, n, sizeof(*names), compareNames);
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
+        guint versioned = spHostRecordVersioned(record, names[i]);
+
         g_string_append_printf(text, "template %u %s\n",
                                spHostRecordCount(record, names[i]), (char *) names[i]);
+        if (versioned)
+            g_string_append_printf(text, "versioned %u %s\n",
+                                   MIN(versioned, spHostRecordCount(record, names[i])),
+                                   (char *) names[i]);
+    }
     return g_string_free(g_steal_pointer(&text), FALSE);
 }
 
@@ -171,6 +200,27 @@ parseTemplate(SpHostRecord *record, const char *args, guint line, GError **error
     if (g_hash_table_contains(record->templates, name))
         return badRecord(error, line, "template listed twice");
     spHostRecordAdd(record, name, count);
+    return TRUE;
+}
+
+
+/* One "versioned COUNT NAME" line, after its template's line, counting
+ * at most as many as that line. */
+static gboolean
+parseVersioned(SpHostRecord *record, const char *args, guint line, GError **error)
+{
+    const char *name = NULL;
+    guint count = 0;
+
+    if (!parseCount(args, &count, &name))
+        return badRecord(error, line, "expected 'versioned COUNT NAME', COUNT above 0");
+    if (!g_hash_table_contains(record->templates, name))
+        return badRecord(error, line, "versioned count of a template not listed before");
+    if (g_hash_table_contains(record->versioned, name))
+        return badRecord(error, line, "versioned count listed twice");
+    if (count > spHostRecordCount(record, name))
+        return badRecord(error, line, "versioned count above the template's");
+    spHostRecordAddVersioned(record, name, count);
     return TRUE;
 }
 
@@ -226,6 +276,8 @@ parseLine(SpHostRecord *record, const char *text, guint line, GError **error)
         record->tier = g_strdup(text + 5);
         return TRUE;
     }
+    if (g_str_has_prefix(text, "versioned "))
+        return parseVersioned(record, text + 10, line, error);
     if (!g_str_has_prefix(text, "template "))
         return badRecord(error, line, "expected 'template COUNT NAME'");
     return parseTemplate(record, text + 9, line, error);

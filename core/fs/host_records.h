@@ -32,6 +32,10 @@ typedef struct {
     char *machine;          /* its /etc/machine-id, or "" */
     char *tier;             /* the pool's secondary tier on that host */
     GHashTable *templates;  /* template name -> dependents (GUINT_TO_POINTER) */
+    GHashTable *versioned;  /* of those, the ones that reach the template only
+                             * through a replica or a kept version, never
+                             * naming its file itself: a new version of the
+                             * template leaves them alone */
 } SpHostRecord;
 
 SpHostRecord *spHostRecordNew(const char *host, const char *machine, const char *tier);
@@ -47,6 +51,13 @@ void spHostRecordAdd(SpHostRecord *record, const char *name, guint count);
 
 /* How many images of the host depend on the template @name. */
 guint spHostRecordCount(const SpHostRecord *record, const char *name);
+
+/* @count of the images counted for @name (spHostRecordAdd) do not name
+ * the template's own file; how many. A record written before versions
+ * existed has none: all its dependents name the file, as far as a
+ * reader can tell. */
+void spHostRecordAddVersioned(SpHostRecord *record, const char *name, guint count);
+guint spHostRecordVersioned(const SpHostRecord *record, const char *name);
 
 /* A host name is a file name of SP_HOSTS_DIR: 1 to SP_HOST_NAME_MAX
  * letters, digits, '.', '-' or '_', not starting with '.'. */

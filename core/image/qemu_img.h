@@ -19,4 +19,8 @@ gboolean spQemuImgConvert(const char *src, const char *src_format,
 gboolean spQemuImgResize(const char *path, const char *format, guint64 capacity,
                          GError **error);
 
+/* Whether the qcow2 image at @path is whole: every cluster its tables
+ * name is inside the file, and its refcounts are right. */
+gboolean spQemuImgCheck(const char *path, GError **error);
+
 G_END_DECLS

@@ -20,6 +20,7 @@
 #include "image/hot_set.h"
 #include "fs/image_lock.h"
 #include "fs/backing_path.h"
+#include "replica/template_versions.h"
 
 char *
 spPoolHotSetPath(SpPool *pool, const char *template_name, const char *identity)
@@ -80,9 +81,8 @@ learnFrom(const char *instance, guint64 virtual_size, GError **error)
 /* Where another host would publish the hot set of the template as it is
  * now; NULL if the template cannot be read. */
 static char *
-sharedHotSetPath(SpPool *pool, const char *template_path)
+sharedHotSetPath(SpPool *pool, const char *name, const char *template_path)
 {
-    g_autofree char *name = g_path_get_basename(template_path);
     g_autofree char *identity = spReplicaStoreIdentity(template_path, NULL);
 
     if (!identity)
@@ -91,18 +91,18 @@ sharedHotSetPath(SpPool *pool, const char *template_path)
 }
 
 
-/* The file to read the hot set from: this host's own, else the one
- * another host published, else NULL. */
+/* The file to read the hot set of template @name (the file @template_path:
+ * the template, or a kept version of it) from: this host's own, else the
+ * one another host published, else NULL. */
 static char *
-hotSetSource(SpPool *pool, const char *template_path, const char *identity)
+hotSetSource(SpPool *pool, const char *name, const char *template_path, const char *identity)
 {
-    g_autofree char *name = g_path_get_basename(template_path);
     g_autofree char *own = spPoolHotSetPath(pool, name, identity);
     g_autofree char *shared = NULL;
 
     if (access(own, F_OK) == 0)
         return g_steal_pointer(&own);
-    shared = sharedHotSetPath(pool, template_path);
+    shared = sharedHotSetPath(pool, name, template_path);
     if (shared && access(shared, F_OK) == 0)
         return g_steal_pointer(&shared);
     return NULL;
@@ -112,7 +112,8 @@ hotSetSource(SpPool *pool, const char *template_path, const char *identity)
 gboolean
 spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity)
 {
-    g_autofree char *source = hotSetSource(pool, template_path, identity);
+    g_autofree char *name = g_path_get_basename(template_path);
+    g_autofree char *source = hotSetSource(pool, name, template_path, identity);
 
     return source != NULL;
 }
@@ -124,7 +125,8 @@ spPoolHotSetKnown(SpPool *pool, const char *template_path, const char *identity)
 static void
 publishHotSet(SpPool *pool, const char *template_path, const SpHotSet *set)
 {
-    g_autofree char *path = sharedHotSetPath(pool, template_path);
+    g_autofree char *name = g_path_get_basename(template_path);
+    g_autofree char *path = sharedHotSetPath(pool, name, template_path);
     g_autofree char *dir = path ? g_path_get_dirname(path) : NULL;
     g_autoptr(GError) err = NULL;
 
@@ -189,22 +191,54 @@ checkRoom(SpPool *pool, const char *template_path, const char *replica_path, gui
 }
 
 
+/* The hot set of template @name for its replica of @identity. One that
+ * another host published is kept as this host's own too: the published
+ * one goes when the template changes, and this host's kept version may
+ * need it again (a RAM tier after a reboot). */
+static SpHotSet *
+loadHotSet(SpPool *pool, const char *name, const char *template_path, const char *identity,
+           guint64 virtual_size, GError **error)
+{
+    g_autofree char *own = spPoolHotSetPath(pool, name, identity);
+    g_autofree char *source = hotSetSource(pool, name, template_path, identity);
+    g_autofree char *dir = g_path_get_dirname(own);
+    g_autoptr(GError) err = NULL;
+    SpHotSet *set = spHotSetLoad(source ? source : own, virtual_size, error);
+
+    if (!set || !source || strcmp(source, own) == 0)
+        return set;
+    if (g_mkdir_with_parents(dir, 0711) < 0)
+        g_warning("cannot keep the published hot set of template '%s': cannot create '%s': %s",
+                  name, dir, g_strerror(errno));
+    else if (!spHotSetSave(set, own, &err))
+        g_warning("cannot keep the published hot set of template '%s': %s", name,
+                  err->message);
+    return set;
+}
+
+
+/* A hot replica names its template as its backing file: by the kept
+ * version's path, which keeps its contents when a new version of the
+ * template is published (pool_versions.c), not by the template's. */
 gboolean
 spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replica_path,
                      guint64 reserved, gboolean evict_wanted, GError **error)
 {
-    g_autofree char *name = g_path_get_basename(template_path);
+    g_autofree char *name = spPoolReplicaTemplateName(pool, replica_path);
     g_autofree char *identity = g_path_get_basename(replica_path);
-    g_autofree char *path = hotSetSource(pool, template_path, identity);
+    g_autofree char *version = NULL;
     g_auto(SpImageInfo) info = { 0 };
     g_autoptr(SpHotSet) set = NULL;
     gint64 start = g_get_monotonic_time();
 
-    if (!path)
-        path = spPoolHotSetPath(pool, name, identity);     /* for the error */
+    if (!name)
+        name = g_path_get_basename(template_path);
+    if (!(version = spVersionKeep(pool->primary, name, template_path, error)))
+        return FALSE;
+    template_path = version;
     if (!spImageInfoRead(template_path, &info, error))
         return FALSE;
-    if (!(set = spHotSetLoad(path, info.virtual_size, error))) {
+    if (!(set = loadHotSet(pool, name, template_path, identity, info.virtual_size, error))) {
         g_prefix_error(error, "cannot make the hot replica of template '%s': ", name);
         return FALSE;
     }
@@ -224,6 +258,8 @@ spPoolHotReplicaMake(SpPool *pool, const char *template_path, const char *replic
 
 typedef char *(*IdentityOf)(const char *template_path, GError **error);
 
+/* The hot set of a kept version stays with it: its hot replica may have
+ * to be made again (a RAM tier after a reboot). */
 static void
 collectTemplateHotSets(SpPool *pool, const char *dir, const char *name, IdentityOf identityOf)
 {
@@ -234,8 +270,12 @@ collectTemplateHotSets(SpPool *pool, const char *dir, const char *name, Identity
 
     while (d && (identity = g_dir_read_name(d))) {
         g_autofree char *path = g_build_filename(dir, identity, NULL);
+        g_autofree char *version = spVersionPath(pool->primary, name, identity);
+        g_autofree char *kept = spReplicaIdentity(version, NULL);
 
-        if (current && strcmp(identity, current) == 0)
+        /* A kept version changed in place is that version no more. */
+        if ((current && strcmp(identity, current) == 0) ||
+            (kept && strcmp(kept, identity) == 0))
             continue;
         if (unlink(path) == 0)
             g_info("removed hot set '%s': its template changed or is gone", path);

@@ -104,8 +104,9 @@ spPoolDeleteTiers(SpPool *pool, GError **error)
     g_autofree char *stamps = g_build_filename(pool->secondary, SP_TEMPLATE_STAMPS_FILE, NULL);
 
     /* Work a refresh handed on may still run after pool-destroy (a stopped
-     * pool's jobs end at their next check): it rewrites this host's record
-     * and the hot sets, which must not come back under the removal. */
+     * pool's jobs end at their next check): it rewrites this host's record,
+     * the stamps and the hot sets, which must not come back under the
+     * removal. */
     spPoolWaitIdle(pool);
     /* Hot sets of templates that are gone, the published ones too. */
     spPoolCollectHotSets(pool);

@@ -62,7 +62,11 @@ lookupTemplate(SpPool *pool, const SpVolumeRequest *request, GError **error)
 {
     g_autofree char *replica_of = spPoolReplicaTemplateName(pool, request->backing_spec);
     const char *spec = replica_of ? replica_of : request->backing_spec;
-    g_autoptr(SpVolumeEntry) template = spPoolIndexLookup(pool, spec);
+    g_autoptr(SpVolumeEntry) template = NULL;
+
+    /* A new version whose upload has just ended serves this instance. */
+    spPoolVersionsSettle(pool, NULL);
+    template = spPoolIndexLookup(pool, spec);
 
     if (!template) {
         g_set_error(error, SP_ERROR, SP_ERROR_NOT_FOUND,

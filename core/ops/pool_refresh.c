@@ -275,9 +275,11 @@ static void
 setReplicaStatus(SpPool *pool, SpReplicaPolicy policy, GHashTable *users, GPtrArray *unused)
 {
     GPtrArray *status = scanReplicas(pool, users, unused);
+    GPtrArray *versions = spPoolVersionsStatus(pool, users);
 
     g_mutex_lock(&pool->status_lock);
     spPoolNamespaceSetReplicas(pool->ns, policy, status);
+    spPoolNamespaceSetVersions(pool->ns, versions);
     g_mutex_unlock(&pool->status_lock);
     setRamStatus(pool);
 }
@@ -350,13 +352,16 @@ static void
 rebuildMissingReplica(SpPool *pool, const char *backing)
 {
     g_autofree char *name = NULL;
+    g_autofree char *identity = NULL;
     g_autofree char *template_path = NULL;
     g_autoptr(GError) err = NULL;
 
     if (!pool->ns->replica_tier || access(backing, F_OK) == 0 ||
         !(name = spReplicaTemplateName(pool->ns->replica_tier, backing)))
         return;
-    template_path = g_build_filename(pool->primary, name, NULL);
+    /* An instance of an older version needs that version's replica. */
+    identity = g_path_get_basename(backing);
+    template_path = spPoolVersionSource(pool, name, identity);
     if (!spPoolReplicaRebuild(pool, template_path, backing, &err)) {
         g_warning("cannot make the missing replica '%s' of template '%s' again: %s",
                   backing, name, err->message);
@@ -403,9 +408,12 @@ maintain(SpPool *pool, gpointer data G_GNUC_UNUSED)
         rebuildMissingReplica(pool, g_ptr_array_index(m->backings, i));
     removeStaleReplicaTmpFiles(pool);
     spPoolCheckTemplateStamps(pool, m->volumes, templates);
-    spPoolCollectHotSets(pool);
+    /* Replicas first: a version is kept while a replica of it is, and
+     * hot sets while their version is. */
     for (i = 0; i < m->unused->len; i++)
         spPoolCollectReplica(pool, g_ptr_array_index(m->unused, i));
+    spPoolCollectVersions(pool);
+    spPoolCollectHotSets(pool);
     if (m->prepare)
         prepareReplicas(pool, templates);
     /* What this work made and removed shows without another refresh,
@@ -519,6 +527,9 @@ spPoolRefresh(SpPool *pool, SpTierUsage *usage, GError **error)
     if (!spPoolCheck(pool, error))
         return NULL;
     removeStaleTransientLayers(pool);
+    /* The storage driver refreshes the pool when an upload's stream
+     * closes: a new version is published before the tiers are read. */
+    spPoolVersionsSettle(pool, NULL);
     scan.pool = pool;
     scan.volumes = g_ptr_array_new_with_free_func((GDestroyNotify) spVolumeFree);
     scan.templates = g_hash_table_new(g_str_hash, g_str_equal);

@@ -358,6 +358,7 @@ deleteVolume(SpPool *pool, const char *name, const char *path, const char *backi
     spPoolIndexRemove(pool, name);
     if (!instance) {
         collectTemplateReplicas(pool, name);
+        spPoolCollectVersions(pool);
         spPoolCollectHotSets(pool);
     } else if (backing) {
         spPoolCollectReplica(pool, backing);
@@ -410,28 +411,79 @@ checkUnderStoreLock(SpPool *pool, const char *name, const char *path, SpChange c
 }
 
 
-/* The stream itself belongs to the storage driver: the pool only refuses
- * the upload, or registers it (pool_uploads.c) before the stream opens. */
-gboolean
-spPoolUploadBegin(SpPool *pool, const char *name, const char *path, GError **error)
+/* What depends on the template now, on this host and on others (and of
+ * those, what names its file: @pinning), under the template store's
+ * lock, so that every host's claims made before are seen. */
+static gboolean
+dependentsUnderStoreLock(SpPool *pool, const char *name, const char *path,
+                         GPtrArray **local, char **remote, char **pinning, GError **error)
 {
+    gboolean ok;
+    int store;
+
+    if ((store = spPoolHostsLockChange(pool, error)) < 0)
+        return FALSE;
+    ok = (*local = spPoolTemplateDependents(pool, name, path, error)) &&
+         spPoolHostsDependents(pool, name, remote, error) &&
+         spPoolHostsPinning(pool, name, pinning, error);
+    close(store);
+    return ok;
+}
+
+
+static gboolean
+checkUploadable(SpPool *pool, const char *name, const char *path, GError **error)
+{
+    g_autofree char *pending = NULL;
+
     if (spPoolIsInstance(pool, path)) {
         g_set_error(error, SP_ERROR, SP_ERROR_INVALID_STATE,
                     "cannot upload into instance '%s': upload fills templates; "
                     "an instance's data comes from its guest", name);
         return FALSE;
     }
-    if (!spPoolCheckNotUploading(pool, name, path, error))
+    spPoolVersionsSettle(pool, name);
+    if ((pending = spPoolVersionUploadOf(pool, name))) {
+        g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
+                    "a new version of template '%s' is still being uploaded; try again "
+                    "when that upload has finished", name);
+        return FALSE;
+    }
+    return spPoolCheckNotUploading(pool, name, path, error);
+}
+
+
+/* The stream itself belongs to the storage driver: the pool only refuses
+ * the upload, or registers it (pool_uploads.c) before the stream opens,
+ * and says where it goes: into the template when nothing depends on it,
+ * else into a new version (pool_versions.c). */
+gboolean
+spPoolUploadBegin(SpPool *pool, const char *name, const char *path, guint64 offset,
+                  char **target, GError **error)
+{
+    g_autoptr(GPtrArray) local = NULL;
+    g_autofree char *remote = NULL;
+    g_autofree char *pinning = NULL;
+    gboolean ok;
+
+    if (!checkUploadable(pool, name, path, error))
         return FALSE;
     /* From here on, new instances of the template are refused. */
     spPoolUploadSet(pool, path, FALSE);
-    if (!checkUnderStoreLock(pool, name, path, SP_CHANGE_UPLOAD, error) ||
-        !spPoolCheckNotInUse(name, path, SP_CHANGE_UPLOAD, error)) {
+    ok = dependentsUnderStoreLock(pool, name, path, &local, &remote, &pinning, error);
+    if (ok && (local->len > 0 || remote)) {
+        /* The template itself is not written: it serves on meanwhile. */
+        spPoolUploadOpened(pool, path, FALSE);
+        return spPoolVersionUploadBegin(pool, name, path, local, pinning, offset, target,
+                                        error);
+    }
+    if (!ok || !spPoolCheckNotInUse(name, path, SP_CHANGE_UPLOAD, error)) {
         /* The stream will never open: the template is free again. */
         spPoolUploadOpened(pool, path, FALSE);
         return FALSE;
     }
     spPoolForgetTemplateStamp(pool, path);
+    *target = g_strdup(path);
     return TRUE;
 }
 
@@ -487,12 +539,90 @@ readOverlay(SpPool *pool, const char *path, SpImageInfo *info, char **backing,
 }
 
 
-/* A new, empty overlay of the same size replaces the old one atomically. */
+/* The format of what a new overlay backs onto, never read from an image
+ * a guest may have written (a raw template holding a qcow2 header): the
+ * template's own, or qcow2 for a hot or flattened replica, which the
+ * pool wrote itself. */
+static char *
+backingFormat(SpPool *pool, const char *backing, const char *template_path,
+              const SpImageInfo *template)
+{
+    SpReplicaPolicy policy = SP_REPLICA_NONE;
+
+    if (strcmp(backing, template_path) != 0 &&
+        (template->backing_file ||
+         (spPoolReplicaPolicy(pool, &policy, NULL) && policy == SP_REPLICA_HOT)))
+        return g_strdup("qcow2");
+    return g_strdup(spImageFormatName(template));
+}
+
+
+/* What a reset instance backs onto: the newest version of its template
+ * under the pool's policy (its replica made if missing, the caller then
+ * a user of it until it releases it), or for a layer what it backed onto
+ * (@old, in format @old_format). *@floor is the template's size. */
+static gboolean
+recomposeBacking(SpPool *pool, const char *old, const char *old_format, char **backing,
+                 char **format, guint64 *floor, gboolean *acquired, GError **error)
+{
+    g_autofree char *template = spPoolTemplateOf(pool, old);
+    g_autofree char *template_path = NULL;
+    g_auto(SpImageInfo) info = { 0 };
+
+    if (!template) {
+        *backing = g_strdup(old);
+        *format = g_strdup(old_format);
+        return TRUE;
+    }
+    template_path = g_build_filename(pool->primary, template, NULL);
+    if (!spPoolCheckNotUploading(pool, template, template_path, error) ||
+        !spImageInfoRead(template_path, &info, error) ||
+        !(*backing = spPoolInstanceBacking(pool, template_path, error)) ||
+        !ensureBackingReplica(pool, *backing, acquired, error))
+        return FALSE;
+    *floor = info.virtual_size;
+    *format = backingFormat(pool, *backing, template_path, &info);
+    return TRUE;
+}
+
+
+/* A new, empty overlay replaces the old one atomically: of the newest
+ * version of its template (vol-wipe is how an instance moves onto a new
+ * version), at least as big as it was. */
+static gboolean
+writeReset(SpPool *pool, SpNewVolume *vol, GError **error)
+{
+    g_auto(SpImageInfo) info = { 0 };
+    g_autofree char *old = NULL;
+    g_autofree char *backing = NULL;
+    g_autofree char *format = NULL;
+    gboolean acquired = FALSE;
+    guint64 floor = 0;
+    gboolean ok;
+
+    if (!readOverlay(pool, vol->path, &info, &old, error) ||
+        !recomposeBacking(pool, old, info.backing_format, &backing, &format, &floor,
+                          &acquired, error)) {
+        if (acquired)
+            spPoolReplicaRelease(pool, backing);
+        return FALSE;
+    }
+    ok = writeQcow2(vol, MAX(info.virtual_size, floor), backing, format, TRUE, error);
+    if (ok && strcmp(old, backing) != 0) {
+        spPoolNoteReplicaUse(pool, old, -1);
+        spPoolNoteReplicaUse(pool, backing, +1);
+    }
+    if (acquired)
+        spPoolReplicaRelease(pool, backing);
+    if (ok)
+        g_info("reset '%s' to an empty overlay of '%s'", vol->path, backing);
+    return ok;
+}
+
+
 static gboolean
 resetInstance(SpPool *pool, const char *name, const char *path, GError **error)
 {
-    g_auto(SpImageInfo) info = { 0 };
-    g_autofree char *backing = NULL;
     SpNewVolume vol = { .name = name, .path = path, .mode = 0600,
                         .uid = (uid_t) -1, .gid = (gid_t) -1 };
     struct stat sb;
@@ -508,11 +638,8 @@ resetInstance(SpPool *pool, const char *name, const char *path, GError **error)
         vol.uid = sb.st_uid;
         vol.gid = sb.st_gid;
     }
-    ok = readOverlay(pool, path, &info, &backing, error) &&
-         writeQcow2(&vol, info.virtual_size, backing, info.backing_format, TRUE, error);
+    ok = writeReset(pool, &vol, error);
     close(lock);
-    if (ok)
-        g_info("reset '%s' to an empty overlay of '%s'", path, backing);
     return ok;
 }
 
@@ -637,13 +764,15 @@ static gboolean
 ensureReplicaOf(SpPool *pool, const SpVolume *volume, GError **error)
 {
     g_autofree char *name = NULL;
+    g_autofree char *identity = NULL;
     g_autofree char *template_path = NULL;
 
     if (volume->tier != SP_TIER_SECONDARY || !volume->backing_path ||
         access(volume->backing_path, F_OK) == 0 ||
         !(name = spPoolReplicaTemplateName(pool, volume->backing_path)))
         return TRUE;
-    template_path = g_build_filename(pool->primary, name, NULL);
+    identity = g_path_get_basename(volume->backing_path);
+    template_path = spPoolVersionSource(pool, name, identity);
     if (spPoolReplicaRebuild(pool, template_path, volume->backing_path, error))
         return TRUE;
     g_prefix_error(error, "instance '%s' backs onto the missing replica '%s' of template "

@@ -5,12 +5,14 @@
  */
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "pool_private.h"
 #include "stormpool/error.h"
 #include "fs/backing_path.h"
+#include "replica/template_versions.h"
 
 static SpPool *
 poolAlloc(const char *primary, const char *secondary, SpPoolNamespace *ns)
@@ -39,6 +41,8 @@ poolAlloc(const char *primary, const char *secondary, SpPoolNamespace *ns)
     pool->users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     pool->copying = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     pool->uploads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    pool->version_uploads = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                                spPoolVersionUploadFree);
     return pool;
 }
 
@@ -93,6 +97,7 @@ spPoolUnref(SpPool *pool)
     g_hash_table_unref(pool->users);
     g_hash_table_unref(pool->copying);
     g_hash_table_unref(pool->uploads);
+    g_hash_table_unref(pool->version_uploads);
     g_mutex_clear(&pool->status_lock);
     g_mutex_clear(&pool->replicas_lock);
     g_cond_clear(&pool->replicas_cond);
@@ -293,12 +298,59 @@ spPoolReplicaTemplateName(SpPool *pool, const char *path)
 }
 
 
+/* A kept version of a template is that template, in an older version:
+ * what backs onto it is one of the template's instances. */
 char *
 spPoolBackingTemplateName(SpPool *pool, const char *backing_path)
 {
+    char *name;
+
     if (spPathIsInDir(backing_path, pool->primary))
         return g_path_get_basename(backing_path);
+    if ((name = spVersionTemplateName(pool->primary, backing_path)))
+        return name;
     return spPoolReplicaTemplateName(pool, backing_path);
+}
+
+
+/* Whether @path names a template's own file, directly in the primary
+ * tier, written through a link or ".." or not. */
+static gboolean
+isTemplateFile(SpPool *pool, const char *path)
+{
+    g_autofree char *real = NULL;
+    g_autofree char *dir = NULL;
+
+    if (spPathIsInDir(path, pool->primary))
+        return TRUE;
+    if (!(real = realpath(path, NULL)) || !(dir = realpath(pool->primary, NULL)))
+        return FALSE;
+    return spPathIsInDir(real, dir);
+}
+
+
+/* A copy or link replica has no backing file of its own (or the one of
+ * its template, a flattened copy none); a hot replica names a kept
+ * version, or, made before versions existed, the template's file. A
+ * replica that cannot be read (missing from the RAM tier) is taken to
+ * name it: too much protection, never too little. */
+gboolean
+spPoolBackingPinsTemplate(SpPool *pool, const char *backing)
+{
+    g_auto(SpImageInfo) info = { 0 };
+    g_autofree char *below = NULL;
+    g_autofree char *replica_of = NULL;
+
+    if (spVersionIsKept(pool->primary, backing))
+        return FALSE;
+    if (!(replica_of = spPoolReplicaTemplateName(pool, backing)))
+        return isTemplateFile(pool, backing);
+    if (!spImageInfoRead(backing, &info, NULL))
+        return TRUE;
+    if (!info.backing_file || info.format != SP_IMAGE_FORMAT_QCOW2)
+        return FALSE;
+    below = spBackingFileResolve(backing, info.backing_file);
+    return !spVersionIsKept(pool->primary, below) && isTemplateFile(pool, below);
 }
 
 

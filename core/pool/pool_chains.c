@@ -164,7 +164,7 @@ roleOfBacking(SpPool *pool, const char *backing, SpVolumeRole *role)
         return TRUE;
     *role = SP_ROLE_INSTANCE;
     return spPathIsInDir(backing, pool->primary) ||
-           (template = spPoolReplicaTemplateName(pool, backing));
+           (template = spPoolBackingTemplateName(pool, backing));
 }
 
 
@@ -212,9 +212,7 @@ spPoolTemplateOf(SpPool *pool, const char *backing)
     g_autofree char *real = NULL;
     char *name;
 
-    if (spPathIsInDir(backing, pool->primary))
-        return g_path_get_basename(backing);
-    if ((name = spPoolReplicaTemplateName(pool, backing)))
+    if ((name = spPoolBackingTemplateName(pool, backing)))
         return name;
     if ((real = realpath(backing, NULL)) && realInDir(real, pool->primary))
         return g_path_get_basename(real);

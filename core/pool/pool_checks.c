@@ -48,8 +48,8 @@ dependentsNow(SpPool *pool, const char *const *paths, GError **error)
 
 /* The volumes that back onto the template at @path: directly, or
  * through one of its replicas in the secondary tier or in the RAM tier. */
-static GPtrArray *
-templateDependents(SpPool *pool, const char *name, const char *path, GError **error)
+GPtrArray *
+spPoolTemplateDependents(SpPool *pool, const char *name, const char *path, GError **error)
 {
     g_autoptr(GPtrArray) replicas = NULL;
     g_autoptr(GPtrArray) paths = g_ptr_array_new();
@@ -102,7 +102,7 @@ spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
     g_autoptr(GPtrArray) names = NULL;
     g_autofree char *remote = NULL;
 
-    if (!(dependents = templateDependents(pool, name, path, error)) ||
+    if (!(dependents = spPoolTemplateDependents(pool, name, path, error)) ||
         !spPoolHostsDependents(pool, name, &remote, error))
         return FALSE;
     if (dependents->len == 0 && !remote)

@@ -77,15 +77,32 @@ addClaims(SpPool *pool, SpHostRecord *record)
 }
 
 
+/* spPoolBackingPinsTemplate once per distinct backing file (@seen). */
+static gboolean
+pinsTemplate(SpPool *pool, GHashTable *seen, const char *backing)
+{
+    gpointer pins;
+
+    if (!g_hash_table_lookup_extended(seen, backing, NULL, &pins)) {
+        pins = GINT_TO_POINTER(spPoolBackingPinsTemplate(pool, backing));
+        g_hash_table_insert(seen, g_strdup(backing), pins);
+    }
+    return GPOINTER_TO_INT(pins);
+}
+
+
 /* This host's record from the index, brought up to date: each image of
  * the secondary tier (listed or not, planned or written) counts for the
- * template it backs onto directly or through a replica. Layers count
- * through the instance below them, which counts already. */
+ * template it backs onto directly or through a replica, and as versioned
+ * when it does not name the template's file. Layers count through the
+ * instance below them, which counts already. Instances being written
+ * count as naming it until the next full count. */
 static SpHostRecord *
 ownRecord(SpPool *pool, GError **error)
 {
     g_autoptr(SpHostRecord) record = spHostRecordNew(pool->host, pool->machine,
                                                      pool->secondary);
+    g_autoptr(GHashTable) pins = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     g_autoptr(GPtrArray) entries = NULL;
     guint i;
 
@@ -96,10 +113,12 @@ ownRecord(SpPool *pool, GError **error)
         SpVolumeEntry *entry = g_ptr_array_index(entries, i);
         g_autofree char *template = NULL;
 
-        if (entry->tier != SP_TIER_SECONDARY || !entry->backing_path)
+        if (entry->tier != SP_TIER_SECONDARY || !entry->backing_path ||
+            !(template = spPoolTemplateOf(pool, entry->backing_path)))
             continue;
-        if ((template = spPoolTemplateOf(pool, entry->backing_path)))
-            spHostRecordAdd(record, template, 1);
+        spHostRecordAdd(record, template, 1);
+        if (!pinsTemplate(pool, pins, entry->backing_path))
+            spHostRecordAddVersioned(record, template, 1);
     }
     addClaims(pool, record);
     return g_steal_pointer(&record);
@@ -158,6 +177,9 @@ publishOneMore(SpPool *pool, const char *name, GError **error)
     g_hash_table_iter_init(&iter, pool->host_record->templates);
     while (g_hash_table_iter_next(&iter, &key, &count))
         spHostRecordAdd(record, key, GPOINTER_TO_UINT(count));
+    g_hash_table_iter_init(&iter, pool->host_record->versioned);
+    while (g_hash_table_iter_next(&iter, &key, &count))
+        spHostRecordAddVersioned(record, key, GPOINTER_TO_UINT(count));
     spHostRecordAdd(record, name, 1);
     return writeRecord(pool, record, error);
 }
@@ -234,10 +256,11 @@ spPoolHostsLockChange(SpPool *pool, GError **error)
 
 
 /* Append "HOST (N)" if the record @id counts dependents of the template
- * @name: another pool of this host is named "HOST:TIER". */
+ * @name (@pinning: only those naming its file): another pool of this host
+ * is named "HOST:TIER". */
 static gboolean
-addHostDependents(SpPool *pool, const char *id, const char *name, GString *summary,
-                  GError **error)
+addHostDependents(SpPool *pool, const char *id, const char *name, gboolean pinning,
+                  GString *summary, GError **error)
 {
     g_autoptr(SpHostRecord) record = NULL;
     g_autoptr(GError) err = NULL;
@@ -252,7 +275,10 @@ addHostDependents(SpPool *pool, const char *id, const char *name, GString *summa
                     "of template '%s': %s", id, name, err->message);
         return FALSE;
     }
-    if (!(count = spHostRecordCount(record, name)))
+    count = spHostRecordCount(record, name);
+    if (pinning)
+        count -= MIN(count, spHostRecordVersioned(record, name));
+    if (!count)
         return TRUE;
     same_host = strcmp(record->host, pool->host) == 0;
     g_string_append_printf(summary, "%s%s%s%s (%u)", summary->len ? ", " : "",
@@ -262,8 +288,9 @@ addHostDependents(SpPool *pool, const char *id, const char *name, GString *summa
 }
 
 
-gboolean
-spPoolHostsDependents(SpPool *pool, const char *name, char **summary, GError **error)
+static gboolean
+hostsDependents(SpPool *pool, const char *name, gboolean pinning, char **summary,
+                GError **error)
 {
     g_autofree char *own = spHostRecordId(pool->host, pool->secondary);
     g_autoptr(GPtrArray) ids = NULL;
@@ -278,12 +305,26 @@ spPoolHostsDependents(SpPool *pool, const char *name, char **summary, GError **e
 
         if (strcmp(id, own) == 0)
             continue;           /* this pool's own images are known better */
-        if (!addHostDependents(pool, id, name, text, error))
+        if (!addHostDependents(pool, id, name, pinning, text, error))
             return FALSE;
     }
     if (text->len)
         *summary = g_string_free(g_steal_pointer(&text), FALSE);
     return TRUE;
+}
+
+
+gboolean
+spPoolHostsDependents(SpPool *pool, const char *name, char **summary, GError **error)
+{
+    return hostsDependents(pool, name, FALSE, summary, error);
+}
+
+
+gboolean
+spPoolHostsPinning(SpPool *pool, const char *name, char **summary, GError **error)
+{
+    return hostsDependents(pool, name, TRUE, summary, error);
 }
 
 

@@ -257,7 +257,7 @@ parseElement(SpPoolNamespace *ns, xmlNodePtr node, GError **error)
 {
     if (isNamed(node, "tiers"))
         return checkTiersStatus(node, error);
-    if (isNamed(node, "replicas"))
+    if (isNamed(node, "replicas") || isNamed(node, "versions"))
         return TRUE;                /* status: dropped like <tiers> */
     if (isNamed(node, "replica"))
         return parseReplica(ns, node, error);
@@ -379,6 +379,7 @@ spPoolNamespaceClearStatus(SpPoolNamespace *ns)
         g_clear_pointer(&ns->tiers[i].path, g_free);
     memset(ns->tiers, 0, sizeof(ns->tiers));
     g_clear_pointer(&ns->replicas, g_ptr_array_unref);
+    g_clear_pointer(&ns->versions, g_ptr_array_unref);
     ns->have_ram_status = FALSE;
     ns->have_status = FALSE;
 }
@@ -402,6 +403,14 @@ spPoolNamespaceSetReplicas(SpPoolNamespace *ns, SpReplicaPolicy effective,
     ns->replicas = replicas;
     ns->effective_policy = effective;
     ns->have_status = TRUE;
+}
+
+
+void
+spPoolNamespaceSetVersions(SpPoolNamespace *ns, GPtrArray *versions)
+{
+    g_clear_pointer(&ns->versions, g_ptr_array_unref);
+    ns->versions = versions;
 }
 
 
@@ -556,6 +565,30 @@ formatReplicas(GPtrArray *lines, const SpPoolNamespace *ns)
 }
 
 
+/* Shown only while a template has kept versions: a pool without them
+ * reads as it always did. */
+static void
+formatVersions(GPtrArray *lines, const SpPoolNamespace *ns)
+{
+    guint i;
+
+    if (!ns->versions || ns->versions->len == 0)
+        return;
+    addLine(lines, 0, "<%s:versions>", SP_POOL_NAMESPACE_PREFIX);
+    for (i = 0; i < ns->versions->len; i++) {
+        SpReplicaStatus *v = g_ptr_array_index(ns->versions, i);
+        g_autofree char *name = spPoolNamespaceEscape(v->template_name);
+        g_autofree char *path = spPoolNamespaceEscape(v->path);
+
+        addLine(lines, 1, "<%s:version template='%s' path='%s' dependents='%u' "
+                "size='%" G_GUINT64_FORMAT "' allocation='%" G_GUINT64_FORMAT "'/>",
+                SP_POOL_NAMESPACE_PREFIX, name, path, v->dependents,
+                v->size, v->allocation);
+    }
+    addLine(lines, 0, "</%s:versions>", SP_POOL_NAMESPACE_PREFIX);
+}
+
+
 static void
 formatReplica(GPtrArray *lines, const SpPoolNamespace *ns)
 {
@@ -608,5 +641,6 @@ spPoolNamespaceFormat(const SpPoolNamespace *ns)
         formatTransientTier(lines, ns);
     addLine(lines, 0, "</%s:tiers>", SP_POOL_NAMESPACE_PREFIX);
     formatReplicas(lines, ns);
+    formatVersions(lines, ns);
     return lines;
 }

@@ -56,6 +56,7 @@ typedef struct {
     SpTierStatus tiers[2];      /* indexed by SpTier */
     SpReplicaPolicy effective_policy;
     GPtrArray *replicas;        /* of SpReplicaStatus */
+    GPtrArray *versions;        /* kept template versions, of SpReplicaStatus */
     gboolean have_ram_status;
     SpTierUsage ram_usage;      /* capacity = cap, allocation = bytes held */
 } SpPoolNamespace;
@@ -84,6 +85,10 @@ void spPoolNamespaceSetReplicas(SpPoolNamespace *ns, SpReplicaPolicy effective,
                                 GPtrArray *replicas);
 
 void spReplicaStatusFree(SpReplicaStatus *status);
+
+/* Take over @versions: the kept versions of templates (SpReplicaStatus:
+ * template, file, dependents, size, allocation). */
+void spPoolNamespaceSetVersions(SpPoolNamespace *ns, GPtrArray *versions);
 
 /* Keep the replica status current between refreshes: @delta instances
  * more (or fewer) back onto the replica at @path of @template_name, whose

@@ -9,6 +9,9 @@
  *   pool_lifecycle.c pool_refresh.c  libvirt's callbacks: start, stop,
  *   pool_volumes.c pool_plan.c       delete, refresh, volume changes,
  *                                    what a new volume will be
+ *   pool_versions.c                  new versions of templates uploaded
+ *                                    while instances depend on them, and
+ *                                    the kept versions they need
  *   pool_replicas.c                  making replicas; which one a new
  *                                    instance backs onto
  *   pool_hot.c                       hot sets, hot replicas
@@ -79,9 +82,11 @@ struct _SpPool {
     GPtrArray *unlisted;
     guint64 index_generation;   /* counts the pool's own changes */
 
-    /* vol-upload streams under way, keyed by template path. */
+    /* vol-upload streams under way, keyed by the path they write; the
+     * uploads of new versions, template name -> upload file. */
     GMutex uploads_lock;
     GHashTable *uploads;
+    GHashTable *version_uploads;
 
     /* Orders the reads and writes of the template stamps file. */
     GMutex stamps_lock;
@@ -111,6 +116,12 @@ char *spPoolCurrentReplica(SpPool *pool, const char *template_path, GError **err
 /* Whether the pool keeps the replica at @replica_path ready for new
  * instances (prepare='eager', or a hot replica). */
 gboolean spPoolReplicaWanted(SpPool *pool, const char *replica_path);
+
+/* Whether an image backing onto @backing reads a template's own file
+ * by its path (the template itself, or a hot replica made on it before
+ * versions existed) rather than a replica or a kept version: a new
+ * version of the template would change what it reads. */
+gboolean spPoolBackingPinsTemplate(SpPool *pool, const char *backing);
 
 /* Keep pool-dumpxml's replica status current between refreshes: @delta
  * instances more or fewer back onto @backing_path, if it is a replica. */
@@ -238,6 +249,17 @@ void spPoolJobQueueCounted(SpPool *pool, SpPoolJobFunc func, gpointer data,
 void spPoolUploadSet(SpPool *pool, const char *path, gboolean open);
 gboolean spPoolTemplateUploading(SpPool *pool, const char *path);
 
+/* The upload of a new version of the template @name goes to @path, whose
+ * image locks the descriptor @lock holds until the upload is taken; at
+ * most one per template. spPoolVersionUploadOf gives it (or NULL), and
+ * spPoolVersionUploadTake removes it, TRUE for the one caller that did. */
+void spPoolVersionUploadSet(SpPool *pool, const char *name, const char *path, int lock);
+void spPoolVersionUploadFree(gpointer upload);
+char *spPoolVersionUploadOf(SpPool *pool, const char *name);
+gboolean spPoolVersionUploadTake(SpPool *pool, const char *name);
+/* The templates with a version upload registered. */
+GPtrArray *spPoolVersionUploadNames(SpPool *pool);
+
 /* ---- pool_stamps.c: templates changed behind libvirt's back ------------- */
 
 /* The pool changed the template at @path itself: the next refresh must
@@ -286,6 +308,12 @@ int spPoolHostsLockChange(SpPool *pool, GError **error);
 gboolean spPoolHostsDependents(SpPool *pool, const char *name, char **summary,
                                GError **error);
 
+/* The same, counting only the images that name the template's file itself
+ * (those a new version of it would change: records count the others as
+ * versioned). */
+gboolean spPoolHostsPinning(SpPool *pool, const char *name, char **summary,
+                            GError **error);
+
 /* Refuse a start on a host whose name another machine's record holds. */
 gboolean spPoolHostsCheckName(SpPool *pool, GError **error);
 
@@ -293,6 +321,10 @@ gboolean spPoolHostsCheckName(SpPool *pool, GError **error);
 
 gboolean spPoolCheckNoDependents(SpPool *pool, const char *name, const char *path,
                                  SpChange change, GError **error);
+/* What backs onto the template at @path now, directly or through one of
+ * its replicas (of SpVolumeEntry). */
+GPtrArray *spPoolTemplateDependents(SpPool *pool, const char *name, const char *path,
+                                    GError **error);
 gboolean spPoolCheckNoLayers(SpPool *pool, const char *name, const char *path,
                              SpChange change, GError **error);
 gboolean spPoolCheckNotInUse(const char *name, const char *path, SpChange change,
@@ -353,6 +385,36 @@ gboolean spPoolHotReplicaMake(SpPool *pool, const char *template_path,
 
 /* Hot sets of identities no template has any more. */
 void spPoolCollectHotSets(SpPool *pool);
+
+/* ---- pool_versions.c: template versions --------------------------------- */
+
+/* vol-upload into the template @name at @path while @dependents (of
+ * SpVolumeEntry) or other pools depend on it (@remote summarises those of
+ * their images that name the template's file, or is NULL): checks, and
+ * *@target, the file the stream writes the new version
+ * to. From then on the version is published when the stream has ended
+ * (spPoolVersionsSettle). */
+gboolean spPoolVersionUploadBegin(SpPool *pool, const char *name, const char *path,
+                                  GPtrArray *dependents, const char *remote,
+                                  guint64 offset, char **target, GError **error);
+
+/* Publish the uploads whose streams have ended (of the template @name, or
+ * of all with NULL): a whole image of the template's format becomes the
+ * template, the old file is kept as a version; anything else is removed,
+ * the template unchanged. */
+void spPoolVersionsSettle(SpPool *pool, const char *name);
+
+/* The file a replica of template @name with @identity is made from: the
+ * template, or the kept version of that identity. */
+char *spPoolVersionSource(SpPool *pool, const char *name, const char *identity);
+
+/* Remove kept versions nothing needs any more, and uploads no stream
+ * writes (a daemon killed during an upload). */
+void spPoolCollectVersions(SpPool *pool);
+
+/* pool-dumpxml's status of the kept versions (of SpReplicaStatus), their
+ * dependents counted from @users (backing path -> instances). */
+GPtrArray *spPoolVersionsStatus(SpPool *pool, GHashTable *users);
 
 /* ---- pool_replicas.c: making replicas ----------------------------------- */
 

@@ -9,6 +9,7 @@
 
 #include "pool_private.h"
 #include "replica/template_stamps.h"
+#include "replica/template_versions.h"
 
 static char *
 stampsPath(SpPool *pool)
@@ -69,6 +70,30 @@ changedTemplateFree(ChangedTemplate *changed)
 }
 
 
+/* Whether the file the stamp @old describes is now a kept version of the
+ * template @name: a new version was published (by another pool sharing
+ * the primary tier; this pool forgets its own), which changes nothing for
+ * what depends on the old one. */
+static gboolean
+publishedVersion(SpPool *pool, const char *name, const SpTemplateStamp *old)
+{
+    g_autoptr(GPtrArray) versions = spVersionList(pool->primary, name, NULL);
+    guint i;
+
+    for (i = 0; versions && i < versions->len; i++) {
+        SpTemplateStamp kept;
+        struct stat sb;
+
+        if (stat(g_ptr_array_index(versions, i), &sb) < 0)
+            continue;
+        spTemplateStampFromStat(&kept, &sb);
+        if (spTemplateStampEqual(&kept, old))
+            return TRUE;
+    }
+    return FALSE;
+}
+
+
 /* Compare the template with its stamp from the last refresh (possibly
  * made by an earlier run of the daemon); NULL when unchanged. */
 static ChangedTemplate *
@@ -87,6 +112,11 @@ compareStamp(SpPool *pool, const SpVolume *template, GHashTable *before, GHashTa
     if (!(old = g_hash_table_lookup(before, template->name)) ||
         spTemplateStampEqual(old, &stamp))
         return NULL;
+    if (publishedVersion(pool, template->name, old)) {
+        g_info("template '%s' has a new version; what depended on the one before keeps "
+               "it", template->path);
+        return NULL;
+    }
     change = g_new0(ChangedTemplate, 1);
     change->path = g_strdup(template->path);
     change->sb = sb;

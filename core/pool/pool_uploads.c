@@ -11,6 +11,8 @@
  * SPDX-License-Identifier: LGPL-2.1-or-later
  */
 
+#include <unistd.h>
+
 #include "pool_private.h"
 #include "stormpool/error.h"
 #include "fs/own_writers.h"
@@ -85,4 +87,71 @@ spPoolUploadOpened(SpPool *pool, const char *path, gboolean ok)
         spPoolUploadSet(pool, path, TRUE);
     else
         uploadForget(pool, path, UPLOAD_OPENING);
+}
+
+
+/* An upload of a version holds its file's image locks for as long as
+ * this daemon lives, so that another pool sharing the primary tier (on
+ * this host or another) never takes it for one whose daemon died. */
+typedef struct {
+    char *path;
+    int lock;
+} VersionUpload;
+
+
+void
+spPoolVersionUploadFree(gpointer data)
+{
+    VersionUpload *upload = data;
+
+    if (upload->lock >= 0)
+        close(upload->lock);
+    g_free(upload->path);
+    g_free(upload);
+}
+
+
+void
+spPoolVersionUploadSet(SpPool *pool, const char *name, const char *path, int lock)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+    VersionUpload *upload = g_new0(VersionUpload, 1);
+
+    upload->path = g_strdup(path);
+    upload->lock = lock;
+    g_hash_table_insert(pool->version_uploads, g_strdup(name), upload);
+}
+
+
+char *
+spPoolVersionUploadOf(SpPool *pool, const char *name)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+    VersionUpload *upload = g_hash_table_lookup(pool->version_uploads, name);
+
+    return upload ? g_strdup(upload->path) : NULL;
+}
+
+
+gboolean
+spPoolVersionUploadTake(SpPool *pool, const char *name)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+
+    return g_hash_table_remove(pool->version_uploads, name);
+}
+
+
+GPtrArray *
+spPoolVersionUploadNames(SpPool *pool)
+{
+    g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->uploads_lock);
+    GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+    GHashTableIter iter;
+    gpointer key;
+
+    g_hash_table_iter_init(&iter, pool->version_uploads);
+    while (g_hash_table_iter_next(&iter, &key, NULL))
+        g_ptr_array_add(names, g_strdup(key));
+    return names;
 }

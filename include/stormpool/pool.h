@@ -234,8 +234,8 @@ gboolean spPoolDeleteVolume(SpPool *pool, const char *name, const char *path,
                             const char *backing, GError **error);
 
 /* vol-wipe of the volume at @path (@zero: with the default algorithm).
- * An instance is reset to its template's pristine state, here, with
- * zero only, and a layer to an empty overlay of what it backs onto. A
+ * An instance is reset to its template's pristine state, of the newest
+ * version of the template, here, with zero only, and a layer to an empty overlay of what it backs onto. A
  * template or a layer with no backing file is checked (no dependents, no
  * upload, no QEMU, no alarm at the next refresh) and *@wipe_here says
  * that the caller then wipes the file as libvirt wipes any file. */
@@ -248,11 +248,17 @@ gboolean spPoolResizeVolume(SpPool *pool, const char *name, const char *path,
                             SpImageFormat format, guint64 current, guint64 capacity,
                             GError **error);
 
-/* vol-upload into the template at @path is about to open its stream:
- * checks, and from now on new instances of it are refused. Call
- * spPoolUploadOpened once the stream is (@ok) or is not set up. */
+/* vol-upload into the template at @path from @offset is about to open
+ * its stream: checks, and *@target, the file the stream must write. That
+ * is the template itself when nothing depends on it (new instances of it
+ * are refused until the stream ends); else a new file, which becomes the
+ * template's new version once the stream has ended and the file is found
+ * to be a whole image of the template's format, the old version kept for
+ * its dependents (docs/chains.md, "Template versions"). Call
+ * spPoolUploadOpened with *@target once the stream is (@ok) or is not
+ * set up. */
 gboolean spPoolUploadBegin(SpPool *pool, const char *name, const char *path,
-                           GError **error);
-void spPoolUploadOpened(SpPool *pool, const char *path, gboolean ok);
+                           guint64 offset, char **target, GError **error);
+void spPoolUploadOpened(SpPool *pool, const char *target, gboolean ok);
 
 G_END_DECLS

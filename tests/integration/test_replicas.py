@@ -855,8 +855,10 @@ def protected_template(pool, template, virsh):
 
 def test_template_used_only_through_its_replica_is_protected(conn, pool, template, virsh,
                                                              workdir):
-    """9a. delete, wipe, upload and resize of a template whose instances use
-    only its replica are refused."""
+    """9a. delete, wipe and resize of a template whose instances use only
+    its replica are refused; an upload is a new version
+    (test_template_versions.py), and one that is no image of the
+    template's format leaves it unchanged."""
     p, t_prot, replica = protected_template(pool, template, virsh)
     for name in ("p1.qcow2", "p2.qcow2", "p3.qcow2"):
         b = backing_of(p.path(name))
@@ -870,8 +872,8 @@ def test_template_used_only_through_its_replica_is_protected(conn, pool, templat
     with refused(IN_USE, "cannot resize template 'prot.qcow2': " + names):
         p.vol("prot.qcow2").resize(128 * MiB, 0)
     payload = write_payload(workdir)
-    upload_refused(conn, p, "prot.qcow2", os.path.getsize(payload),
-                   "cannot upload into template 'prot.qcow2': " + names)
+    virsh("vol-upload", "--pool", p.name, "prot.qcow2", payload)
+    virsh("pool-refresh", p.name)
     assert sha256(t_prot) == digest
     assert qemu_img_info(t_prot)["virtual-size"] == 64 * MiB
 
@@ -1001,16 +1003,19 @@ def test_clone_of_instance_on_older_replica_keeps_it(pool, template, virsh):
         {old: "3", new: "1"}, replicas
 
 
-def test_wipe_of_instance_on_replica_keeps_the_replica(pool, template, virsh):
-    """11b. vol-wipe of an instance on a replica resets it and keeps the
-    replica."""
-    p, _, old, _ = changed_template_pool(pool, template, virsh, clone=True)
+def test_wipe_of_instance_on_old_replica_moves_it_to_the_new_one(pool, template, virsh):
+    """11b. vol-wipe of an instance on the replica of the template's old
+    contents resets it onto the template as it is now (its new replica:
+    a wipe recomposes onto the newest version, stormpool(7), TEMPLATE
+    VERSIONS); the old replica stays for c2 and the clone."""
+    p, _, old, new = changed_template_pool(pool, template, virsh, clone=True)
     c1 = p.path("c1.qcow2")
     virsh("vol-wipe", "--pool", p.name, "c1.qcow2")
-    assert backing_of(c1) == old, backing_of(c1)
+    assert backing_of(c1) == new, backing_of(c1)
+    assert os.path.exists(old)
     qemu_img_check(c1)
     assert_pattern(c1, 0xab, 0, 4 * MiB)
-    assert_pattern(c1, 0x00, 8 * MiB, MiB)
+    assert_pattern(c1, 0x5e, 8 * MiB, MiB)
     assert qemu_img_info(c1)["virtual-size"] == 256 * MiB
     assert os.stat(c1).st_blocks * 512 < MiB, os.stat(c1).st_blocks
     assert_pattern(p.path("c1-clone.qcow2"), 0x7c, 2 * MiB, MiB)

@@ -57,6 +57,33 @@ testFormatAndParse(void)
 }
 
 
+/* Of a template's dependents, those that reach it only through replicas
+ * or kept versions are counted on a "versioned" line after its own; a
+ * record without such lines (written before versions) has none. */
+static void
+testVersioned(void)
+{
+    g_autoptr(SpHostRecord) record = sampleRecord();
+    g_autoptr(SpHostRecord) back = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *text = NULL;
+    g_autofree char *old = NULL;
+
+    spHostRecordAddVersioned(record, "win10.qcow2", 2);
+    text = spHostRecordFormat(record);
+    g_assert_nonnull(strstr(text, "template 3 win10.qcow2\nversioned 2 win10.qcow2\n"));
+    back = spHostRecordParse(text, strlen(text), &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(spHostRecordVersioned(back, "win10.qcow2"), ==, 2);
+    g_assert_cmpuint(spHostRecordVersioned(back, "Windows 10.qcow2"), ==, 0);
+    g_clear_pointer(&back, spHostRecordFree);
+    old = g_strdup(RECORD_TEXT);
+    back = spHostRecordParse(old, strlen(old), &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(spHostRecordVersioned(back, "win10.qcow2"), ==, 0);
+}
+
+
 /* Another host wrote it: every malformed record is refused, saying where. */
 static void
 testParseRejects(void)
@@ -87,6 +114,14 @@ testParseRejects(void)
           "line 3: the record ends before its host, machine and tier" },
         { "stormpool-host-record 1\nhost a\nmachine \ntier /t\n\n",
           "line 5: expected 'template COUNT NAME'" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier /t\nversioned 1 t\n",
+          "line 5: versioned count of a template not listed before" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier /t\ntemplate 1 t\nversioned 2 t\n",
+          "line 6: versioned count above the template's" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier /t\ntemplate 2 t\nversioned 1 t\n"
+          "versioned 1 t\n", "line 7: versioned count listed twice" },
+        { "stormpool-host-record 1\nhost a\nmachine \ntier /t\ntemplate 1 t\nversioned 0 t\n",
+          "line 6: expected 'versioned COUNT NAME', COUNT above 0" },
     };
     gsize i;
 
@@ -226,6 +261,7 @@ main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/host-records/format-and-parse", testFormatAndParse);
     g_test_add_func("/host-records/parse-rejects", testParseRejects);
+    g_test_add_func("/host-records/versioned", testVersioned);
     g_test_add_func("/host-records/parse-rejects-nul", testParseRejectsNul);
     g_test_add_func("/host-records/host-names", testHostNames);
     g_test_add_func("/host-records/ids", testIds);

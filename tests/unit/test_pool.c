@@ -200,10 +200,14 @@ testUploads(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
     g_autofree char *instance = spPoolVolumePath(pool, "i.qcow2", TRUE);
     g_autoptr(GError) err = NULL;
+    g_autofree char *target = NULL;
+    g_autofree char *again = NULL;
 
     spTestCreateTemplate(pool, "t.qcow2", MiB);
     g_assert_true(spPoolCheckNotUploading(pool, "t.qcow2", template, &err));
-    g_assert_true(spPoolUploadBegin(pool, "t.qcow2", template, &err));
+    /* without dependents the stream goes into the template itself */
+    g_assert_true(spPoolUploadBegin(pool, "t.qcow2", template, 0, &target, &err));
+    g_assert_cmpstr(target, ==, template);
     g_assert_false(spPoolCheckNotUploading(pool, "t.qcow2", template, &err));
     g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
     g_assert_cmpstr(err->message, ==, "template 't.qcow2' is still being written by "
@@ -213,10 +217,10 @@ testUploads(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     spPoolUploadOpened(pool, template, FALSE);
     g_assert_true(spPoolCheckNotUploading(pool, "t.qcow2", template, &err));
     /* an open stream lasts as long as this process writes the file */
-    g_assert_true(spPoolUploadBegin(pool, "t.qcow2", template, &err));
-    spPoolUploadOpened(pool, template, TRUE);
+    g_assert_true(spPoolUploadBegin(pool, "t.qcow2", template, 0, &again, &err));
+    spPoolUploadOpened(pool, again, TRUE);
     g_assert_true(spPoolCheckNotUploading(pool, "t.qcow2", template, &err));
-    g_assert_false(spPoolUploadBegin(pool, "i.qcow2", instance, &err));
+    g_assert_false(spPoolUploadBegin(pool, "i.qcow2", instance, 0, &target, &err));
     g_assert_error(err, SP_ERROR, SP_ERROR_INVALID_STATE);
 }
 

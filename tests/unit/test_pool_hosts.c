@@ -102,7 +102,12 @@ testInstanceOnOtherHostProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *del = g_strconcat("cannot delete ", tail, NULL);
     g_autofree char *wipe = g_strconcat("cannot wipe ", tail, NULL);
     g_autofree char *grow = g_strconcat("cannot resize ", tail, NULL);
-    g_autofree char *upload = g_strconcat("cannot upload into ", tail, NULL);
+    /* a new instance counts as naming the template's file until its
+     * host counts everything again (testVersionWithOtherHostsReplicas) */
+    g_autofree char *upload = g_strdup("cannot upload a new version of template 't.qcow2': "
+                                       "images of other pools name its file itself "
+                                       "(lab-a (1)), which must keep its contents");
+    g_autofree char *target = NULL;
 
     g_assert_false(deleteTemplate(f->b, &err));
     g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
@@ -115,13 +120,65 @@ testInstanceOnOtherHostProtects(Fixture *f, gconstpointer data G_GNUC_UNUSED)
                                       4 * MiB, 8 * MiB, &err));
     g_assert_cmpstr(err->message, ==, grow);
     g_clear_error(&err);
-    g_assert_false(spPoolUploadBegin(f->b, "t.qcow2", path, &err));
+    g_assert_false(spPoolUploadBegin(f->b, "t.qcow2", path, 0, &target, &err));
     g_assert_cmpstr(err->message, ==, upload);
     g_clear_error(&err);
     g_assert_true(g_file_test(path, G_FILE_TEST_EXISTS));
     deleteInstance(f->a, "pc01.qcow2", backing);
     g_assert_true(deleteTemplate(f->b, &err));
     g_assert_no_error(err);
+}
+
+
+/* Once host A has counted its instance as reaching the template through
+ * a replica, host B may publish a new version: A's instance keeps its
+ * replica, and B keeps the old version while A's record counts the
+ * template. An instance of A naming the template's file refuses it. */
+static void
+testVersionWithOtherHostsReplicas(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autofree char *backing = spTestCreateInstance(f->a, "pc01.qcow2", "t.qcow2");
+    g_autofree char *path = spPoolVolumePath(f->b, "t.qcow2", FALSE);
+    g_autofree char *versions = g_build_filename(f->base.primary, ".stormpool-versions",
+                                                 "t.qcow2", NULL);
+    g_autofree char *target = NULL, *again = NULL;
+    g_autofree char *hand = g_build_filename(f->base.secondary, "hand.qcow2", NULL);
+    const char *mk[] = { "qemu-img", "create", "-q", "-f", "qcow2", "-b", path, "-F", "qcow2",
+                         hand, NULL };
+    g_autoptr(GError) err = NULL;
+
+    if (!spTestHaveQemuImg())
+        return;
+    g_ptr_array_unref(spTestRefresh(f->a));
+    g_assert_true(spPoolUploadBegin(f->b, "t.qcow2", path, 0, &target, &err));
+    g_assert_no_error(err);
+    g_assert_true(g_str_has_prefix(target, versions));
+    {
+        /* the stream writes the file in place: the upload's lock stays */
+        g_autofree char *image = g_build_filename(f->base.root, "v2.qcow2", NULL);
+        const char *v2[] = { "qemu-img", "create", "-q", "-f", "qcow2", image, "8M", NULL };
+        g_autofree char *bytes = NULL;
+        gsize len = 0;
+
+        g_assert_cmpint(spTestRun(v2, NULL, NULL), ==, 0);
+        g_assert_true(g_file_get_contents(image, &bytes, &len, NULL));
+        spTestWriteAt(target, 0, bytes, len);
+    }
+    spPoolUploadOpened(f->b, target, TRUE);
+    g_ptr_array_unref(spTestRefresh(f->b));
+    /* published; A's instance keeps its replica, B keeps the version */
+    g_assert_nonnull(strstr(f->base.log->str, "published a new version of template"));
+    g_assert_true(g_file_test(backing, G_FILE_TEST_IS_REGULAR));
+    g_assert_true(g_file_test(versions, G_FILE_TEST_IS_DIR));
+    g_assert_cmpint(spTestRun(mk, NULL, NULL), ==, 0);
+    g_ptr_array_unref(spTestRefresh(f->a));
+    /* A sees the template changed: a published version, no alarm */
+    g_assert_nonnull(strstr(f->base.log->str, "has a new version"));
+    g_assert_null(strstr(f->base.log->str, "behind libvirt's back"));
+    g_assert_false(spPoolUploadBegin(f->b, "t.qcow2", path, 0, &again, &err));
+    g_assert_error(err, SP_ERROR, SP_ERROR_IN_USE);
+    g_assert_nonnull(strstr(err->message, "images of other pools name its file itself "
+                                          "(lab-a (1))"));
 }
 
 
@@ -466,6 +523,7 @@ main(int argc, char **argv)
     g_test_add("/pool-hosts/" path, Fixture, NULL, setUp, fn, tearDown)
     ADD("instance-on-other-host-protects", testInstanceOnOtherHostProtects);
     ADD("local-and-remote-named", testLocalAndRemoteNamed);
+    ADD("version-with-other-hosts-replicas", testVersionWithOtherHostsReplicas);
     ADD("overlay-by-hand-counts-after-refresh", testOverlayByHandCountsAfterRefresh);
     ADD("record-written-under-lock", testRecordWrittenUnderLock);
     ADD("two-pools-of-one-host", testTwoPoolsOfOneHost);
