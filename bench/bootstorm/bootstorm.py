@@ -431,7 +431,7 @@ class Bench:
                                % (config, path, replica, tier))
         below = pools.backing_file(replica)
         expect = w.template if policy == "hot" else None
-        if (below and os.path.realpath(below)) != (expect and os.path.realpath(expect)):
+        if not same_file(below, expect):
             raise RuntimeError("%s: the replica %s backs onto %s, not %s"
                                % (config, replica, below, expect or "nothing"))
 
@@ -641,6 +641,16 @@ def timed_copy(src, dst, options, tiers):
     seconds = time.monotonic() - start
     os.unlink(dst)
     return seconds
+
+
+def same_file(a, b):
+    """Whether @a and @b are one file, or both None: a hot replica backs
+    onto its template's file under the name the pool keeps the version by
+    (PRIMARY/.stormpool-versions/TEMPLATE/IDENTITY), a hard link."""
+    if not a or not b:
+        return not a and not b
+    sa, sb = os.stat(a), os.stat(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def is_under(path, directory):
