@@ -97,8 +97,8 @@ spReplicaPath(const char *secondary, const char *template_name,
 
 #define IDENTITY_LENGTH 16
 
-static gboolean
-isIdentity(const char *name)
+gboolean
+spReplicaIsIdentity(const char *name)
 {
     size_t i;
 
@@ -115,18 +115,26 @@ isIdentity(const char *name)
  * overlay headers and directory listings, which anyone able to write the
  * tier can shape, and garbage collection unlinks what passes here. */
 char *
-spReplicaTemplateName(const char *secondary, const char *path)
+spIdentityPathTemplateName(const char *root, const char *path)
 {
-    g_autofree char *root = g_build_filename(secondary, SP_REPLICA_DIR, NULL);
     g_autofree char *dir = g_path_get_dirname(path);
     g_autofree char *parent = g_path_get_dirname(dir);
     g_autofree char *identity = g_path_get_basename(path);
     g_autofree char *name = g_path_get_basename(dir);
 
-    if (strcmp(parent, root) != 0 || !isIdentity(identity) ||
+    if (strcmp(parent, root) != 0 || !spReplicaIsIdentity(identity) ||
         !spVolumeNameValidate(name, NULL))
         return NULL;
     return g_steal_pointer(&name);
+}
+
+
+char *
+spReplicaTemplateName(const char *secondary, const char *path)
+{
+    g_autofree char *root = g_build_filename(secondary, SP_REPLICA_DIR, NULL);
+
+    return spIdentityPathTemplateName(root, path);
 }
 
 
@@ -291,7 +299,7 @@ listTemplateReplicas(GPtrArray *list, const char *dir, const char *template_name
         struct stat sb;
         g_autofree char *path = NULL;
 
-        if (!isIdentity(name))
+        if (!spReplicaIsIdentity(name))
             continue;
         path = g_build_filename(dir, name, NULL);
         if (lstat(path, &sb) < 0 || !S_ISREG(sb.st_mode))

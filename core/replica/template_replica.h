@@ -46,6 +46,14 @@ char *spReplicaPath(const char *secondary, const char *template_name,
 /* If @path is a replica in @secondary, the name of its template. */
 char *spReplicaTemplateName(const char *secondary, const char *path);
 
+/* Whether @name is an identity as spReplicaIdentity makes them: 16
+ * lower-case hex digits. */
+gboolean spReplicaIsIdentity(const char *name);
+
+/* If @path is ROOT/TEMPLATE/IDENTITY (the layout of replicas and of kept
+ * versions), TEMPLATE; NULL for any path the pool could not have made. */
+char *spIdentityPathTemplateName(const char *root, const char *path);
+
 /* Make @replica_path from @template_path, atomically: a hard link when
  * @link, else a reflink when the file system can, else a sparse copy with
  * copy_file_range, reporting to @progress (may be NULL). A copy first

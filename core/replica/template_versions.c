@@ -33,33 +33,12 @@ spVersionPath(const char *primary, const char *template_name, const char *identi
 }
 
 
-/* 16 lower-case hex digits, as spReplicaIdentity makes them. */
-static gboolean
-isIdentity(const char *name)
-{
-    size_t i;
-
-    for (i = 0; name[i]; i++) {
-        if (!g_ascii_isdigit(name[i]) && !(name[i] >= 'a' && name[i] <= 'f'))
-            return FALSE;
-    }
-    return i == 16;
-}
-
-
 char *
 spVersionTemplateName(const char *primary, const char *path)
 {
     g_autofree char *root = g_build_filename(primary, SP_VERSION_DIR, NULL);
-    g_autofree char *dir = g_path_get_dirname(path);
-    g_autofree char *parent = g_path_get_dirname(dir);
-    g_autofree char *identity = g_path_get_basename(path);
-    g_autofree char *name = g_path_get_basename(dir);
 
-    if (strcmp(parent, root) != 0 || !isIdentity(identity) ||
-        !spVolumeNameValidate(name, NULL))
-        return NULL;
-    return g_steal_pointer(&name);
+    return spIdentityPathTemplateName(root, path);
 }
 
 
@@ -157,7 +136,7 @@ spVersionList(const char *primary, const char *template_name, GError **error)
     while ((name = g_dir_read_name(d))) {
         g_autofree char *path = g_build_filename(dir, name, NULL);
 
-        if (isIdentity(name) && lstat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+        if (spReplicaIsIdentity(name) && lstat(path, &sb) == 0 && S_ISREG(sb.st_mode))
             g_ptr_array_add(list, g_steal_pointer(&path));
     }
     g_ptr_array_sort(list, (GCompareFunc) g_strcmp0);
