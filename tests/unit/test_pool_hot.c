@@ -289,6 +289,7 @@ testSharedHotSet(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_autofree char *identity = NULL;
     g_autofree char *shared = NULL;
     g_autofree char *backing = NULL;
+    g_autofree char *replica_identity = NULL;
     g_autofree char *own = NULL;
     g_autoptr(GError) err = NULL;
 
@@ -310,7 +311,8 @@ testSharedHotSet(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_assert_nonnull(strstr(backing, "/" SP_REPLICA_DIR "/t.qcow2/"));
     g_assert_cmpuint(heldBytes(backing), ==, 2 * MiB);
     /* and keeps the set as its own: the published one may go first */
-    own = spPoolHotSetPath(other, "t.qcow2", g_path_get_basename(backing));
+    replica_identity = g_path_get_basename(backing);
+    own = spPoolHotSetPath(other, "t.qcow2", replica_identity);
     g_assert_true(g_file_test(own, G_FILE_TEST_IS_REGULAR));
 
     /* a changed template: its published set goes with the next collection */
