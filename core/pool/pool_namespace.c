@@ -537,11 +537,29 @@ formatTransientTier(GPtrArray *lines, const SpPoolNamespace *ns)
 }
 
 
+/* One <stormpool:@element .../> per replica or kept version of @images
+ * (SpReplicaStatus): which template, which file, how many depend on it. */
 static void
-formatReplicas(GPtrArray *lines, const SpPoolNamespace *ns)
+formatImages(GPtrArray *lines, const char *element, const GPtrArray *images)
 {
     guint i;
 
+    for (i = 0; i < images->len; i++) {
+        SpReplicaStatus *r = g_ptr_array_index(images, i);
+        g_autofree char *name = spPoolNamespaceEscape(r->template_name);
+        g_autofree char *path = spPoolNamespaceEscape(r->path);
+
+        addLine(lines, 1, "<%s:%s template='%s' path='%s' dependents='%u' "
+                "size='%" G_GUINT64_FORMAT "' allocation='%" G_GUINT64_FORMAT "'/>",
+                SP_POOL_NAMESPACE_PREFIX, element, name, path, r->dependents,
+                r->size, r->allocation);
+    }
+}
+
+
+static void
+formatReplicas(GPtrArray *lines, const SpPoolNamespace *ns)
+{
     if (!ns->replicas)
         return;
     if (ns->replicas->len == 0) {
@@ -551,16 +569,7 @@ formatReplicas(GPtrArray *lines, const SpPoolNamespace *ns)
     }
     addLine(lines, 0, "<%s:replicas policy='%s'>", SP_POOL_NAMESPACE_PREFIX,
             spReplicaPolicyName(ns->effective_policy));
-    for (i = 0; i < ns->replicas->len; i++) {
-        SpReplicaStatus *r = g_ptr_array_index(ns->replicas, i);
-        g_autofree char *name = spPoolNamespaceEscape(r->template_name);
-        g_autofree char *path = spPoolNamespaceEscape(r->path);
-
-        addLine(lines, 1, "<%s:replica template='%s' path='%s' dependents='%u' "
-                "size='%" G_GUINT64_FORMAT "' allocation='%" G_GUINT64_FORMAT "'/>",
-                SP_POOL_NAMESPACE_PREFIX, name, path, r->dependents,
-                r->size, r->allocation);
-    }
+    formatImages(lines, "replica", ns->replicas);
     addLine(lines, 0, "</%s:replicas>", SP_POOL_NAMESPACE_PREFIX);
 }
 
@@ -570,21 +579,10 @@ formatReplicas(GPtrArray *lines, const SpPoolNamespace *ns)
 static void
 formatVersions(GPtrArray *lines, const SpPoolNamespace *ns)
 {
-    guint i;
-
     if (!ns->versions || ns->versions->len == 0)
         return;
     addLine(lines, 0, "<%s:versions>", SP_POOL_NAMESPACE_PREFIX);
-    for (i = 0; i < ns->versions->len; i++) {
-        SpReplicaStatus *v = g_ptr_array_index(ns->versions, i);
-        g_autofree char *name = spPoolNamespaceEscape(v->template_name);
-        g_autofree char *path = spPoolNamespaceEscape(v->path);
-
-        addLine(lines, 1, "<%s:version template='%s' path='%s' dependents='%u' "
-                "size='%" G_GUINT64_FORMAT "' allocation='%" G_GUINT64_FORMAT "'/>",
-                SP_POOL_NAMESPACE_PREFIX, name, path, v->dependents,
-                v->size, v->allocation);
-    }
+    formatImages(lines, "version", ns->versions);
     addLine(lines, 0, "</%s:versions>", SP_POOL_NAMESPACE_PREFIX);
 }
 
