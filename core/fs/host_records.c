@@ -65,35 +65,50 @@ spHostRecordFree(SpHostRecord *record)
 }
 
 
+/* The two counts a record keeps per template name (images depending on
+ * it; those of them reaching it only through a replica or kept version)
+ * are tables of the same kind. */
+static guint
+countIn(GHashTable *counts, const char *name)
+{
+    return GPOINTER_TO_UINT(g_hash_table_lookup(counts, name));
+}
+
+
+static void
+addTo(GHashTable *counts, const char *name, guint count)
+{
+    guint now = countIn(counts, name);
+
+    g_hash_table_insert(counts, g_strdup(name), GUINT_TO_POINTER(now + count));
+}
+
+
 void
 spHostRecordAdd(SpHostRecord *record, const char *name, guint count)
 {
-    guint now = spHostRecordCount(record, name);
-
-    g_hash_table_insert(record->templates, g_strdup(name), GUINT_TO_POINTER(now + count));
+    addTo(record->templates, name, count);
 }
 
 
 guint
 spHostRecordCount(const SpHostRecord *record, const char *name)
 {
-    return GPOINTER_TO_UINT(g_hash_table_lookup(record->templates, name));
+    return countIn(record->templates, name);
 }
 
 
 void
 spHostRecordAddVersioned(SpHostRecord *record, const char *name, guint count)
 {
-    guint now = spHostRecordVersioned(record, name);
-
-    g_hash_table_insert(record->versioned, g_strdup(name), GUINT_TO_POINTER(now + count));
+    addTo(record->versioned, name, count);
 }
 
 
 guint
 spHostRecordVersioned(const SpHostRecord *record, const char *name)
 {
-    return GPOINTER_TO_UINT(g_hash_table_lookup(record->versioned, name));
+    return countIn(record->versioned, name);
 }
 
 
