@@ -90,6 +90,9 @@ lookupTemplate(SpPool *pool, const SpVolumeRequest *request, GError **error)
     }
     if (!spPoolCheckNotUploading(pool, template->name, template->path, error))
         return NULL;
+    if (replica_of &&
+        !spPoolReplicaVersionCheck(pool, template->name, request->backing_spec, error))
+        return NULL;
     return g_steal_pointer(&template);
 }
 

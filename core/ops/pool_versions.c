@@ -319,6 +319,42 @@ spPoolVersionSource(SpPool *pool, const char *name, const char *identity)
 }
 
 
+/* The identity in a replica's name is the one its host gave the version
+ * (with that host's device number for the store): this host can match it
+ * against its own replicas' names only. Another host's replica is of the
+ * current version when no older one is kept, since an older version that
+ * anything still needs, on any host, is kept. */
+gboolean
+spPoolReplicaVersionCheck(SpPool *pool, const char *name, const char *replica_path,
+                          GError **error)
+{
+    g_autofree char *identity = g_path_get_basename(replica_path);
+    g_autofree char *template_path = g_build_filename(pool->primary, name, NULL);
+    g_autofree char *current = spReplicaIdentity(template_path, NULL);
+    g_autoptr(GPtrArray) versions = NULL;
+    g_autofree char *older = NULL;
+
+    if (current && strcmp(current, identity) == 0)
+        return TRUE;
+    if ((older = versionOfIdentity(pool, name, identity))) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_ARG,
+                    "backing image '%s' is a replica of an older version of template "
+                    "'%s' (kept as '%s'); a new instance is made on its newest version: "
+                    "name the template instead", replica_path, name, older);
+        return FALSE;
+    }
+    versions = spVersionList(pool->primary, name, NULL);
+    if (g_file_test(replica_path, G_FILE_TEST_EXISTS) || (versions && versions->len > 0)) {
+        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_ARG,
+                    "cannot tell which version of template '%s' backing image '%s' holds: "
+                    "it is not a replica of its current version, and %u older version(s) "
+                    "are kept", name, replica_path, versions ? versions->len : 0);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+
 /* ---- what a kept version's dependents are ------------------------------ */
 
 /* Whether @entry backs onto the version @version (by its path: the

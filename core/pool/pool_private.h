@@ -408,6 +408,13 @@ void spPoolVersionsSettle(SpPool *pool, const char *name);
  * template, or the kept version of that identity. */
 char *spPoolVersionSource(SpPool *pool, const char *name, const char *identity);
 
+/* An instance asked onto @replica_path, a replica of template @name (the
+ * backing a migrated or cloned desktop's chain names, of this host or of
+ * another one), needs the very version that replica holds: TRUE if it is
+ * the template's current one, else an error that says why not. */
+gboolean spPoolReplicaVersionCheck(SpPool *pool, const char *name, const char *replica_path,
+                                   GError **error);
+
 /* Remove kept versions nothing needs any more, and uploads no stream
  * writes (a daemon killed during an upload). */
 void spPoolCollectVersions(SpPool *pool);

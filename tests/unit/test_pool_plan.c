@@ -128,6 +128,28 @@ testInstanceBySpec(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* By the path of another host's replica, which names the same secondary
+ * tier with an identity this host does not have (what an incremental
+ * migration's pre-created instance names): while the template has one
+ * version only, that is the version, and the instance backs onto this
+ * host's own replica. */
+static void
+testInstanceByOtherHostsReplica(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
+    SpVolumeRequest template = templateRequest("t.img", SP_IMAGE_FORMAT_RAW, 2 * MiB);
+    g_autoptr(SpVolumePlan) t = planAndWrite(pool, &template);
+    g_autofree char *other = g_build_filename(f->secondary, ".stormpool-replicas", "t.img",
+                                              "0123456789abcdef", NULL);
+    SpVolumeRequest request = instanceRequest("migrated.qcow2", other, 0);
+    g_autoptr(SpVolumePlan) plan = planAndWrite(pool, &request);
+
+    g_assert_true(g_str_has_prefix(plan->backing_path, f->secondary));
+    g_assert_cmpstr(plan->backing_path, !=, other);
+    g_assert_cmpint(plan->backing_format, ==, SP_IMAGE_FORMAT_RAW);
+}
+
+
 /* A template is listed as being built from its plan on: an instance of
  * it waits for its data; a template that could not be written is gone. */
 static void
@@ -245,6 +267,7 @@ main(int argc, char **argv)
     ADD("template", testTemplate);
     ADD("instance", testInstance);
     ADD("instance-by-spec", testInstanceBySpec);
+    ADD("instance-by-other-hosts-replica", testInstanceByOtherHostsReplica);
     ADD("template-being-built", testTemplateBeingBuilt);
     ADD("listed-only", testListedOnly);
     ADD("refusals", testRefusals);

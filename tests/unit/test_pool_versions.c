@@ -492,6 +492,85 @@ testStatusDropped(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* What libvirt's createVol asks for an instance whose backing is named
+ * by the path of a replica (a migrated or cloned desktop's chain). */
+static SpVolumePlan *
+planOnto(SpPool *pool, const char *name, const char *replica, GError **error)
+{
+    SpVolumeRequest request = {
+        .pool_name = "lab", .name = name, .format = SP_IMAGE_FORMAT_QCOW2,
+        .format_name = "qcow2", .backing = TRUE, .backing_spec = replica,
+    };
+
+    return spPoolPlanVolume(pool, &request, error);
+}
+
+
+/* An instance named onto the replica of an older version would show the
+ * new version's data under its own writes: refused, naming the kept
+ * version; onto the current version's replica, made. */
+static void
+testOlderReplicaRefused(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autofree char *v1 = NULL, *r1 = NULL, *v2 = NULL, *target = NULL, *r2 = NULL;
+    g_autoptr(SpPool) pool = poolWithInstance(f, SP_REPLICA_COPY, &v1, &r1);
+    g_autofree char *identity = g_path_get_basename(r1);
+    g_autofree char *kept = spVersionPath(f->primary, "t.qcow2", identity);
+    g_autofree char *expected = NULL;
+    g_autoptr(SpVolumePlan) refused = NULL;
+    g_autoptr(SpVolumePlan) made = NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (!spTestHaveQemuImg())
+        return;
+    v2 = g_build_filename(f->root, "v2.qcow2", NULL);
+    makeImage(v2, 0x22);
+    target = upload(pool, "t.qcow2", v2);
+    g_ptr_array_unref(spTestRefresh(pool));
+    refused = planOnto(pool, "clone.qcow2", r1, &err);
+    g_assert_null(refused);
+    g_assert_error(err, SP_ERROR, SP_ERROR_INVALID_ARG);
+    expected = g_strdup_printf("backing image '%s' is a replica of an older version of "
+                               "template 't.qcow2' (kept as '%s'); a new instance is made "
+                               "on its newest version: name the template instead", r1, kept);
+    g_assert_cmpstr(err->message, ==, expected);
+    g_clear_error(&err);
+    r2 = spTestCreateInstance(pool, "pc02.qcow2", "t.qcow2");
+    made = planOnto(pool, "clone.qcow2", r2, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(made->backing_path, ==, r2);
+}
+
+
+/* Another host's replica carries an identity this host cannot match:
+ * while an older version is kept, which one it holds is unknown. */
+static void
+testOtherHostsReplicaAmbiguous(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autofree char *v1 = NULL, *r1 = NULL, *v2 = NULL, *target = NULL, *dir = NULL;
+    g_autofree char *other = NULL, *expected = NULL;
+    g_autoptr(SpPool) pool = poolWithInstance(f, SP_REPLICA_COPY, &v1, &r1);
+    g_autoptr(SpVolumePlan) plan = NULL;
+    g_autoptr(GError) err = NULL;
+
+    if (!spTestHaveQemuImg())
+        return;
+    v2 = g_build_filename(f->root, "v2.qcow2", NULL);
+    makeImage(v2, 0x22);
+    target = upload(pool, "t.qcow2", v2);
+    g_ptr_array_unref(spTestRefresh(pool));
+    dir = g_path_get_dirname(r1);
+    other = g_build_filename(dir, "0123456789abcdef", NULL);
+    plan = planOnto(pool, "migrated.qcow2", other, &err);
+    g_assert_null(plan);
+    g_assert_error(err, SP_ERROR, SP_ERROR_INVALID_ARG);
+    expected = g_strdup_printf("cannot tell which version of template 't.qcow2' backing "
+                               "image '%s' holds: it is not a replica of its current "
+                               "version, and 1 older version(s) are kept", other);
+    g_assert_cmpstr(err->message, ==, expected);
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -512,6 +591,8 @@ main(int argc, char **argv)
     ADD("status-dropped", testStatusDropped);
     ADD("ram-rebuild-from-version", testRamRebuildFromVersion);
     ADD("hot-replica-keeps-its-version", testHotReplicaKeepsItsVersion);
+    ADD("older-replica-refused", testOlderReplicaRefused);
+    ADD("other-hosts-replica-ambiguous", testOtherHostsReplicaAmbiguous);
 #undef ADD
     return g_test_run();
 }
