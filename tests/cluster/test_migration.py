@@ -1,0 +1,167 @@
+"""A desktop moves between two hosts sharing the template store, as
+`virsh migrate --live --persistent --undefinesource --copy-storage-inc
+--migrate-disks vda GUEST URI` moves it: the destination's pool pre-creates
+the instance on its own replica of the template (libvirt patch 0010), QEMU
+mirrors only the instance's own clusters, and the template is protected by
+the desktop where it now runs. A migration that fails leaves the guest
+running on the source with its instance intact, and no instance on the
+destination (libvirt patch 0011)."""
+
+import json
+import os
+import time
+
+import libvirt
+import pytest
+
+from conftest import MiB, message
+
+NET = "10.213.0"
+ADDRESS = {"hosta": NET + ".11", "hostb": NET + ".12", "hostc": NET + ".13"}
+REPLICAS = ".stormpool-replicas"
+# The template: 64 MiB, 16 MiB of data; the desktop's own data: 8 MiB.
+TEMPLATE_DATA = (0x11, 0, 16 * MiB)
+OWN_DATA = (0x5a, 32 * MiB, 8 * MiB)
+FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST |
+         libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_NON_SHARED_INC)
+
+
+def guest_xml(name, pool, volume):
+    """A guest with the instance as its one disk and nothing to boot:
+    SeaBIOS finds no bootable disk and waits, QEMU runs on."""
+    return """<domain type='qemu'>
+  <name>%s</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <devices>
+    <disk type='volume' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source pool='%s' volume='%s'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>
+    <memballoon model='none'/>
+  </devices>
+</domain>""" % (name, pool, volume)
+
+
+def qemu_conn(hosts, host):
+    return libvirt.open("qemu:///system?socket=" + hosts[host].socket("virtqemud"))
+
+
+def image_info(host, image):
+    return json.loads(host.sh("qemu-img", "info", "-U", "--output=json", image)[1])
+
+
+def own_data_bytes(host, image):
+    out = host.sh("qemu-img", "map", "-U", "--output=json", image)[1]
+    return sum(e["length"] for e in json.loads(out) if e["depth"] == 0 and e["data"])
+
+
+def assert_pattern(host, image, pattern, offset, length):
+    rc, out, err = host.sh("qemu-io", "-r", "-U", "-f", "qcow2", "-c",
+                           "read -P 0x%02x %d %d" % (pattern, offset, length), image,
+                           check=False)
+    assert rc == 0 and "Pattern verification failed" not in out + err, \
+        "%s: pattern 0x%02x not at %d+%d in %s: %s %s" % (
+            host.name, pattern, offset, length, image, out, err)
+
+
+@pytest.fixture
+def desktop(lab, hosts):
+    """The lab (policy='copy': each host its own replica), a template in
+    the store and the desktop 'desk' running on hosta on its instance
+    'desk.qcow2', which holds 8 MiB of its own. Yields (lab, domain name);
+    the guest is destroyed and undefined on every host at the end."""
+    lab = lab("policy='copy'")
+    a = hosts["hosta"]
+    template = os.path.join(lab.primary, "win10.qcow2")
+    a.sh("qemu-img", "create", "-q", "-f", "qcow2", template, str(64 * MiB))
+    a.sh("qemu-io", "-f", "qcow2", "-c", "write -q -P %d %d %d" % TEMPLATE_DATA, template)
+    for host in hosts:
+        lab.refresh(host)
+    instance = lab.instance("hosta", "desk.qcow2", "win10.qcow2").path()
+    a.sh("qemu-io", "-f", "qcow2", "-c", "write -q -P %d %d %d" % OWN_DATA, instance)
+    conn = qemu_conn(hosts, "hosta")
+    dom = conn.defineXML(guest_xml("desk", lab.name, "desk.qcow2"))
+    dom.create()
+    conn.close()
+    yield lab, "desk"
+    for host in hosts:
+        c = qemu_conn(hosts, host)
+        try:
+            d = c.lookupByName("desk")
+            if d.isActive():
+                d.destroy()
+            if d.isPersistent():
+                d.undefine()
+        except libvirt.libvirtError:
+            pass
+        c.close()
+
+
+def migrate(hosts, name, source, destination, uri=None):
+    """virsh migrate --live --persistent --undefinesource --copy-storage-inc
+    --migrate-disks vda, driven by a client that talks to both daemons."""
+    src, dst = qemu_conn(hosts, source), qemu_conn(hosts, destination)
+    address = "tcp://" + ADDRESS[destination]
+    params = {libvirt.VIR_MIGRATE_PARAM_URI: uri or address,
+              libvirt.VIR_MIGRATE_PARAM_DISKS_URI: address,
+              libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["vda"]}
+    try:
+        src.lookupByName(name).migrate3(dst, params, FLAGS)
+    finally:
+        src.close()
+        dst.close()
+
+
+def test_desktop_moves_with_its_own_data_only(desktop, hosts):
+    lab, name = desktop
+    a, b = hosts["hosta"], hosts["hostb"]
+    instance = os.path.join(lab.secondary, "desk.qcow2")
+    own = own_data_bytes(a, instance)
+    started = time.monotonic()
+    migrate(hosts, name, "hosta", "hostb")
+    print("migrated in %.1f s, %d bytes of own data" % (time.monotonic() - started, own))
+    # the guest runs on hostb, and is gone from hosta
+    conn = qemu_conn(hosts, "hostb")
+    assert conn.lookupByName(name).isActive()
+    conn.close()
+    conn = qemu_conn(hosts, "hosta")
+    with pytest.raises(libvirt.libvirtError):
+        conn.lookupByName(name)
+    conn.close()
+    # hostb's instance backs onto hostb's own replica and holds only the
+    # desktop's own data, all of it
+    info = image_info(b, instance)
+    replicas = os.listdir(b.ssd(lab.name, REPLICAS, "win10.qcow2"))
+    assert info["backing-filename"] == os.path.join(
+        lab.secondary, REPLICAS, "win10.qcow2", replicas[0]), info
+    moved = own_data_bytes(b, instance)
+    assert own <= moved <= 1.1 * own, (own, moved)
+    assert_pattern(b, instance, *OWN_DATA)
+    assert_pattern(b, instance, *TEMPLATE_DATA)
+    # hostb's record counts the desktop: the template is protected by it
+    lab.refresh("hostb")
+    assert "template 1 win10.qcow2" in lab.record("hostb")
+
+
+def test_failed_migration_leaves_nothing_on_the_destination(desktop, hosts):
+    lab, name = desktop
+    a = hosts["hosta"]
+    instance = os.path.join(lab.secondary, "desk.qcow2")
+    before = image_info(a, instance)
+    # QEMU's migration stream goes to an address nobody listens on, after
+    # the destination made the instance and started its QEMU
+    with pytest.raises(libvirt.libvirtError) as refused:
+        migrate(hosts, name, "hosta", "hostb", uri="tcp://%s.99" % NET)
+    print("refused:", message(refused.value))
+    conn = qemu_conn(hosts, "hosta")
+    assert conn.lookupByName(name).isActive()
+    conn.close()
+    assert image_info(a, instance)["backing-filename"] == before["backing-filename"]
+    assert_pattern(a, instance, *OWN_DATA)
+    assert lab.instance_files("hostb") == []
+    lab.refresh("hostb")
+    assert "desk.qcow2" not in lab.names("hostb")
