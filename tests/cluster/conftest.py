@@ -19,6 +19,7 @@ removed when it ends; a host it killed is started again.
 """
 
 import faulthandler
+import json
 import os
 import re
 import subprocess
@@ -115,6 +116,30 @@ class Host:
         run([CLUSTER_ENV, "start", self.name])
         self.killed = False
         self.generation += 1
+
+
+# ---- images, read inside a host (their backing files are in the store,
+# which only the hosts mount) ----------------------------------------------
+
+def image_info(host, image):
+    """qemu-img info of @image, as a dict."""
+    return json.loads(host.sh("qemu-img", "info", "-U", "--output=json", image)[1])
+
+
+def own_data_bytes(host, image):
+    """Bytes @image holds itself, not its backing file."""
+    out = host.sh("qemu-img", "map", "-U", "--output=json", image)[1]
+    return sum(e["length"] for e in json.loads(out) if e["depth"] == 0 and e["data"])
+
+
+def assert_pattern(host, image, pattern, offset, length):
+    """@image reads @pattern at @offset+@length through its whole chain."""
+    rc, out, err = host.sh("qemu-io", "-r", "-U", "-f", "qcow2", "-c",
+                           "read -P 0x%02x %d %d" % (pattern, offset, length), image,
+                           check=False)
+    assert rc == 0 and "Pattern verification failed" not in out + err, \
+        "%s: pattern 0x%02x not at %d+%d in %s: %s %s" % (
+            host.name, pattern, offset, length, image, out, err)
 
 
 @pytest.fixture(scope="session")

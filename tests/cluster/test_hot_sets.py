@@ -2,10 +2,9 @@
 published in the template store, and every other host builds its own hot
 replica from it, in its own tier, without a learning boot of its own."""
 
-import json
 import os
 
-from conftest import HOSTS, MiB
+from conftest import HOSTS, MiB, assert_pattern, image_info, own_data_bytes
 
 HOT_SETS = ".stormpool-hot-sets"
 REPLICAS = ".stormpool-replicas"
@@ -22,23 +21,6 @@ def qemu_io(host, image, *commands, cor=False):
     for c in commands:
         argv += ["-c", c]
     host.sh(*(argv + [image]))
-
-
-def own_data_bytes(host, image):
-    """Bytes @image holds itself, read inside @host (its backing file is
-    in the store, which only the hosts mount)."""
-    out = host.sh("qemu-img", "map", "-U", "--output=json", image)[1]
-    return sum(e["length"] for e in json.loads(out) if e["depth"] == 0 and e["data"])
-
-
-def assert_pattern(host, image, pattern, offset, length):
-    """@image reads @pattern at @offset+@length through its whole chain."""
-    rc, out, err = host.sh("qemu-io", "-r", "-U", "-f", "qcow2", "-c",
-                           "read -P 0x%02x %d %d" % (pattern, offset, length), image,
-                           check=False)
-    assert rc == 0 and "Pattern verification failed" not in out + err, \
-        "%s: pattern 0x%02x not at %d+%d in %s: %s %s" % (
-            host.name, pattern, offset, length, image, out, err)
 
 
 def listdir(path):
@@ -80,7 +62,7 @@ def test_hot_set_learned_on_one_host_used_by_all(lab, hosts):
         assert own_data_bytes(h, replica) == HOT_BYTES, host
         # the host's first instance backs onto its own hot replica
         instance = lab.instance(host, "first.qcow2", "t.qcow2").path()
-        info = json.loads(h.sh("qemu-img", "info", "-U", "--output=json", instance)[1])
+        info = image_info(h, instance)
         assert info["backing-filename"] == replica, (host, info)
         for pattern, offset, length in WRITES + [(0, 48 * MiB, MiB)]:
             assert_pattern(h, instance, pattern, offset, length)

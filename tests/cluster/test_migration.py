@@ -7,14 +7,13 @@ the desktop where it now runs. A migration that fails leaves the guest
 running on the source with its instance intact, and no instance on the
 destination (libvirt patch 0011)."""
 
-import json
 import os
 import time
 
 import libvirt
 import pytest
 
-from conftest import MiB, message
+from conftest import MiB, assert_pattern, image_info, message, own_data_bytes
 
 NET = "10.213.0"
 ADDRESS = {"hosta": NET + ".11", "hostb": NET + ".12", "hostc": NET + ".13"}
@@ -48,24 +47,6 @@ def guest_xml(name, pool, volume):
 
 def qemu_conn(hosts, host):
     return libvirt.open("qemu:///system?socket=" + hosts[host].socket("virtqemud"))
-
-
-def image_info(host, image):
-    return json.loads(host.sh("qemu-img", "info", "-U", "--output=json", image)[1])
-
-
-def own_data_bytes(host, image):
-    out = host.sh("qemu-img", "map", "-U", "--output=json", image)[1]
-    return sum(e["length"] for e in json.loads(out) if e["depth"] == 0 and e["data"])
-
-
-def assert_pattern(host, image, pattern, offset, length):
-    rc, out, err = host.sh("qemu-io", "-r", "-U", "-f", "qcow2", "-c",
-                           "read -P 0x%02x %d %d" % (pattern, offset, length), image,
-                           check=False)
-    assert rc == 0 and "Pattern verification failed" not in out + err, \
-        "%s: pattern 0x%02x not at %d+%d in %s: %s %s" % (
-            host.name, pattern, offset, length, image, out, err)
 
 
 @pytest.fixture

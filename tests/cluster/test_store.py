@@ -1,10 +1,9 @@
 """One template store, three hosts: what one host adds, every host lists,
 and every eager host prepares its own replica of."""
 
-import json
 import os
 
-from conftest import HOSTS
+from conftest import HOSTS, image_info
 
 REPLICAS = ".stormpool-replicas"
 
@@ -32,6 +31,6 @@ def test_eager_pools_each_prepare_their_own_replica(lab, hosts):
         assert len(made) == 1 and not made[0].startswith("."), (host, made)
         # the host's first instance backs onto that copy, in its own tier
         instance = lab.instance(host, "first.qcow2", "win10.qcow2").path()
-        info = json.loads(hosts[host].sh("qemu-img", "info", "-U", "--output=json", instance)[1])
+        info = image_info(hosts[host], instance)
         assert info["backing-filename"] == os.path.join(lab.secondary, replicas, made[0]), \
             (host, info)

@@ -492,6 +492,19 @@ testStatusDropped(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* Version 2 of "t.qcow2" (0x22) uploaded and published by a refresh. */
+static void
+publishVersion2(Fixture *f, SpPool *pool)
+{
+    g_autofree char *v2 = g_build_filename(f->root, "v2.qcow2", NULL);
+    g_autofree char *target = NULL;
+
+    makeImage(v2, 0x22);
+    target = upload(pool, "t.qcow2", v2);
+    g_ptr_array_unref(spTestRefresh(pool));
+}
+
+
 /* What libvirt's createVol asks for an instance whose backing is named
  * by the path of a replica (a migrated or cloned desktop's chain). */
 static SpVolumePlan *
@@ -512,7 +525,7 @@ planOnto(SpPool *pool, const char *name, const char *replica, GError **error)
 static void
 testOlderReplicaRefused(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autofree char *v1 = NULL, *r1 = NULL, *v2 = NULL, *target = NULL, *r2 = NULL;
+    g_autofree char *v1 = NULL, *r1 = NULL, *r2 = NULL;
     g_autoptr(SpPool) pool = poolWithInstance(f, SP_REPLICA_COPY, &v1, &r1);
     g_autofree char *identity = g_path_get_basename(r1);
     g_autofree char *kept = spVersionPath(f->primary, "t.qcow2", identity);
@@ -523,10 +536,7 @@ testOlderReplicaRefused(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 
     if (!spTestHaveQemuImg())
         return;
-    v2 = g_build_filename(f->root, "v2.qcow2", NULL);
-    makeImage(v2, 0x22);
-    target = upload(pool, "t.qcow2", v2);
-    g_ptr_array_unref(spTestRefresh(pool));
+    publishVersion2(f, pool);
     refused = planOnto(pool, "clone.qcow2", r1, &err);
     g_assert_null(refused);
     g_assert_error(err, SP_ERROR, SP_ERROR_INVALID_ARG);
@@ -547,7 +557,7 @@ testOlderReplicaRefused(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 static void
 testOtherHostsReplicaAmbiguous(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
-    g_autofree char *v1 = NULL, *r1 = NULL, *v2 = NULL, *target = NULL, *dir = NULL;
+    g_autofree char *v1 = NULL, *r1 = NULL, *dir = NULL;
     g_autofree char *other = NULL, *expected = NULL;
     g_autoptr(SpPool) pool = poolWithInstance(f, SP_REPLICA_COPY, &v1, &r1);
     g_autoptr(SpVolumePlan) plan = NULL;
@@ -555,10 +565,7 @@ testOtherHostsReplicaAmbiguous(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 
     if (!spTestHaveQemuImg())
         return;
-    v2 = g_build_filename(f->root, "v2.qcow2", NULL);
-    makeImage(v2, 0x22);
-    target = upload(pool, "t.qcow2", v2);
-    g_ptr_array_unref(spTestRefresh(pool));
+    publishVersion2(f, pool);
     dir = g_path_get_dirname(r1);
     other = g_build_filename(dir, "0123456789abcdef", NULL);
     plan = planOnto(pool, "migrated.qcow2", other, &err);
