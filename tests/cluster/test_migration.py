@@ -8,6 +8,7 @@ running on the source with its instance intact, and no instance on the
 destination (libvirt patch 0011)."""
 
 import os
+import threading
 import time
 
 import libvirt
@@ -82,14 +83,17 @@ def desktop(lab, hosts):
         c.close()
 
 
-def migrate(hosts, name, source, destination, uri=None):
+def migrate(hosts, name, source, destination, uri=None, bandwidth=None):
     """virsh migrate --live --persistent --undefinesource --copy-storage-inc
-    --migrate-disks vda, driven by a client that talks to both daemons."""
+    --migrate-disks vda, driven by a client that talks to both daemons
+    (@bandwidth: --bandwidth, in MiB/s, which bounds the disks' mirror too)."""
     src, dst = qemu_conn(hosts, source), qemu_conn(hosts, destination)
     address = "tcp://" + ADDRESS[destination]
     params = {libvirt.VIR_MIGRATE_PARAM_URI: uri or address,
               libvirt.VIR_MIGRATE_PARAM_DISKS_URI: address,
               libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["vda"]}
+    if bandwidth:
+        params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = bandwidth
     try:
         src.lookupByName(name).migrate3(dst, params, FLAGS)
     finally:
@@ -146,3 +150,50 @@ def test_failed_migration_leaves_nothing_on_the_destination(desktop, hosts):
     assert lab.instance_files("hostb") == []
     lab.refresh("hostb")
     assert "desk.qcow2" not in lab.names("hostb")
+
+
+def test_destination_killed_mid_migration(desktop, hosts):
+    """kill -9 of every daemon and QEMU of the destination while the disk
+    is mirrored (1 MiB/s: 8 s for the 8 MiB): the migration fails, the
+    guest runs on in the source with its instance intact. The instance
+    the destination had made stays there, part-written, as stormpool(7)
+    says, until an admin deletes it."""
+    lab, name = desktop
+    a, b = hosts["hosta"], hosts["hostb"]
+    instance = os.path.join(lab.secondary, "desk.qcow2")
+    failure = []
+
+    def move():
+        try:
+            migrate(hosts, name, "hosta", "hostb", bandwidth=1)
+        except libvirt.libvirtError as e:
+            failure.append(message(e))
+    mover = threading.Thread(target=move)
+    mover.start()
+    deadline = time.monotonic() + 60
+    while not lab.instance_files("hostb") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2)
+    b.kill()
+    mover.join(120)
+    assert not mover.is_alive()
+    print("the migration failed with:", failure)
+    assert failure, "the migration succeeded although its destination died"
+    conn = qemu_conn(hosts, "hosta")
+    assert conn.lookupByName(name).isActive()
+    conn.close()
+    assert_pattern(a, instance, *OWN_DATA)
+    assert_pattern(a, instance, *TEMPLATE_DATA)
+    assert own_data_bytes(a, instance) == OWN_DATA[2]
+    # restarted, the destination lists its half-made instance, which is
+    # never taken for the desktop: the guest is not defined there
+    b.start()
+    if lab.pool("hostb").isActive():
+        lab.refresh("hostb")
+    else:
+        lab.start("hostb")
+    assert lab.instance_files("hostb") == ["desk.qcow2"]
+    conn = qemu_conn(hosts, "hostb")
+    with pytest.raises(libvirt.libvirtError):
+        conn.lookupByName(name)
+    conn.close()
