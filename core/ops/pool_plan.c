@@ -15,6 +15,7 @@
 #include "pool/pool_private.h"
 #include "stormpool/error.h"
 #include "fs/volume_name.h"
+#include "image/image_header.h"
 #include "image/qcow2_overlay.h"
 
 void
@@ -58,7 +59,8 @@ checkRequest(const SpVolumeRequest *request, GError **error)
 /* The backing store is given as a template (by name, path or key) or, by
  * vol-clone of an instance, as the replica of one. */
 static SpVolumeEntry *
-lookupTemplate(SpPool *pool, const SpVolumeRequest *request, GError **error)
+lookupTemplate(SpPool *pool, const SpVolumeRequest *request, gboolean *exact_replica,
+               GError **error)
 {
     g_autofree char *replica_of = spPoolReplicaTemplateName(pool, request->backing_spec);
     const char *spec = replica_of ? replica_of : request->backing_spec;
@@ -90,8 +92,10 @@ lookupTemplate(SpPool *pool, const SpVolumeRequest *request, GError **error)
     }
     if (!spPoolCheckNotUploading(pool, template->name, template->path, error))
         return NULL;
+    *exact_replica = FALSE;
     if (replica_of &&
-        !spPoolReplicaVersionCheck(pool, template->name, request->backing_spec, error))
+        !spPoolReplicaVersionCheck(pool, template->name, request->backing_spec,
+                                   exact_replica, error))
         return NULL;
     return g_steal_pointer(&template);
 }
@@ -115,6 +119,22 @@ checkInstance(const SpVolumeRequest *request, GError **error)
 }
 
 
+/* Onto one of the pool's replicas as it is (an older one: the data a
+ * migrated or cloned desktop was made on), in the format it was made in. */
+static gboolean
+planOntoReplica(const char *replica, SpVolumePlan *plan, GError **error)
+{
+    g_auto(SpImageInfo) info = { 0 };
+
+    if (!spImageInfoRead(replica, &info, error))
+        return FALSE;
+    plan->backing_path = g_strdup(replica);
+    plan->backing_format = info.format == SP_IMAGE_FORMAT_RAW ? SP_IMAGE_FORMAT_RAW
+                                                               : SP_IMAGE_FORMAT_QCOW2;
+    return TRUE;
+}
+
+
 /* What the pool's policy backs the instance onto: the template, or its
  * replica, which is flattened for a template with a backing file. */
 static gboolean
@@ -122,8 +142,10 @@ planInstance(SpPool *pool, const SpVolumeRequest *request, SpVolumePlan *plan,
              GError **error)
 {
     g_autoptr(SpVolumeEntry) template = NULL;
+    gboolean exact_replica = FALSE;
 
-    if (!checkInstance(request, error) || !(template = lookupTemplate(pool, request, error)))
+    if (!checkInstance(request, error) ||
+        !(template = lookupTemplate(pool, request, &exact_replica, error)))
         return FALSE;
     /* The volume XML parser turns an omitted backing format into qcow2, so
      * only an explicit raw for a qcow2 template is a real contradiction. */
@@ -133,11 +155,16 @@ planInstance(SpPool *pool, const SpVolumeRequest *request, SpVolumePlan *plan,
                     template->name, formatName(template->format));
         return FALSE;
     }
-    if (!(plan->backing_path = spPoolInstanceBacking(pool, template->path, error)))
-        return FALSE;
-    plan->backing_format = template->format;
-    if (template->backing_path && strcmp(plan->backing_path, template->path) != 0)
-        plan->backing_format = SP_IMAGE_FORMAT_QCOW2;
+    if (exact_replica) {
+        if (!planOntoReplica(request->backing_spec, plan, error))
+            return FALSE;
+    } else {
+        if (!(plan->backing_path = spPoolInstanceBacking(pool, template->path, error)))
+            return FALSE;
+        plan->backing_format = template->format;
+        if (template->backing_path && strcmp(plan->backing_path, template->path) != 0)
+            plan->backing_format = SP_IMAGE_FORMAT_QCOW2;
+    }
     plan->capacity = request->capacity ? request->capacity : template->capacity;
     if (plan->capacity < template->capacity) {
         g_set_error(error, SP_ERROR, SP_ERROR_INVALID_ARG,

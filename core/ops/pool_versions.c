@@ -320,35 +320,33 @@ spPoolVersionSource(SpPool *pool, const char *name, const char *identity)
 
 
 /* The identity in a replica's name is the one its host gave the version
- * (with that host's device number for the store): this host can match it
- * against its own replicas' names only. Another host's replica is of the
- * current version when no older one is kept, since an older version that
- * anything still needs, on any host, is kept. */
+ * (with that host's device number for the store): this host matches it
+ * against its own replicas only. One of its own replicas holds the very
+ * data an image on it needs, whatever version it is of. Another host's
+ * replica is of the current version when no older one is kept, since an
+ * older version that anything still needs, on any host, is kept. */
 gboolean
 spPoolReplicaVersionCheck(SpPool *pool, const char *name, const char *replica_path,
-                          GError **error)
+                          gboolean *exact, GError **error)
 {
     g_autofree char *identity = g_path_get_basename(replica_path);
     g_autofree char *template_path = g_build_filename(pool->primary, name, NULL);
     g_autofree char *current = spReplicaIdentity(template_path, NULL);
     g_autoptr(GPtrArray) versions = NULL;
-    g_autofree char *older = NULL;
 
+    *exact = FALSE;
     if (current && strcmp(current, identity) == 0)
         return TRUE;
-    if ((older = versionOfIdentity(pool, name, identity))) {
-        g_set_error(error, SP_ERROR, SP_ERROR_INVALID_ARG,
-                    "backing image '%s' is a replica of an older version of template "
-                    "'%s' (kept as '%s'); a new instance is made on its newest version: "
-                    "name the template instead", replica_path, name, older);
-        return FALSE;
+    if (g_file_test(replica_path, G_FILE_TEST_IS_REGULAR)) {
+        *exact = TRUE;
+        return TRUE;
     }
     versions = spVersionList(pool->primary, name, NULL);
-    if (g_file_test(replica_path, G_FILE_TEST_EXISTS) || (versions && versions->len > 0)) {
+    if (versions && versions->len > 0) {
         g_set_error(error, SP_ERROR, SP_ERROR_INVALID_ARG,
                     "cannot tell which version of template '%s' backing image '%s' holds: "
                     "it is not a replica of its current version, and %u older version(s) "
-                    "are kept", name, replica_path, versions ? versions->len : 0);
+                    "are kept", name, replica_path, versions->len);
         return FALSE;
     }
     return TRUE;

@@ -410,10 +410,12 @@ char *spPoolVersionSource(SpPool *pool, const char *name, const char *identity);
 
 /* An instance asked onto @replica_path, a replica of template @name (the
  * backing a migrated or cloned desktop's chain names, of this host or of
- * another one), needs the very version that replica holds: TRUE if it is
- * the template's current one, else an error that says why not. */
+ * another one), needs the very version that replica holds: TRUE if that
+ * is the template's current one, or if the replica is one of this pool's
+ * own (*@exact: the instance backs onto it as it is); else an error that
+ * says why not. */
 gboolean spPoolReplicaVersionCheck(SpPool *pool, const char *name, const char *replica_path,
-                                   GError **error);
+                                   gboolean *exact, GError **error);
 
 /* Remove kept versions nothing needs any more, and uploads no stream
  * writes (a daemon killed during an upload). */
