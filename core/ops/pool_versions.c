@@ -324,7 +324,9 @@ spPoolVersionSource(SpPool *pool, const char *name, const char *identity)
  * against its own replicas only. One of its own replicas holds the very
  * data an image on it needs, whatever version it is of. Another host's
  * replica is of the current version when no older one is kept, since an
- * older version that anything still needs, on any host, is kept. */
+ * older version that anything still needs, on any host, is kept. (A
+ * template changed behind libvirt's back keeps no version: every host
+ * reports it at its next refresh, but this check cannot tell.) */
 gboolean
 spPoolReplicaVersionCheck(SpPool *pool, const char *name, const char *replica_path,
                           gboolean *exact, GError **error)
