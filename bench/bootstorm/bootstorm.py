@@ -89,6 +89,16 @@ REPLICA_CONFIGS = {"copy": ("copy", False), "hot": ("hot", False),
 SAME_INSTANCES = {"hdd-wb": "hdd", "hdd-wb-mem": "hdd"}
 
 
+def learned_hot_sets(directory):
+    """The hot sets saved in @directory, not the temporary files of one
+    being written."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return [n for n in names if not n.startswith(".stormpool-tmp-")]
+
+
 def log(msg):
     print("bootstorm: " + msg, flush=True)
 
@@ -502,11 +512,12 @@ class Bench:
         start = time.monotonic()
         pools.virsh("pool-refresh", pool.name)
         # refresh hands learning to the pool's background worker: the
-        # hot set is known once its file is there
+        # hot set is known once its file is there under its own name, not
+        # while it is still the temporary file the worker renames
         hot_sets = os.path.join(os.path.dirname(learner), ".stormpool-hot-sets",
                                 w.template_name)
         deadline = start + 300
-        while not (os.path.isdir(hot_sets) and os.listdir(hot_sets)):
+        while not learned_hot_sets(hot_sets):
             if time.monotonic() > deadline:
                 raise RuntimeError("%s: no hot set learned 300 s after pool-refresh" % config)
             time.sleep(0.02)
