@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import HOSTS
+from cluster import HOSTS
 
 REPORT = re.compile(r"^\S+ \S+ \d+: error : \S+ : (template '.*' changed behind libvirt's "
                     r"back.*)$", re.M)

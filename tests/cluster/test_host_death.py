@@ -11,7 +11,7 @@ import time
 import libvirt
 import pytest
 
-from conftest import MiB, TMP_PREFIX, volume_xml
+from cluster import MiB, TMP_PREFIX, volume_xml
 from test_protection import REFUSED, change
 
 ROUNDS = 5

@@ -4,7 +4,7 @@ replica from it, in its own tier, without a learning boot of its own."""
 
 import os
 
-from conftest import HOSTS, MiB, assert_pattern, image_info, own_data_bytes
+from cluster import HOSTS, MiB, assert_pattern, image_info, own_data_bytes
 
 HOT_SETS = ".stormpool-hot-sets"
 REPLICAS = ".stormpool-replicas"

@@ -14,40 +14,13 @@ import time
 import libvirt
 import pytest
 
-from conftest import MiB, assert_pattern, image_info, message, own_data_bytes
+from cluster import (NET, MiB, assert_pattern, guest_xml, image_info, message, migrate,
+                     own_data_bytes, qemu_conn)
 
-NET = "10.213.0"
-ADDRESS = {"hosta": NET + ".11", "hostb": NET + ".12", "hostc": NET + ".13"}
 REPLICAS = ".stormpool-replicas"
 # The template: 64 MiB, 16 MiB of data; the desktop's own data: 8 MiB.
 TEMPLATE_DATA = (0x11, 0, 16 * MiB)
 OWN_DATA = (0x5a, 32 * MiB, 8 * MiB)
-FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST |
-         libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_NON_SHARED_INC)
-
-
-def guest_xml(name, pool, volume):
-    """A guest with the instance as its one disk and nothing to boot:
-    SeaBIOS finds no bootable disk and waits, QEMU runs on."""
-    return """<domain type='qemu'>
-  <name>%s</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
-  <devices>
-    <disk type='volume' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source pool='%s' volume='%s'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-    <graphics type='vnc' autoport='yes' listen='127.0.0.1'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>""" % (name, pool, volume)
-
-
-def qemu_conn(hosts, host):
-    return libvirt.open("qemu:///system?socket=" + hosts[host].socket("virtqemud"))
 
 
 @pytest.fixture
@@ -81,24 +54,6 @@ def desktop(lab, hosts):
         except libvirt.libvirtError:
             pass
         c.close()
-
-
-def migrate(hosts, name, source, destination, uri=None, bandwidth=None):
-    """virsh migrate --live --persistent --undefinesource --copy-storage-inc
-    --migrate-disks vda, driven by a client that talks to both daemons
-    (@bandwidth: --bandwidth, in MiB/s, which bounds the disks' mirror too)."""
-    src, dst = qemu_conn(hosts, source), qemu_conn(hosts, destination)
-    address = "tcp://" + ADDRESS[destination]
-    params = {libvirt.VIR_MIGRATE_PARAM_URI: uri or address,
-              libvirt.VIR_MIGRATE_PARAM_DISKS_URI: address,
-              libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: ["vda"]}
-    if bandwidth:
-        params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = bandwidth
-    try:
-        src.lookupByName(name).migrate3(dst, params, FLAGS)
-    finally:
-        src.close()
-        dst.close()
 
 
 def test_desktop_moves_with_its_own_data_only(desktop, hosts):

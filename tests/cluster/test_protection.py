@@ -5,7 +5,7 @@ their counts, also while a host is down, until an admin forgets it."""
 import libvirt
 import pytest
 
-from conftest import MiB, message
+from cluster import MiB, message
 
 REFUSED = "Requested operation is not valid: "
 

@@ -10,7 +10,7 @@ import time
 import libvirt
 import pytest
 
-from conftest import MiB, volume_xml
+from cluster import MiB, volume_xml
 
 ROUNDS = 30
 CREATORS = ("hostb", "hostc")

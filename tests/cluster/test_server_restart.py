@@ -9,7 +9,7 @@ import time
 import libvirt
 import pytest
 
-from conftest import CLUSTER_ENV, MiB, run, volume_xml
+from cluster import CLUSTER_ENV, MiB, run, volume_xml
 from test_protection import REFUSED, change
 from test_race import backing_file
 

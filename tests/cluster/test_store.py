@@ -3,7 +3,7 @@ and every eager host prepares its own replica of."""
 
 import os
 
-from conftest import HOSTS, image_info
+from cluster import HOSTS, image_info
 
 REPLICAS = ".stormpool-replicas"
 
