@@ -20,6 +20,9 @@
 #                 across hosts, races, host death, a server restart
 #                 (tests/cluster, tools/cluster-env); LIBVIRT's version only;
 #                 ends with "N passed, N failed"
+#   make bench-cluster  the same cluster's store bytes for a new template and
+#                 a 3-host boot storm, and a desktop's migration against
+#                 --copy-storage-all (bench/bench_cluster.py)
 #   make fuzz     the libFuzzer targets of fuzz/ (one per parser of untrusted
 #                 input), FUZZ_SECONDS each (default 60), one after the other,
 #                 from the seeds in fuzz/corpus; make fuzz-merge adds what
@@ -46,7 +49,7 @@ FUZZBUILD := $(BUILD)/stormpool-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := image_header hot_set template_stamps pool_namespace host_record
 
-.PHONY: all deps libvirt stormpool virt-manager asan fuzz-build fuzz fuzz-merge demo check unit-check debs check-host module check-cluster bench-create bench-clone bench-bootstorm clean distclean
+.PHONY: all deps libvirt stormpool virt-manager asan fuzz-build fuzz fuzz-merge demo check unit-check debs check-host module check-cluster bench-create bench-clone bench-bootstorm bench-cluster clean distclean
 
 all: stormpool virt-manager
 
@@ -146,6 +149,9 @@ bench-clone: stormpool virt-manager
 
 bench-bootstorm: stormpool
 	@bench/bootstorm/run
+
+bench-cluster: module
+	@bench/bench-cluster
 
 clean:
 	rm -rf $(BUILD)/stormpool-* $(ASANBUILD) $(FUZZBUILD)
