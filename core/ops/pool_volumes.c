@@ -120,7 +120,9 @@ createInstance(SpPool *pool, const SpNewVolume *vol, GError **error)
 /* New volumes are written empty in milliseconds, or copied from their
  * source: there is no metadata to preallocate. The error is that of a
  * flag the backend does not take, which clients such as virt-install
- * answer by trying again without it. */
+ * answer by trying again without it. libvirt's --copy-storage-all asks
+ * for a volume without a backing file with this flag: taken, it would
+ * make the moved desktop a template in the tier every host shares. */
 static gboolean
 refusePrealloc(const SpNewVolume *vol, GError **error)
 {
@@ -129,7 +131,9 @@ refusePrealloc(const SpNewVolume *vol, GError **error)
     g_set_error_literal(error, SP_ERROR, SP_ERROR_INVALID_ARG,
                         "stormpool volumes cannot have preallocated metadata: an instance "
                         "is a thin qcow2 overlay of its template, and a template gets its "
-                        "data from vol-upload or vol-create-from");
+                        "data from vol-upload or vol-create-from (a desktop moves to "
+                        "another host with migrate --copy-storage-inc, not "
+                        "--copy-storage-all)");
     return FALSE;
 }
 

@@ -17,6 +17,10 @@ import pytest
 from cluster import (NET, MiB, assert_pattern, guest_xml, image_info, message, migrate,
                      own_data_bytes, qemu_conn)
 
+# virsh migrate --live --persistent --undefinesource --copy-storage-all
+MIGRATE_ALL = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST |
+               libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_NON_SHARED_DISK)
+
 REPLICAS = ".stormpool-replicas"
 # The template: 64 MiB, 16 MiB of data; the desktop's own data: 8 MiB.
 TEMPLATE_DATA = (0x11, 0, 16 * MiB)
@@ -152,3 +156,26 @@ def test_destination_killed_mid_migration(desktop, hosts):
     with pytest.raises(libvirt.libvirtError):
         conn.lookupByName(name)
     conn.close()
+
+
+def test_copy_storage_all_is_refused_with_the_way_to_move(desktop, hosts):
+    """--copy-storage-all asks the destination's pool for a volume without
+    a backing file, which would be a template in the shared tier: refused,
+    naming --copy-storage-inc; the guest runs on, nothing is made."""
+    lab, name = desktop
+    a = hosts["hosta"]
+    instance = os.path.join(lab.secondary, "desk.qcow2")
+    with pytest.raises(libvirt.libvirtError) as refused:
+        migrate(hosts, name, "hosta", "hostb", flags=MIGRATE_ALL)
+    assert message(refused.value) == (
+        "invalid argument: stormpool volumes cannot have preallocated metadata: an instance "
+        "is a thin qcow2 overlay of its template, and a template gets its data from "
+        "vol-upload or vol-create-from (a desktop moves to another host with migrate "
+        "--copy-storage-inc, not --copy-storage-all)")
+    conn = qemu_conn(hosts, "hosta")
+    assert conn.lookupByName(name).isActive()
+    conn.close()
+    assert_pattern(a, instance, *OWN_DATA)
+    assert lab.instance_files("hostb") == []
+    lab.refresh("hostb")
+    assert lab.names("hostb") == ["win10.qcow2"]

@@ -247,7 +247,8 @@ def test_vol_create_as_refuses_bad_option(bad, name, capacity, options, expect):
 
 PREALLOC_REASON = ("stormpool volumes cannot have preallocated metadata: an instance is a "
                    "thin qcow2 overlay of its template, and a template gets its data from "
-                   "vol-upload or vol-create-from")
+                   "vol-upload or vol-create-from (a desktop moves to another host with "
+                   "migrate --copy-storage-inc, not --copy-storage-all)")
 
 
 @pytest.mark.parametrize("what", ["instance", "template"])
