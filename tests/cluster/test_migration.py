@@ -179,3 +179,32 @@ def test_copy_storage_all_is_refused_with_the_way_to_move(desktop, hosts):
     assert lab.instance_files("hostb") == []
     lab.refresh("hostb")
     assert lab.names("hostb") == ["win10.qcow2"]
+
+
+def test_shut_off_desktop_moves_started_paused(desktop, hosts):
+    """The documented move of a shut-off desktop (stormpool(7)): started
+    paused, so that its CPUs never run, moved like a running one, and shut
+    off again on the destination, where it stays defined with only its own
+    data moved."""
+    lab, name = desktop
+    b = hosts["hostb"]
+    conn = qemu_conn(hosts, "hosta")
+    dom = conn.lookupByName(name)
+    dom.destroy()
+    dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+    conn.close()
+    migrate(hosts, name, "hosta", "hostb")
+    conn = qemu_conn(hosts, "hostb")
+    dom = conn.lookupByName(name)
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED
+    dom.destroy()
+    assert dom.isPersistent() and not dom.isActive()
+    conn.close()
+    instance = os.path.join(lab.secondary, "desk.qcow2")
+    assert own_data_bytes(b, instance) == OWN_DATA[2]
+    assert_pattern(b, instance, *OWN_DATA)
+    assert_pattern(b, instance, *TEMPLATE_DATA)
+    conn = qemu_conn(hosts, "hosta")
+    with pytest.raises(libvirt.libvirtError):
+        conn.lookupByName(name)
+    conn.close()
