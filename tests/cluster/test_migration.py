@@ -114,9 +114,10 @@ def test_failed_migration_leaves_nothing_on_the_destination(desktop, hosts):
 def test_destination_killed_mid_migration(desktop, hosts):
     """kill -9 of every daemon and QEMU of the destination while the disk
     is mirrored (1 MiB/s: 8 s for the 8 MiB): the migration fails, the
-    guest runs on in the source with its instance intact. The instance
-    the destination had made stays there, part-written, as stormpool(7)
-    says, until an admin deletes it."""
+    guest runs on in the source with its instance intact. Restarted, the
+    destination's virtqemud finds the incoming migration had not reached
+    Finish and deletes the instance it had pre-created (libvirt patch
+    0011, through the status XML)."""
     lab, name = desktop
     a, b = hosts["hosta"], hosts["hostb"]
     instance = os.path.join(lab.secondary, "desk.qcow2")
@@ -133,6 +134,7 @@ def test_destination_killed_mid_migration(desktop, hosts):
     while not lab.instance_files("hostb") and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(2)
+    assert lab.instance_files("hostb") == ["desk.qcow2"]
     b.kill()
     mover.join(120)
     assert not mover.is_alive()
@@ -144,14 +146,16 @@ def test_destination_killed_mid_migration(desktop, hosts):
     assert_pattern(a, instance, *OWN_DATA)
     assert_pattern(a, instance, *TEMPLATE_DATA)
     assert own_data_bytes(a, instance) == OWN_DATA[2]
-    # restarted, the destination lists its half-made instance, which is
-    # never taken for the desktop: the guest is not defined there
     b.start()
+    deadline = time.monotonic() + 60
+    while lab.instance_files("hostb") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lab.instance_files("hostb") == []
     if lab.pool("hostb").isActive():
         lab.refresh("hostb")
     else:
         lab.start("hostb")
-    assert lab.instance_files("hostb") == ["desk.qcow2"]
+    assert lab.names("hostb") == ["win10.qcow2"]
     conn = qemu_conn(hosts, "hostb")
     with pytest.raises(libvirt.libvirtError):
         conn.lookupByName(name)
