@@ -70,9 +70,12 @@ def test_server_restarted_while_hosts_work(lab, hosts):
     assert sum(len(f) for f in failures.values()) > 0
     inactive = "Requested operation is not valid: storage pool '%s' is not active" % lab.name
     # "cannot open the hosts' lock '/srv/lab/...': ...": the prefix may
-    # hold an apostrophe of its own, the file is the quoted path
-    unreachable = re.compile(r"cannot [a-z' ]*?'(%s[^']*|win10\.qcow2)'(: [^']*)?: (%s)" % (
-        re.escape(lab.primary), "|".join(FS_ERRORS)))
+    # hold an apostrophe of its own, the file is the quoted path; "cannot
+    # open directory '/srv/lab/...' to create '/srv/lab/...': ...": the
+    # directory, then the file
+    store_file = r"'(%s[^']*|win10\.qcow2)'" % re.escape(lab.primary)
+    unreachable = re.compile(r"cannot [a-z' ]*?%s( to [a-z]+ %s)?(: [^']*)?: (%s)" % (
+        store_file, store_file, "|".join(FS_ERRORS)))
     for host in WORKERS:
         for text in failures[host]:
             assert text == inactive or unreachable.fullmatch(text), text
