@@ -57,6 +57,7 @@ sys.path.insert(0, os.path.join(TOP, "tests", "cluster"))
 sys.path.insert(0, os.path.join(TOP, "bench", "bootstorm"))
 import cluster as cl  # noqa: E402
 import trace  # noqa: E402
+from bootstorm import replay_argv  # noqa: E402
 from guest import distinct_bytes  # noqa: E402
 
 MiB = 1024 * 1024
@@ -94,6 +95,11 @@ def parse_args(argv):
     if args.quick:
         args.desktops, args.own, args.template_gib = 2, 8, 0.25
     return args
+
+
+def with_c(commands):
+    """qemu-io's arguments for @commands: -c before each."""
+    return [arg for command in commands for arg in ("-c", command)]
 
 
 def drop_caches():
@@ -171,6 +177,8 @@ class Bench:
         self.commands = trace.read_commands(reads)
         self.distinct = distinct_bytes([(o, n) for _, o, n in reads])
         self.labs = []
+        # the baseline's stock dir pools, removed like a lab
+        self.dir_lab = cl.Lab("spb-dir", hosts)
         self.results = {"profile": self.profile.name, "distinct_bytes": self.distinct,
                         "desktops_per_host": args.desktops, "store_mib_s": args.store_mib}
 
@@ -235,10 +243,8 @@ class Bench:
         learner = self.instance(lab, "hosta", "learner.qcow2")
         # cache=writeback: what libvirt gives a disk without a cache mode,
         # as stormpool(7)'s learning guest has
-        argv = ["qemu-io", "-C", "-t", "writeback", "-f", "qcow2"]
-        for command in self.commands:
-            argv += ["-c", command]
-        a.sh(*(argv + [learner]), timeout=1800)
+        a.sh(*replay_argv(with_c(self.commands), learner, "writeback", copy_on_read=True),
+             timeout=1800)
         lab.refresh("hosta")
         self.refresh_all(lab, HOSTS[1:])
         served = delta(before, self.store.sent())
@@ -307,11 +313,10 @@ class Bench:
         xml = """<pool type='dir'><name>spb-dir</name>
   <target><path>%s</path></target></pool>""" % path
         for h in ("hosta", "hostc"):
-            pool = cl.Lab("spb-dir", self.hosts).conn(h).storagePoolDefineXML(xml, 0)
+            pool = self.dir_lab.conn(h).storagePoolDefineXML(xml, 0)
             pool.build(0)
             pool.create(0)
-        conn = cl.Lab("spb-dir", self.hosts).conn("hosta")
-        pool = conn.storagePoolLookupByName("spb-dir")
+        pool = self.dir_lab.pool("hosta")
         return pool.createXML(cl.volume_xml("spb-all.qcow2", 2 * GiB, template), 0).path()
 
     def move(self, name, destination, flags):
@@ -381,7 +386,7 @@ class Bench:
                 if dom.isPersistent():
                     dom.undefine()
             conn.close()
-        for lab in self.labs + [cl.Lab("spb-dir", self.hosts)]:
+        for lab in self.labs + [self.dir_lab]:
             lab.remove()
         self.hosts["hosta"].sh("rm", "-rf", SOURCE)
         for h in HOSTS:

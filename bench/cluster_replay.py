@@ -12,9 +12,13 @@ failed (its output is printed on stderr).
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bootstorm"))
+from bootstorm import replay_argv  # noqa: E402
 
 
 def main(argv):
@@ -24,8 +28,7 @@ def main(argv):
     for command in commands:
         args += ["-c", command]
     start = time.monotonic()
-    procs = [(image, subprocess.Popen(["qemu-io", "-r", "-t", "none", "-f", "qcow2"] + args +
-                                      [image], stdout=subprocess.PIPE,
+    procs = [(image, subprocess.Popen(replay_argv(args, image), stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True))
              for image in argv[2:]]
     seconds, failed = [], False
