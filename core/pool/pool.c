@@ -12,6 +12,7 @@
 #include "pool_private.h"
 #include "stormpool/error.h"
 #include "fs/backing_path.h"
+#include "image/image_header.h"
 #include "replica/template_versions.h"
 
 static SpPool *
@@ -131,11 +132,35 @@ spPoolSecondary(const SpPool *pool)
 }
 
 
+/* Which replica of each template new instances get now, with its format
+ * (SpReplicaStatus.format): libvirt reads a template through it when a
+ * transient disk names the template itself. Read at each call, a stat()
+ * and a header per template: an upload makes a new version at any time. */
+static void
+markCurrentReplicas(SpPool *pool)
+{
+    guint i;
+
+    for (i = 0; pool->ns->replicas && i < pool->ns->replicas->len; i++) {
+        SpReplicaStatus *r = g_ptr_array_index(pool->ns->replicas, i);
+        g_autofree char *template_path = g_build_filename(pool->primary, r->template_name,
+                                                          NULL);
+        g_autofree char *current = spPoolCurrentReplica(pool, template_path, NULL);
+        g_auto(SpImageInfo) info = { 0 };
+
+        g_clear_pointer(&r->format, g_free);
+        if (current && strcmp(current, r->path) == 0 && spImageInfoRead(r->path, &info, NULL))
+            r->format = g_strdup(spImageFormatName(&info));
+    }
+}
+
+
 GPtrArray *
 spPoolFormatXml(SpPool *pool)
 {
     g_autoptr(GMutexLocker) locker = g_mutex_locker_new(&pool->status_lock);
 
+    markCurrentReplicas(pool);
     return spPoolNamespaceFormat(pool->ns);
 }
 

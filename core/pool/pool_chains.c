@@ -30,6 +30,7 @@
 #include "stormpool/error.h"
 #include "util/dir.h"
 #include "fs/backing_path.h"
+#include "fs/transient_layer.h"
 
 void
 spVolumeFree(SpVolume *volume)
@@ -290,6 +291,44 @@ syncTier(SpPool *pool, SpTier tier, const char *dir, GHashTable *templates,
 }
 
 
+/* The per-boot overlays libvirt makes in the pool's transient tier
+ * (VOLUME.TRANSIENT-DOMAIN) are chains like any other: never listed, each
+ * protects what it backs onto (an instance, a template or its replica)
+ * while it is there. Before pool-start has made the tier there is none. */
+static gboolean
+syncTransientTier(SpPool *pool, GPtrArray *unlisted, GError **error)
+{
+    const char *dir = pool->ns->transient_tier;
+    g_autoptr(GDir) d = NULL;
+    const char *name;
+    int dirfd;
+
+    if (!dir)
+        return TRUE;
+    if ((dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        if (errno == ENOENT)
+            return TRUE;
+        return spErrorSetErrno(error, errno, "cannot read the transient tier directory '%s'",
+                               dir);
+    }
+    if (!(d = spDirOpen(dir, error))) {
+        close(dirfd);
+        return FALSE;
+    }
+    while ((name = g_dir_read_name(d))) {
+        const char *skip = NULL;
+        SpVolume *volume;
+
+        if (spTransientLayerName(name) &&
+            (volume = spPoolScanFile(pool, SP_TIER_SECONDARY, dirfd, dir, name, &skip, NULL)))
+            g_ptr_array_add(unlisted, volume);
+    }
+    close(dirfd);
+    spHeaderCacheSweep(pool->headers, dir);
+    return TRUE;
+}
+
+
 gboolean
 spPoolChainsSync(SpPool *pool, GError **error)
 {
@@ -300,7 +339,8 @@ spPoolChainsSync(SpPool *pool, GError **error)
 
     if (!syncTier(pool, SP_TIER_PRIMARY, pool->primary, templates, volumes, unlisted, error) ||
         !syncTier(pool, SP_TIER_SECONDARY, pool->secondary, templates, volumes, unlisted,
-                  error))
+                  error) ||
+        !syncTransientTier(pool, unlisted, error))
         return FALSE;
     spPoolIndexReplace(pool, volumes, unlisted, began);
     return TRUE;

@@ -35,6 +35,30 @@ entryNames(GPtrArray *entries)
 }
 
 
+/* The directories of @entries, quoted, in the order met: "'/srv/ssd/lab'",
+ * or "'/srv/ssd/lab' and '/dev/shm/lab-tmp'" when layers of the transient
+ * tier back onto the volume too. */
+static char *
+entryDirs(GPtrArray *entries)
+{
+    g_autoptr(GString) dirs = g_string_new(NULL);
+    guint i;
+
+    for (i = 0; i < entries->len; i++) {
+        SpVolumeEntry *entry = g_ptr_array_index(entries, i);
+        g_autofree char *dir = g_path_get_dirname(entry->path);
+        g_autofree char *quoted = g_strdup_printf("'%s'", dir);
+
+        if (strstr(dirs->str, quoted))
+            continue;
+        if (dirs->len > 0)
+            g_string_append(dirs, " and ");
+        g_string_append(dirs, quoted);
+    }
+    return g_string_free(g_steal_pointer(&dirs), FALSE);
+}
+
+
 /* What backs onto any of @paths (NULL-terminated) now, the index brought
  * up to date first: a layer made a moment ago counts. */
 static GPtrArray *
@@ -125,6 +149,7 @@ spPoolCheckNoLayers(SpPool *pool, const char *name, const char *path,
     g_autoptr(GPtrArray) names = NULL;
     g_autoptr(SpVolumeEntry) self = NULL;
     g_autofree char *summary = NULL;
+    g_autofree char *dirs = NULL;
 
     if (!(dependents = dependentsNow(pool, paths, error)))
         return FALSE;
@@ -133,10 +158,11 @@ spPoolCheckNoLayers(SpPool *pool, const char *name, const char *path,
     self = spPoolIndexLookup(pool, name);
     names = entryNames(dependents);
     summary = spTemplateDependentsSummary(names, DEPENDENTS_LISTED);
+    dirs = entryDirs(dependents);
     g_set_error(error, SP_ERROR, SP_ERROR_IN_USE,
-                "cannot %s %s '%s': %u layer(s) in '%s' back onto it: %s",
+                "cannot %s %s '%s': %u layer(s) in %s back onto it: %s",
                 changeVerbs[change], spVolumeRoleName(self ? self->role : SP_ROLE_INSTANCE),
-                name, names->len, pool->secondary, summary);
+                name, names->len, dirs, summary);
     return FALSE;
 }
 

@@ -308,6 +308,7 @@ spReplicaStatusFree(SpReplicaStatus *status)
         return;
     g_free(status->template_name);
     g_free(status->path);
+    g_free(status->format);
     g_free(status);
 }
 
@@ -538,7 +539,9 @@ formatTransientTier(GPtrArray *lines, const SpPoolNamespace *ns)
 
 
 /* One <stormpool:@element .../> per replica or kept version of @images
- * (SpReplicaStatus): which template, which file, how many depend on it. */
+ * (SpReplicaStatus): which template, which file, how many depend on it;
+ * and, on the replica new instances of the template get now, its format
+ * (a transient disk on the template itself reads through that one). */
 static void
 formatImages(GPtrArray *lines, const char *element, const GPtrArray *images)
 {
@@ -549,10 +552,14 @@ formatImages(GPtrArray *lines, const char *element, const GPtrArray *images)
         g_autofree char *name = spPoolNamespaceEscape(r->template_name);
         g_autofree char *path = spPoolNamespaceEscape(r->path);
 
+        g_autofree char *current = NULL;
+
+        if (r->format)
+            current = g_strdup_printf(" current='yes' format='%s'", r->format);
         addLine(lines, 1, "<%s:%s template='%s' path='%s' dependents='%u' "
-                "size='%" G_GUINT64_FORMAT "' allocation='%" G_GUINT64_FORMAT "'/>",
+                "size='%" G_GUINT64_FORMAT "' allocation='%" G_GUINT64_FORMAT "'%s/>",
                 SP_POOL_NAMESPACE_PREFIX, element, name, path, r->dependents,
-                r->size, r->allocation);
+                r->size, r->allocation, current ? current : "");
     }
 }
 

@@ -27,6 +27,7 @@ typedef struct {
     guint dependents;
     guint64 size;
     guint64 allocation;
+    char *format;       /* set on the replica new instances get now only */
 } SpReplicaStatus;
 
 /* Everything stormpool keeps in a pool definition: the configuration the

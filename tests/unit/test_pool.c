@@ -154,6 +154,9 @@ testInstanceReplica(Fixture *f, gconstpointer data G_GNUC_UNUSED)
                            replica);
     g_assert_cmpuint(lines->len, ==, 16);
     g_assert_true(g_str_has_prefix(g_ptr_array_index(lines, 14), want));
+    /* the replica new instances get: a transient disk on t.qcow2 reads it */
+    g_assert_true(g_str_has_suffix(g_ptr_array_index(lines, 14),
+                                   " current='yes' format='qcow2'/>"));
 
     g_assert_true(spPoolDeleteVolume(pool, "i.qcow2", instance, replica, &err));
     g_assert_no_error(err);

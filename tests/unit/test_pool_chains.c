@@ -350,6 +350,77 @@ testScanKeepsNewerChanges(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* The pool's transient tier, made as pool-start makes it. */
+static char *
+transientTier(Fixture *f, SpPool *pool)
+{
+    char *tier = g_build_filename(f->root, "lab-tmp", NULL);
+
+    g_assert_cmpint(g_mkdir_with_parents(tier, 0755), ==, 0);
+    pool->ns->transient_tier = g_strdup(tier);
+    return tier;
+}
+
+
+/* The per-boot layer of a stateless guest in the transient tier protects
+ * the instance it backs onto, as a layer of the secondary tier does; once
+ * libvirt removed it, the instance goes. */
+static void
+testTransientLayerProtectsInstance(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_NONE);
+    g_autofree char *tier = transientTier(f, pool);
+    g_autofree char *instance = spPoolVolumePath(pool, "pc01.qcow2", TRUE);
+    g_autofree char *layer = g_build_filename(tier, "pc01.qcow2.TRANSIENT-pc02", NULL);
+    g_autofree char *backing = NULL;
+    g_autofree char *want = NULL;
+    g_autoptr(GError) err = NULL;
+    gboolean ok;
+
+    if (!haveQemuImg())
+        return;
+    spTestCreateTemplate(pool, "t.qcow2", 4 * MiB);
+    backing = spTestCreateInstance(pool, "pc01.qcow2", "t.qcow2");
+    makeLayer(layer, instance, "qcow2");
+    ok = spPoolDeleteVolume(pool, "pc01.qcow2", instance, backing, &err);
+    want = g_strdup_printf("cannot delete instance 'pc01.qcow2': 1 layer(s) in '%s' back "
+                           "onto it: pc01.qcow2.TRANSIENT-pc02", tier);
+    assertRefused(ok, err, want);
+    g_clear_error(&err);
+    g_assert_cmpint(unlink(layer), ==, 0);
+    g_assert_true(spPoolDeleteVolume(pool, "pc01.qcow2", instance, backing, &err));
+    g_assert_no_error(err);
+}
+
+
+/* A stateless guest on the template itself reads it through its replica
+ * (libvirt patch 0009): its layer in the transient tier keeps the
+ * template, as the instances do. Other files of the tier are not ours. */
+static void
+testTransientLayerProtectsTemplate(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = spTestPoolNew(f, SP_REPLICA_COPY);
+    g_autofree char *tier = transientTier(f, pool);
+    g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
+    g_autofree char *layer = g_build_filename(tier, "t.qcow2.TRANSIENT-pc01", NULL);
+    g_autofree char *other = g_build_filename(tier, "scratch.qcow2", NULL);
+    g_autofree char *replica = NULL;
+    g_autoptr(GError) err = NULL;
+    gboolean ok;
+
+    if (!haveQemuImg())
+        return;
+    spTestCreateTemplate(pool, "t.qcow2", 4 * MiB);
+    replica = spTestCreateInstance(pool, "pc02.qcow2", "t.qcow2");
+    makeLayer(layer, replica, "qcow2");
+    makeLayer(other, template, "qcow2");
+    ok = spPoolDeleteVolume(pool, "t.qcow2", template, NULL, &err);
+    assertRefused(ok, err, "cannot delete template 't.qcow2': 2 instance(s) depend on it: "
+                  "pc02.qcow2, t.qcow2.TRANSIENT-pc01");
+    g_assert_true(g_file_test(replica, G_FILE_TEST_IS_REGULAR));
+}
+
+
 #define ADD(name, func) \
     g_test_add("/pool-chains/" name, Fixture, NULL, spTestPoolSetUp, func, spTestPoolTearDown)
 
@@ -358,6 +429,8 @@ main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_log_set_always_fatal(G_LOG_FATAL_MASK);
+    ADD("transient-layer-protects-instance", testTransientLayerProtectsInstance);
+    ADD("transient-layer-protects-template", testTransientLayerProtectsTemplate);
     ADD("refresh-lists-layers", testRefreshListsLayers);
     ADD("layer-on-layer", testLayerOnLayer);
     ADD("template-instance-behind-back", testTemplateInstanceBehindBack);

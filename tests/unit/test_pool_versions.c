@@ -134,6 +134,22 @@ backingOf(const char *overlay)
 /* The upload goes to a file of its own; the template serves on, and
  * becomes the new version once the stream has ended; pc01 keeps v1,
  * kept under its identity; a new instance gets v2. */
+
+/* The line of @lines (NULL-terminated) that names @path. */
+static const char *
+lineWith(GPtrArray *lines, const char *path)
+{
+    g_autofree char *quoted = g_strdup_printf("path='%s'", path);
+    guint i;
+
+    for (i = 0; i < lines->len && g_ptr_array_index(lines, i); i++) {
+        if (strstr(g_ptr_array_index(lines, i), quoted))
+            return g_ptr_array_index(lines, i);
+    }
+    g_assert_not_reached();
+    return NULL;
+}
+
 static void
 testPublish(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
@@ -175,6 +191,10 @@ testPublish(Fixture *f, gconstpointer data G_GNUC_UNUSED)
     g_assert_nonnull(strstr(status, "<stormpool:version template='t.qcow2'"));
     g_assert_nonnull(strstr(status, identity));
     g_assert_nonnull(strstr(status, "dependents='1'"));
+    /* only v2's replica is the one new instances (and transient disks on
+     * the template) get */
+    g_assert_nonnull(strstr(lineWith(xml, r2), " current='yes' format='qcow2'/>"));
+    g_assert_null(strstr(lineWith(xml, r1), "current="));
 }
 
 
