@@ -94,13 +94,14 @@ class Room:
 
 @pytest.fixture
 def room(request, conn, pool, template, workdir):
-    """room(extra="") -> Room: a running pool (policy 'none': instances back
-    onto the template) with @extra in its XML, a 64 MiB template with known
-    data; its guests are destroyed and undefined at the end of the test."""
+    """room(extra="", replica="policy='none'") -> Room: a running pool
+    (by default, policy 'none': instances back onto the template) with
+    @extra in its XML, a 64 MiB template with known data; its guests are
+    destroyed and undefined at the end of the test."""
     made = []
 
-    def make(extra=""):
-        p = pool(replica="policy='none'", start=False, extra=extra)
+    def make(extra="", replica="policy='none'"):
+        p = pool(replica=replica, start=False, extra=extra)
         t = template(p.template_path("tpl.qcow2"), 64 * MiB, TEMPLATE_WRITES)
         p.start()
         r = Room(conn, p, t, request)
@@ -288,6 +289,93 @@ def test_no_stale_layer_blocks_a_start(room, workdir, daemons, prefix):
     for d in doms[:2]:
         conn.lookupByName(d).destroy()
     assert layers(tier) == []
+
+
+# ---- a room on the template itself -------------------------------------------------
+
+def current_replica(pool, template):
+    """The replica pool-dumpxml lists as the one new instances of @template
+    get (current='yes'), and its format; (None, None) if there is none."""
+    xml = ET.fromstring(pool.xml())
+    for replica in xml.findall("sp:replicas/sp:replica", NS):
+        if replica.get("template") == template and replica.get("current") == "yes":
+            return replica.get("path"), replica.get("format")
+    return None, None
+
+
+def qemu_open_files(dom):
+    """The files the QEMU of guest @dom holds open."""
+    with open(os.path.join(sp.prefix(), "var", "run", "libvirt", "qemu", dom + ".pid")) as f:
+        pid = int(f.read().strip())
+    fds = "/proc/%d/fd" % pid
+    return {os.readlink(os.path.join(fds, fd)) for fd in os.listdir(fds)}
+
+
+def test_a_room_on_the_template_reads_its_replica(room, tmpfs):
+    """Three guests with <transient shareBacking='yes'/> on the template
+    itself (no instance) read it through the replica the pool keeps
+    ready (prepare='eager'), listed as current in pool-dumpxml: each layer
+    in the transient tier backs onto the replica, no QEMU opens the
+    template, whose bytes never change; the layers keep the template
+    while they run, and go when the guests stop."""
+    tier = os.path.join(tmpfs("64m"), "lab-tmp")
+    r = room(tier_xml(tier, "32M"), replica="policy='copy' prepare='eager'")
+    wait_for(lambda: current_replica(r.pool, "tpl.qcow2")[0], 60, "the eager replica")
+    replica, fmt = current_replica(r.pool, "tpl.qcow2")
+    assert fmt == "qcow2"
+    template = r.pool.template_path("tpl.qcow2")
+    before = sha256(template)
+    doms = [r.start("tpl.qcow2", share=True) for _ in range(3)]
+    assert layers(tier) == sorted("tpl.qcow2.TRANSIENT-" + d for d in doms)
+    for d in doms:
+        assert qemu_img_info(os.path.join(tier, "tpl.qcow2.TRANSIENT-" + d))[
+            "backing-filename"] == replica
+        files = qemu_open_files(d)
+        assert replica in files and template not in files, files
+        out = qemu_io_hmp(d, "write -P 0x11 0 1M")
+        assert "rror" not in out, out
+    with refused(libvirt.VIR_ERR_OPERATION_INVALID) as err:
+        r.pool.vol("tpl.qcow2").delete(0)
+    assert ("cannot delete template 'tpl.qcow2': 3 instance(s) depend on it: %s" %
+            ", ".join(sorted("tpl.qcow2.TRANSIENT-" + d for d in doms))) in err.message
+    for d in doms:
+        r.conn.lookupByName(d).destroy()
+    assert layers(tier) == []
+    assert sha256(template) == before
+
+
+def test_a_guest_on_the_template_without_tier_layers_in_secondary(room):
+    """Without a transient tier, the layer of a guest on the template goes
+    to the secondary tier (named after the template), not next to the
+    replica, and backs onto the replica."""
+    r = room(replica="policy='copy' prepare='eager'")
+    wait_for(lambda: current_replica(r.pool, "tpl.qcow2")[0], 60, "the eager replica")
+    replica, _ = current_replica(r.pool, "tpl.qcow2")
+    dom = r.start("tpl.qcow2", share=True)
+    layer = r.pool.path("tpl.qcow2.TRANSIENT-" + dom)
+    assert qemu_img_info(layer)["backing-filename"] == replica
+    assert layers(os.path.dirname(replica)) == []
+    r.conn.lookupByName(dom).destroy()
+    assert not os.path.exists(layer)
+
+
+def test_a_template_without_share_backing_is_refused(room, tmpfs):
+    """Without shareBacking='yes' QEMU would open the template for writing:
+    the start is refused with a sentence naming the template and the pool,
+    and nothing is left in the tiers."""
+    tier = os.path.join(tmpfs("64m"), "lab-tmp")
+    r = room(tier_xml(tier, "32M"))
+    template = r.pool.template_path("tpl.qcow2")
+    before = sha256(template)
+    dom = r.define("tpl.qcow2")
+    with refused(libvirt.VIR_ERR_CONFIG_UNSUPPORTED) as err:
+        r.conn.lookupByName(dom).create()
+    assert err.message == (
+        "unsupported configuration: transient disk 'vda' on template 'tpl.qcow2' of "
+        "storage pool '%s' needs <transient shareBacking='yes'/>: the pool's instances "
+        "share the template, and without it QEMU opens the image for writing" % r.pool.name)
+    assert layers(tier) == [] and layers(r.pool.primary) == []
+    assert sha256(template) == before
 
 
 # ---- virt-install ------------------------------------------------------------------
