@@ -351,9 +351,13 @@ prepareJob(SpPool *pool, gpointer data)
     g_autoptr(GError) err = NULL;
 
     /* Jobs queued for a pool that has been stopped since are dropped. */
-    if (!spPoolReplicasStopped(pool) &&
-        !ensure(pool, job->template_path, job->replica_path, PURPOSE_PREPARE, &err) &&
-        !g_error_matches(err, SP_ERROR, SP_ERROR_CANCELLED))
+    if (spPoolReplicasStopped(pool))
+        return;
+    /* Listed at once, not at the next refresh: a transient disk on the
+     * template reads through the replica pool-dumpxml lists. */
+    if (ensure(pool, job->template_path, job->replica_path, PURPOSE_PREPARE, &err))
+        spPoolNoteReplicaUse(pool, job->replica_path, 0);
+    else if (!g_error_matches(err, SP_ERROR, SP_ERROR_CANCELLED))
         g_critical("cannot prepare replica of template '%s': %s",
                    job->template_path, err->message);
 }

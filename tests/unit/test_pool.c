@@ -165,6 +165,38 @@ testInstanceReplica(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 }
 
 
+/* prepare='eager': the replica made in the background is listed in
+ * pool-dumpxml as current once made, before any later refresh (libvirt
+ * reads a template through it for a transient disk on the template). */
+static void
+testEagerReplicaListed(Fixture *f, gconstpointer data G_GNUC_UNUSED)
+{
+    g_autoptr(SpPool) pool = spPoolNew(f->primary, f->secondary, SP_REPLICA_COPY, TRUE);
+    g_autofree char *template = spPoolVolumePath(pool, "t.qcow2", FALSE);
+    g_autofree char *replica = NULL;
+    g_autoptr(GPtrArray) lines = NULL;
+    g_autoptr(GError) err = NULL;
+    guint i;
+
+    g_assert_true(spPoolStart(pool, &err));
+    spTestCreateTemplate(pool, "t.qcow2", 4 * MiB);
+    g_ptr_array_unref(spTestRefresh(pool));
+    replica = spPoolCurrentReplica(pool, template, &err);
+    g_assert_no_error(err);
+    g_assert_true(g_file_test(replica, G_FILE_TEST_IS_REGULAR));
+    lines = spPoolFormatXml(pool);
+    for (i = 0; i < lines->len; i++) {
+        const char *line = g_ptr_array_index(lines, i);
+
+        if (strstr(line, replica)) {
+            g_assert_true(g_str_has_suffix(line, " current='yes' format='qcow2'/>"));
+            return;
+        }
+    }
+    g_assert_not_reached();
+}
+
+
 static void
 testDependents(Fixture *f, gconstpointer data G_GNUC_UNUSED)
 {
@@ -514,6 +546,7 @@ main(int argc, char **argv)
     ADD("policy", testPolicy);
     ADD("name-free", testNameFree);
     ADD("instance-replica", testInstanceReplica);
+    ADD("eager-replica-listed", testEagerReplicaListed);
     ADD("dependents", testDependents);
     ADD("instance-layers", testInstanceLayers);
     ADD("uploads", testUploads);
