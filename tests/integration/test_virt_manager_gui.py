@@ -716,6 +716,57 @@ def test_pool_wizard_defaults_write_no_replica_element(session, wizard_pool):
     assert not re.search(r"<stormpool:replica[\s/>]", xml), xml
 
 
+STATELESS = "spt-gui-stateless"
+
+
+@pytest.fixture
+def stateless_guest(session, gui_pool):
+    """A shut-off guest spt-gui-stateless whose volume disk, the pool's
+    instance pc01.qcow2, has <transient shareBacking='yes'/>; its details
+    window closed and the guest undefined at the end of the test."""
+    sp.remove_domain(STATELESS)
+    xml = sp.firmware_guest_xml(STATELESS, POOL, INSTANCE,
+                                disk_extra="<transient shareBacking='yes'/>", acpi=True)
+    with sp.connection() as conn:
+        conn.defineXML(xml)
+    yield STATELESS
+    window = showing_window(session, "%s on %s" % (STATELESS, CONN_LABEL), "frame")
+    if window is not None:
+        window.keyCombo("<Control>w")
+    sp.remove_domain(STATELESS)
+
+
+def open_domain_details(session, name):
+    """The details of guest @name, as 'virt-manager --show-domain-editor'
+    opens them: that second process hands the request to the running one."""
+    session.spawn("virt-manager-show-domain", [
+        "/usr/bin/python3", "-c", NO_DEFAULT_POOL,
+        os.path.join(session.vm_tree, "virt-manager"), "--no-fork",
+        "--connect", "qemu:///system", "--show-domain-editor", name])
+    return find_window(session, "%s on %s" % (name, CONN_LABEL), "frame")
+
+
+def test_details_show_and_edit_a_transient_disk(session, stateless_guest):
+    """A transient volume disk shows as such in its details (Advanced
+    options: Transient checked, "shared backing image"); unchecking it and
+    applying removes <transient/> from the guest's XML, shareBacking too."""
+    window = open_domain_details(session, stateless_guest)
+    find(window, role="table cell", name="VirtIO Disk 1", showing=True).click()
+    transient = find_labelled(window, "Transient:", "check box")
+    wait_until(lambda: transient.checked, "the Transient check box to be checked")
+    assert transient.name == "shared backing image", transient.name
+    expander = find(window, role="toggle button", name="Advanced options", showing=True)
+    if not transient.showing:
+        expander.click()
+    wait_until(lambda: transient.showing, "the advanced options")
+    screenshot(session, "11-transient-disk-details")
+    click(transient)
+    wait_until(lambda: not transient.checked, "the check box to be unchecked")
+    click(find(window, role="push button", name="Apply", showing=True))
+    wait_until(lambda: "<transient" not in virsh("dumpxml", stateless_guest),
+               "<transient/> to leave the guest's XML")
+
+
 def test_session_ends_without_a_trace(session):
     """Ending the session leaves nothing running: virt-manager, Xvfb and the
     D-Bus session are gone; the screenshots taken are kept. (It ends the module's session: the
