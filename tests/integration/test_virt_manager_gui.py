@@ -762,7 +762,7 @@ def test_details_show_and_edit_a_transient_disk(session, stateless_guest):
     screenshot(session, "11-transient-disk-details")
     click(transient)
     wait_until(lambda: not transient.checked, "the check box to be unchecked")
-    click(find(window, role="push button", name="Apply", showing=True))
+    click(find(window, role="push button", name="config-apply", showing=True))
     wait_until(lambda: "<transient" not in virsh("dumpxml", stateless_guest),
                "<transient/> to leave the guest's XML")
 
