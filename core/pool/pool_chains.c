@@ -241,19 +241,25 @@ spPoolScanFile(SpPool *pool, SpTier tier, int dirfd, const char *dir, const char
 
 /* A tier's directory, to list (the GDir) and to read files of (*@dirfd,
  * the caller closes it). */
-GDir *
-spPoolTierOpen(SpTier tier, const char *dir, int *dirfd, GError **error)
+static GDir *
+openTierDir(const char *tier_name, const char *dir, int *dirfd, GError **error)
 {
     GDir *d;
 
     if ((*dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        spErrorSetErrno(error, errno, "cannot read %s tier directory '%s'",
-                        spTierName(tier), dir);
+        spErrorSetErrno(error, errno, "cannot read %s tier directory '%s'", tier_name, dir);
         return NULL;
     }
     if (!(d = spDirOpen(dir, error)))
         close(*dirfd);
     return d;
+}
+
+
+GDir *
+spPoolTierOpen(SpTier tier, const char *dir, int *dirfd, GError **error)
+{
+    return openTierDir(spTierName(tier), dir, dirfd, error);
 }
 
 
@@ -303,18 +309,10 @@ syncTransientTier(SpPool *pool, GPtrArray *unlisted, GError **error)
     const char *name;
     int dirfd;
 
-    if (!dir)
+    if (!dir || (access(dir, F_OK) < 0 && errno == ENOENT))
         return TRUE;
-    if ((dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        if (errno == ENOENT)
-            return TRUE;
-        return spErrorSetErrno(error, errno, "cannot read the transient tier directory '%s'",
-                               dir);
-    }
-    if (!(d = spDirOpen(dir, error))) {
-        close(dirfd);
+    if (!(d = openTierDir("transient", dir, &dirfd, error)))
         return FALSE;
-    }
     while ((name = g_dir_read_name(d))) {
         const char *skip = NULL;
         SpVolume *volume;
